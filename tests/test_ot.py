@@ -1,0 +1,147 @@
+"""jtln.ot (batched Algorithm 1 + Eq. 11) against reference.algorithm1 and POT."""
+
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from jtln.ot import OTLoss, ot_loss
+from reference.algorithm1 import ot_loss as reference_ot_loss
+from reference.algorithm1 import ot_loss_grad as reference_grad
+from tests.conftest import RTOL, random_histograms
+
+B, L_S, L_T = 6, 9, 4
+
+
+def batch(rng, dtype, device="cpu"):
+    h_s, h_t = random_histograms(rng, B, L_S), random_histograms(rng, B, L_T)
+    C = rng.random((L_S, L_T))
+    as_t = lambda x: torch.tensor(x, dtype=dtype, device=device)  # noqa: E731
+    return (h_s, h_t, C), (as_t(h_s).requires_grad_(), as_t(h_t).requires_grad_(), as_t(C))
+
+
+@pytest.mark.parametrize("lam", [1.0, 20.0])
+def test_loss_and_gradient_match_reference(rng, dtype, device, lam):
+    (h_s, h_t, C), (Hs, Ht, Ct) = batch(rng, dtype, device)
+    tol = 1e-13 if dtype == torch.float64 else None
+    losses = ot_loss(Hs, Ht, Ct, lam, tol=tol)
+    losses.sum().backward()
+    for b in range(B):
+        ref = reference_ot_loss(h_s[b], h_t[b], C, lam, tol=1e-14)
+        alpha, beta = reference_grad(ref.u, ref.v, lam)
+        np.testing.assert_allclose(losses[b].item(), ref.loss, rtol=RTOL[dtype])
+        scale = max(np.abs(alpha).max(), np.abs(beta).max())
+        np.testing.assert_allclose(Hs.grad[b].cpu().numpy(), alpha, rtol=0, atol=RTOL[dtype] * 10 * scale)
+        np.testing.assert_allclose(Ht.grad[b].cpu().numpy(), beta, rtol=0, atol=RTOL[dtype] * 10 * scale)
+
+
+def test_log_and_scaling_domains_agree(rng):
+    _, (Hs, Ht, Ct) = batch(rng, torch.float64)
+    a = ot_loss(Hs, Ht, Ct, 20.0, tol=1e-13, domain="scaling")
+    b = ot_loss(Hs, Ht, Ct, 20.0, tol=1e-13, domain="log")
+    np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [200.0, 1000.0])
+def test_large_lam_is_finite_and_correct(rng, dtype, lam):
+    """exp(-lam C - 1) underflows here; the log domain takes over and agrees with POT's log-domain Sinkhorn."""
+    (h_s, h_t, C), (Hs, Ht, Ct) = batch(rng, dtype)
+    tol = 1e-9 if dtype == torch.float64 else 1e-4  # float32 log-domain floor: eps * lam
+    losses = ot_loss(Hs, Ht, Ct, lam, tol=tol, max_iter=100_000)
+    losses.sum().backward()
+    assert torch.isfinite(losses).all() and torch.isfinite(Hs.grad).all() and torch.isfinite(Ht.grad).all()
+    for b in range(2):
+        plan = ot.bregman.sinkhorn_log(h_s[b], h_t[b], C, reg=1 / lam, stopThr=1e-10, numItermax=200_000)
+        np.testing.assert_allclose(losses[b].item(), np.sum(plan * C), rtol=1e-4)
+        exact = ot.emd2(h_s[b], h_t[b], C)  # the unregularised LP of Eq. 6
+        assert abs(losses[b].item() - exact) < 20 / lam * np.log(L_S * L_T)  # entropic bias ~ log(n)/lam
+
+
+def test_pot_sinkhorn_plan_marginals_and_value(rng):
+    (h_s, h_t, C), (Hs, Ht, Ct) = batch(rng, torch.float64)
+    losses = ot_loss(Hs, Ht, Ct, 20.0, tol=1e-13)
+    for b in range(B):
+        plan = ot.sinkhorn(h_s[b], h_t[b], C, reg=1 / 20.0, stopThr=1e-14, numItermax=100_000)
+        np.testing.assert_allclose(losses[b].item(), np.sum(plan * C), rtol=1e-9)
+
+
+def test_gradient_matches_pot_envelope(rng):
+    (h_s, h_t, C), (Hs, Ht, Ct) = batch(rng, torch.float64)
+    ot_loss(Hs, Ht, Ct, 10.0, tol=1e-13).sum().backward()
+    for b in range(2):
+        a = torch.tensor(h_s[b], requires_grad=True)
+        c = torch.tensor(h_t[b], requires_grad=True)
+        res = ot.solve(Ct, a, c, reg=0.1, reg_type="entropy", grad="envelope", tol=1e-14, max_iter=100_000)
+        res.value.backward()
+        np.testing.assert_allclose(Hs.grad[b].numpy(), a.grad.numpy(), atol=1e-9)
+        np.testing.assert_allclose(Ht.grad[b].numpy(), c.grad.numpy(), atol=1e-9)
+
+
+def test_gradient_flows_through_softmax(rng):
+    logits_s = torch.randn(B, L_S, dtype=torch.float64, requires_grad=True)
+    logits_t = torch.randn(B, L_T, dtype=torch.float64, requires_grad=True)
+    C = torch.rand(L_S, L_T, dtype=torch.float64)
+    loss = OTLoss(C, lam=10.0)(logits_s.softmax(1), logits_t.softmax(1))
+    loss.backward()
+    assert loss.dim() == 0
+    assert logits_s.grad.abs().sum() > 0 and logits_t.grad.abs().sum() > 0
+
+
+def test_module_reductions(rng):
+    _, (Hs, Ht, Ct) = batch(rng, torch.float64)
+    per_sample = ot_loss(Hs, Ht, Ct, 5.0)
+    for reduction, expected in (("none", per_sample), ("sum", per_sample.sum()), ("mean", per_sample.mean())):
+        got = OTLoss(Ct, 5.0, reduction=reduction)(Hs, Ht)
+        np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="reduction"):
+        OTLoss(Ct, 5.0, reduction="avg")
+
+
+def test_float32_softmax_histograms_are_accepted(rng):
+    """A float32 softmax sums to 1 only within ~1e-7: accepted, renormalised, converges."""
+    logits = torch.randn(B, 87) * 5
+    h_t = torch.randn(B, 13).softmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = ot_loss(logits.softmax(1), h_t, torch.rand(87, 13), 20.0)
+    assert torch.isfinite(losses).all()
+
+
+def test_zero_mass_entries_give_finite_gradients(rng):
+    h_s = torch.tensor([[0.5, 0.5, 0.0]], dtype=torch.float64, requires_grad=True)
+    h_t = torch.tensor([[1.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    C = torch.rand(3, 2, dtype=torch.float64)
+    ot_loss(h_s, h_t, C, 10.0).sum().backward()
+    assert torch.isfinite(h_s.grad).all() and torch.isfinite(h_t.grad).all()
+
+
+def test_bad_input_raises_value_error_naming_the_argument(rng):
+    _, (Hs, Ht, Ct) = batch(rng, torch.float64)
+    Hs, Ht = Hs.detach(), Ht.detach()
+    nan = Ht.clone()
+    nan[0, 0] = float("nan")
+    negative = Hs.clone()
+    negative[0, 0], negative[0, 1] = -0.1, negative[0, 1] + negative[0, 0] + 0.1
+    cases = [
+        ((Hs * 2, Ht, Ct, 1.0), "h_s rows must sum to 1"),
+        ((Hs, nan, Ct, 1.0), "h_t contains NaN"),
+        ((negative, Ht, Ct, 1.0), "h_s has negative"),
+        ((Hs, Ht, Ct.T, 1.0), "C must have shape"),
+        ((Hs, Ht[:2], Ct, 1.0), "same batch size"),
+        ((Hs[0], Ht, Ct, 1.0), r"h_s must have shape \[B, L\]"),
+        ((Hs, Ht, Ct.float(), 1.0), "share a dtype"),
+        ((Hs, Ht, Ct.clone().requires_grad_(), 1.0), "C requires grad"),
+        ((Hs, Ht, Ct, 0.0), "lam must be"),
+        ((Hs, Ht, Ct, float("inf")), "lam must be"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ot_loss(*args)
+
+
+def test_non_convergence_warns_with_final_error(rng):
+    _, (Hs, Ht, Ct) = batch(rng, torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 20 iterations: marginal error \d"):
+        ot_loss(Hs, Ht, Ct, 50.0, max_iter=20)
