@@ -1,0 +1,127 @@
+"""Fashion-MNIST as the offline default benchmark's two ITL datasets, Tops and Footwear.
+
+Parent groups (fine categories in brackets):
+tops [T-shirt/top, Pullover, Coat, Shirt], footwear [Sandal, Sneaker, Ankle boot],
+other [Trouser, Dress, Bag].  Fashion-MNIST has no per-image trainval/test
+beyond its two files, so: target training images = ``target_train_per_class``
+images per target class drawn (seeded) from the train file — scarce, like the
+paper's ~67 per class; target testing images = all test-file images of the
+target classes; source images = ``source_per_class`` images per source class
+from the train file (``None``: all of them).
+"""
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from jtln.data.itl import Sample, build_itl
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+GROUPS = {
+    "Tops": ["T-shirt/top", "Pullover", "Coat", "Shirt"],
+    "Footwear": ["Sandal", "Sneaker", "Ankle boot"],
+    "Other": ["Trouser", "Dress", "Bag"],
+}
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def cache_dir():
+    return Path(os.environ.get("JTLN_CACHE", Path.home() / ".cache" / "jtln"))
+
+
+def _has_raw(root):
+    raw = Path(root) / "FashionMNIST" / "raw"
+    return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in FILES)
+
+
+def _prepare_from_gz_dir(gz_dir, root):
+    """torchvision reads ``<root>/FashionMNIST/raw/<file>`` unzipped; unzip the ``.gz`` files there once."""
+    raw = Path(root) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        if not (raw / f).is_file():
+            tmp = raw / f"{f}.partial"
+            with gzip.open(Path(gz_dir) / f"{f}.gz") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.replace(raw / f)  # atomic: an interrupted unzip leaves no truncated file
+    return Path(root)
+
+
+def locate(root=None, download=False):
+    """The root for :class:`torchvision.datasets.FashionMNIST`, found in this order.
+
+    1. ``root`` if given; 2. ``$JTLN_DATA``; 3. the cache (``$JTLN_CACHE`` or
+    ``~/.cache/jtln``), filled from Debian's ``dataset-fashion-mnist`` package
+    (``/usr/share/datasets/fashion-mnist/*.gz``) when that is installed;
+    4. a download into the cache if ``download``.  Otherwise a FileNotFoundError
+    says where it looked and how to get the data.
+    """
+    candidates = [Path(p) for p in (root, os.environ.get("JTLN_DATA")) if p]
+    for candidate in candidates:
+        if _has_raw(candidate):
+            return candidate
+    if root is not None and not download:
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found under {Path(root) / 'FashionMNIST' / 'raw'} (the root you gave). "
+            "Pass download=True (--download), or install Debian's dataset-fashion-mnist and omit the root."
+        )
+    cache = cache_dir()
+    if _has_raw(cache):
+        return cache
+    if all((DEBIAN_DIR / f"{f}.gz").is_file() for f in FILES):
+        return _prepare_from_gz_dir(DEBIAN_DIR, cache)
+    if download:
+        from torchvision.datasets import FashionMNIST
+
+        target = candidates[0] if candidates else cache
+        FashionMNIST(target, train=True, download=True)
+        return target
+    looked = [str(c / "FashionMNIST" / "raw") for c in candidates] + [str(cache / "FashionMNIST" / "raw"), str(DEBIAN_DIR)]
+    raise FileNotFoundError(
+        f"Fashion-MNIST not found; looked in {', '.join(looked)}. Get it with `apt-get install dataset-fashion-mnist` "
+        "(Debian), or download=True (--download), or pass a root holding FashionMNIST/raw/."
+    )
+
+
+def load_arrays(root=None, download=False):
+    """Images uint8 [N, 28, 28] and labels [N] of the train and test files, through torchvision."""
+    from torchvision.datasets import FashionMNIST
+
+    root = locate(root, download)
+    train = FashionMNIST(root, train=True, download=False)
+    test = FashionMNIST(root, train=False, download=False)
+    return (train.data.numpy(), train.targets.numpy()), (test.data.numpy(), test.targets.numpy())
+
+
+def fashion_mnist_itl(group, root=None, download=False, target_train_per_class=67, source_per_class=None,
+                      split_seed=0, arrays=None):
+    """The ITL dataset whose target categories are those of ``group`` ("Tops" or "Footwear").
+
+    Keys are ``("train", i)`` / ``("test", i)``; ``itl.loader`` maps a key to
+    a uint8 28x28 array.  ``arrays`` (as :func:`load_arrays` returns) lets
+    tests pass small synthetic data.
+    """
+    (x_train, y_train), (x_test, y_test) = arrays if arrays is not None else load_arrays(root, download)
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r} for Fashion-MNIST; known groups: {sorted(GROUPS)}")
+    rng = np.random.default_rng(split_seed)
+    target = set(GROUPS[group])
+    samples = []
+    for c, name in enumerate(CLASSES):
+        members = np.flatnonzero(y_train == c)
+        wanted = target_train_per_class if name in target else source_per_class
+        if wanted is not None:
+            if wanted > len(members):
+                raise ValueError(f"Fashion-MNIST class {name!r} has {len(members)} training images, {wanted} requested")
+            members = np.sort(rng.choice(members, size=wanted, replace=False))
+        samples += [Sample(("train", int(i)), name, "train") for i in members]
+        if name in target:
+            samples += [Sample(("test", int(i)), name, "test") for i in np.flatnonzero(y_test == c)]
+    itl = build_itl("Fashion-MNIST", samples, GROUPS, group)
+    images = {"train": x_train, "test": x_test}
+    itl.loader = lambda key: images[key[0]][key[1]]
+    return itl
