@@ -1,0 +1,37 @@
+"""Table 1 of the paper (properties of the ITL datasets) as LaTeX and JSON: pure functions of the counts."""
+
+ROWS = [
+    ("target_categories", r"No.\ of target categories"),
+    ("target_train_images", r"No.\ of target training images"),
+    ("target_test_images", r"No.\ of target testing images"),
+    ("source_categories", r"No.\ of source categories"),
+    ("source_images", r"No.\ of source images"),
+]
+
+
+def table1_columns(profile, data_root=None, download=False):
+    """``{dataset name: {row key: count}}`` for each ITL dataset of the profile (needs only annotations for FGVC)."""
+    from jtln.data import load_itl
+
+    data = profile.data
+    return {
+        group: load_itl(data.dataset, group, **data.itl_options(data_root, download)).table1_column() for group in data.groups
+    }
+
+
+def table1_latex(columns, caption):
+    """A booktabs table with the paper's rows and one column per ITL dataset."""
+    names = list(columns)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{caption}}}",
+        r"\begin{tabular}{l" + "r" * len(names) + "}",
+        r"\toprule",
+        "Dataset properties & " + " & ".join(names) + r" \\",
+        r"\midrule",
+    ]
+    for key, label in ROWS:
+        lines.append(label + " & " + " & ".join(str(columns[n][key]) for n in names) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
