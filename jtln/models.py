@@ -111,12 +111,15 @@ def efficientnet_lite0_state_dict(path=None):
     return renamed
 
 
-def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=6, fc_dim=256):
+def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim=256):
     """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights, cut like AlexNet.
 
-    Stem and blocks ``0..frozen_stages-1`` frozen (the prefix); the remaining
-    blocks and the 1x1 head conv take ``lr_backbone``; a new fully connected
-    layer (``fc_dim``, ReLU) takes ``lr_fc`` — the fc6/fc7 of this network.
+    Stem and stages ``0..frozen_stages-1`` frozen (the prefix; by default all
+    seven, like AlexNet's conv1-3); the remaining stages and the 1x1 head
+    convolution (320 -> 1280, + BN) take ``lr_backbone`` like AlexNet's conv4-5;
+    a new fully connected layer (``fc_dim``, ReLU) takes ``lr_fc`` — the fc6/fc7
+    of this network.  Freezing every stage keeps the trained part an order of
+    magnitude cheaper than the prefix, which the cache then skips.
     Inputs are scaled as ``(x - 0.5) / 0.5``, as these TF-ported weights expect.
     """
     import timm

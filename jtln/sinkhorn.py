@@ -43,6 +43,8 @@ class Scalings:
     n_iter: int
     marginal_error: float
     domain: str
+    #: line 6 of Algorithm 1, <gamma_0, C>_F per row [B], where the solver had it at hand
+    cost: torch.Tensor = None
 
     def potentials(self, lam):
         r"""Centred duals :math:`(\alpha, \beta)` of Eq. 11, each [B, L]."""
@@ -96,46 +98,53 @@ def _warn_not_converged(max_iter, error, tol):
 def _sinkhorn_scaling(a, b, C, lam, tol, max_iter, check_every):
     """Algorithm 1 on the whole batch with preallocated buffers; None if it over/underflowed.
 
-    On the CPU the loop runs on NumPy views of the same memory: for these
-    small products (B x 87 by 87 x 13) torch's per-call dispatch costs more
-    than the arithmetic, and NumPy halves the time of an iteration.
-    ``np.matmul``/``np.divide`` and ``torch.matmul``/``torch.divide`` share
-    their signatures, so one loop serves both.
+    On the CPU the loop runs in NumPy on the same memory: for these small
+    products (B x 87 by 87 x 13) torch's per-call dispatch costs more than the
+    arithmetic, and NumPy halves the time of an iteration.  ``np.matmul`` /
+    ``np.divide`` and ``torch.matmul`` / ``torch.divide`` share their
+    signatures, so one loop serves both.
     """
     B, L_s = a.shape
     L_t = b.shape[1]
-    K = torch.exp(-lam * (C - C.min()) - 1.0)
-    K_T = K.T.contiguous()
-    u = torch.full((B, L_s), 1.0 / L_s, dtype=C.dtype, device=C.device)
-    v = torch.empty((B, L_t), dtype=C.dtype, device=C.device)
-    Ktu = torch.empty_like(v)
-    Kv = torch.empty_like(u)
-    xp = np if C.device.type == "cpu" else torch
-    if xp is np:
-        a_, b_, K_, K_T_, u_, v_, Ktu_, Kv_ = (t.contiguous().numpy() for t in (a, b, K, K_T, u, v, Ktu, Kv))
+    if C.device.type == "cpu":
+        xp = np
+        a, b, C_ = (t.detach().contiguous().numpy() for t in (a, b, C))
+        dtype = {"float32": np.float32, "float64": np.float64}.get(str(C_.dtype), np.float64)
+        a, b, C_ = a.astype(dtype, copy=False), b.astype(dtype, copy=False), C_.astype(dtype, copy=False)
+        K = np.exp(-lam * (C_ - C_.min()) - 1.0).astype(dtype, copy=False)
+        K_T = np.ascontiguousarray(K.T)
+        u = np.full((B, L_s), 1.0 / L_s, dtype=dtype)
+        v, Ktu, Kv = np.empty((B, L_t), dtype), np.empty((B, L_t), dtype), np.empty((B, L_s), dtype)
     else:
-        a_, b_, K_, K_T_, u_, v_, Ktu_, Kv_ = a, b, K, K_T, u, v, Ktu, Kv
+        xp, C_ = torch, C
+        K = torch.exp(-lam * (C - C.min()) - 1.0)
+        K_T = K.T.contiguous()
+        u = torch.full((B, L_s), 1.0 / L_s, dtype=C.dtype, device=C.device)
+        v, Ktu, Kv = (torch.empty(shape, dtype=C.dtype, device=C.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
     error = math.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        xp.matmul(u_, K_, out=Ktu_)  # (K^T u_b)^T for every row b
-        xp.divide(b_, Ktu_, out=v_)  # line 3
-        xp.matmul(v_, K_T_, out=Kv_)
+        xp.matmul(u, K, out=Ktu)  # (K^T u_b)^T for every row b
+        xp.divide(b, Ktu, out=v)  # line 3
+        xp.matmul(v, K_T, out=Kv)
         if n_iter % check_every == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
-            error = float(xp.abs(u_ * Kv_ - a_).sum(1).max())
+            error = float(xp.abs(u * Kv - a).sum(1).max())
             if not math.isfinite(error):
                 return None
             if error < tol:
-                xp.divide(a_, Kv_, out=u_)
+                xp.divide(a, Kv, out=u)
                 break
-        xp.divide(a_, Kv_, out=u_)  # line 4
+        xp.divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
-    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all()) and bool((Kv > 0).all())):
+    if not (bool(xp.isfinite(u).all()) and bool(xp.isfinite(v).all()) and bool((Kv > 0).all())):
         return None
+    cost = ((u @ (K * C_)) * v).sum(1)  # line 6: u^T (K o C) v, without forming the plan
+    if xp is np:
+        u, v, cost = (torch.from_numpy(x) for x in (u, v, cost))
     tiny = torch.finfo(C.dtype).tiny
-    return Scalings(u.clamp_min(tiny).log(), v.clamp_min(tiny).log(), n_iter, error, "scaling")
+    return Scalings(u.clamp_min(tiny).log(), v.clamp_min(tiny).log(), n_iter, error, "scaling", cost)
 
 
 def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every):
@@ -174,7 +183,6 @@ def transport_cost(scalings, C, lam):
     In the scaling domain this is :math:`u^\top (K \odot C) v` without
     forming the [B, L_s, L_t] plan.
     """
-    if scalings.domain == "scaling" and C.dim() == 2:
-        K = torch.exp(-lam * (C - C.min()) - 1.0)
-        return ((scalings.log_u.exp() @ (K * C)) * scalings.log_v.exp()).sum(dim=1)
+    if scalings.cost is not None:
+        return scalings.cost
     return (transport_plan(scalings, C, lam) * C).sum(dim=(-2, -1))
