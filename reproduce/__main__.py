@@ -30,6 +30,57 @@ def cmd_table1(args):
     return columns
 
 
+def cmd_sweep(args):
+    from reproduce.sweep import sweep
+
+    slurm = {"partition": args.partition, "time": args.time, "gpus": args.gpus}
+    return sweep(args.profile, args.runs, args.data_root, args.download, args.executor, args.workers, slurm)
+
+
+def cmd_tables(args):
+    """Table 2, statistics, claims, figures and the report from the records of a sweep."""
+    from reproduce.figures import accuracy_figure, cost_and_plan_figures
+    from reproduce.records import load_records
+    from reproduce.report import build_notebook, environment, execute_and_render
+    from reproduce.stats import claims, compare_all
+    from reproduce.tables import PAPER_TABLE2, claims_latex, stats_latex, table2_latex
+
+    profile = load_profile(args.profile)
+    runs = Path(args.runs or Path("runs") / profile.name)
+    records = [r for r in load_records(runs) if r["profile"] == profile.name]
+    if not records:
+        raise FileNotFoundError(f"no finished runs under {runs}: run `python -m reproduce sweep --profile {profile.name}` first")
+    out = out_dir(args, profile)
+    groups = [g for g in profile.data.groups if any(r["dataset"] == g for r in records)]
+    n_seeds = len({r["seed"] for r in records})
+    paper = PAPER_TABLE2 if profile.data.dataset == "fgvc_aircraft" else None
+    caption = (f"Target test accuracy, mean $\\pm$ std (ddof=1) over {n_seeds} seeds ({profile.description}); best in bold"
+               + ("; columns marked (paper) are the values published in the paper's Table 2" if paper else ""))
+    (out / "table2.tex").write_text(table2_latex(records, groups, caption, paper))
+    results = compare_all(records)
+    verdicts = claims(results, groups)
+    (out / "stats.tex").write_text(stats_latex(results, "Paired comparisons over seeds: mean accuracy difference with 95\\% CI "
+                                                "(t distribution), paired t-test $p_t$ with Holm correction within each dataset, "
+                                                "Wilcoxon signed-rank $p_W$, and the number of seeds where an exact McNemar test "
+                                                "on the test predictions gives $p<0.05$"))
+    roles = f"{groups[0]} plays Boeing's role" + (f", {groups[1]} Airbus's" if len(groups) > 1 else "")
+    (out / "claims.tex").write_text(claims_latex(verdicts, f"The paper's claims at $\\alpha=0.05$ (Holm-corrected paired t-test); {roles}"))
+    (out / "stats.json").write_text(json.dumps({"comparisons": results, "claims": verdicts, "environment": environment(records)},
+                                               indent=1, default=str) + "\n")
+    accuracy_figure(records, groups, out)
+    cost_and_plan_figures(records, groups, out)
+    if not args.no_report:
+        execute_and_render(build_notebook(out, profile.path))
+    print(f"wrote Table 2, statistics, claims, figures{'' if args.no_report else ' and report.html'} to {out}")
+    return out
+
+
+def cmd_all(args):
+    cmd_table1(args)
+    cmd_sweep(args)
+    return cmd_tables(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m reproduce", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +93,20 @@ def build_parser():
         return p
 
     common(sub.add_parser("table1", help="Table 1: the ITL datasets' properties")).set_defaults(func=cmd_table1)
+
+    def runs_options(p):
+        p.add_argument("--runs", default=None, help="folder of the run records (default: runs/<profile>)")
+        p.add_argument("--executor", choices=["local", "slurm"], default="local")
+        p.add_argument("--workers", type=int, default=None, help="local processes in parallel (default: the profile's)")
+        p.add_argument("--partition", default=None, help="SLURM partition")
+        p.add_argument("--time", type=int, default=60, help="SLURM time limit per run, minutes")
+        p.add_argument("--gpus", type=int, default=0, help="SLURM GPUs per run")
+        p.add_argument("--no-report", action="store_true", help="skip executing the report notebook")
+        return p
+
+    runs_options(common(sub.add_parser("sweep", help="run every method x seed x ITL dataset (resumable)"))).set_defaults(func=cmd_sweep)
+    runs_options(common(sub.add_parser("tables", help="Table 2, statistics, claims, figures, report"))).set_defaults(func=cmd_tables)
+    runs_options(common(sub.add_parser("all", help="table1, sweep, tables"))).set_defaults(func=cmd_all)
     return parser
 
 

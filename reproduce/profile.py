@@ -27,7 +27,7 @@ class DataSpec:
     def itl_options(self, data_root=None, download=False):
         """Keyword arguments of :func:`jtln.data.load_itl` for this dataset."""
         options = {"root": data_root or self.root or None, "download": download or self.download}
-        if self.dataset == "fashion_mnist":
+        if self.dataset in ("fashion_mnist", "synthetic"):
             options.update(
                 target_train_per_class=self.target_train_per_class,
                 source_per_class=self.source_per_class or None,
@@ -124,8 +124,8 @@ def load_profile(name_or_path):
 
         check_overrides(hparams, where=f"{path.name}: [hparams]")
     data = sections["data"]
-    if data.dataset not in ("fgvc_aircraft", "fashion_mnist"):
-        raise ValueError(f"{path.name}: [data].dataset must be 'fgvc_aircraft' or 'fashion_mnist', got {data.dataset!r}")
+    if data.dataset not in ("fgvc_aircraft", "fashion_mnist", "synthetic"):
+        raise ValueError(f"{path.name}: [data].dataset must be 'fgvc_aircraft', 'fashion_mnist' or 'synthetic', got {data.dataset!r}")
     return Profile(
         name=raw.get("name", path.stem), description=raw.get("description", ""), hparams=hparams, path=str(path), **sections
     )

@@ -20,4 +20,9 @@ def load_itl(dataset, group, **options):
         from jtln.data.fashion_mnist import fashion_mnist_itl
 
         return fashion_mnist_itl(group, **options)
-    raise ValueError(f"dataset must be 'fgvc_aircraft' or 'fashion_mnist', got {dataset!r}")
+    if dataset == "synthetic":
+        from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
+
+        options.pop("root", None), options.pop("download", None)
+        return fashion_mnist_itl(group, arrays=synthetic_arrays(), **options)
+    raise ValueError(f"dataset must be 'fgvc_aircraft', 'fashion_mnist' or 'synthetic', got {dataset!r}")

@@ -125,3 +125,17 @@ def fashion_mnist_itl(group, root=None, download=False, target_train_per_class=6
     images = {"train": x_train, "test": x_test}
     itl.loader = lambda key: images[key[0]][key[1]]
     return itl
+
+
+def synthetic_arrays(per_class_train=24, per_class_test=6, seed=0):
+    """Fashion-MNIST-shaped stand-in data (class-dependent brightness and stripes), for the smoke profile and tests."""
+    rng = np.random.default_rng(seed)
+
+    def part(n):
+        y = np.repeat(np.arange(len(CLASSES)), n)
+        rows = np.arange(28)[None, :, None]
+        stripes = (np.sin(rows * (1 + y[:, None, None] % 5) / 3) + 1) * 40
+        x = np.clip(rng.random((len(y), 28, 28)) * 50 + y[:, None, None] * 12 + stripes, 0, 255).astype(np.uint8)
+        return x, y
+
+    return part(per_class_train), part(per_class_test)

@@ -1,0 +1,82 @@
+"""Figures (seaborn, PNG and PDF) as pure functions of records."""
+
+from pathlib import Path
+
+import numpy as np
+
+from jtln.methods import PAPER_NAMES
+from reproduce.tables import METHOD_ORDER
+
+
+def _save(fig, out, stem):
+    paths = []
+    for ext in ("png", "pdf"):
+        path = Path(out) / f"{stem}.{ext}"
+        fig.savefig(path, bbox_inches="tight", dpi=130)
+        paths.append(path)
+    return paths
+
+
+def accuracy_figure(records, datasets, out):
+    """Test accuracy per method, one dot per seed, with the mean and its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame([{"dataset": r["dataset"], "method": PAPER_NAMES[r["method"]], "seed": r["seed"],
+                           "accuracy": r["accuracy"]} for r in records])
+    order = [PAPER_NAMES[m] for m in METHOD_ORDER if PAPER_NAMES[m] in set(frame["method"])]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for ax, d in zip(axes[0], datasets):
+        part = frame[frame["dataset"] == d]
+        sns.stripplot(data=part, y="method", x="accuracy", order=order, ax=ax, color="0.3", size=5, jitter=0.15)
+        sns.pointplot(data=part, y="method", x="accuracy", order=order, ax=ax, color="C3", linestyle="none",
+                      errorbar=("ci", 95), markers="D")
+        ax.set_title(d)
+        ax.set_ylabel("")
+    fig.suptitle("Target test accuracy (dots: seeds; red: mean, 95% CI)")
+    paths = _save(fig, out, "accuracy")
+    plt.close(fig)
+    return paths
+
+
+def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(1.0 + 0.6 * len(col_labels) * len(matrices) + 2, 0.35 * len(row_labels) + 2),
+                             squeeze=False)
+    for ax, matrix, title in zip(axes[0], matrices, titles):
+        sns.heatmap(np.asarray(matrix), ax=ax, xticklabels=col_labels, yticklabels=row_labels, cmap="viridis",
+                    annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
+        ax.set_title(title)
+        ax.set_xlabel("target class")
+        ax.set_ylabel("source class")
+    fig.suptitle(suptitle)
+    paths = _save(fig, out, stem)
+    plt.close(fig)
+    return paths
+
+
+def cost_and_plan_figures(records, datasets, out):
+    """Per dataset: the two cost matrices, and the mean transport plan on target test images (averaged over seeds)."""
+    paths = []
+    for d in datasets:
+        runs = {m: [r for r in records if r["dataset"] == d and r["method"] == m] for m in ("jtln_mmd", "jtln_ot")}
+        present = [m for m in runs if runs[m]]
+        if not present:
+            continue
+        first = runs[present[0]][0]
+        rows, cols = first["source_classes"], first["target_classes"]
+        paths += _heatmaps([runs[m][0]["cost_matrix"] for m in present], [f"C for {PAPER_NAMES[m]}" for m in present],
+                           rows, cols, f"{d}: cost matrices (min-max scaled)", out, f"costs_{d}")
+        plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
+        paths += _heatmaps(plans, [PAPER_NAMES[m] for m in present], rows, cols,
+                           f"{d}: mean transport plan between the heads on target test images", out, f"plans_{d}")
+    return paths

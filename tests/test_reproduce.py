@@ -1,0 +1,148 @@
+"""Issue 5: the smoke profile end to end, golden LaTeX, statistics, and kill-and-resume of a sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from reproduce.__main__ import main
+from reproduce.records import load_record, load_records
+from reproduce.stats import claims, compare_all, holm, mcnemar, paired
+from reproduce.tables import table2_latex
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One uninterrupted sweep of the smoke profile, and its outputs."""
+    base = tmp_path_factory.mktemp("smoke")
+    env_cache = os.environ.get("JTLN_CACHE")
+    assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
+    assert os.environ.get("JTLN_CACHE") == env_cache
+    return base
+
+
+def test_smoke_profile_end_to_end(smoke):
+    out = smoke / "out" / "smoke"
+    for name in ("table1.tex", "table1.json", "table2.tex", "stats.tex", "stats.json", "claims.tex", "accuracy.png",
+                 "accuracy.pdf", "costs_Tops.png", "plans_Footwear.pdf", "report.html"):
+        assert (out / name).is_file(), name
+    records = load_records(smoke / "runs")
+    assert len(records) == 2 * 5 * 3
+    table2 = (out / "table2.tex").read_text()
+    for name in ("Finetuning on target", "Consecutive finetuning on source+target", "Joint finetuning on source+target",
+                 "JTLN (fc7MKMMD)", "JTLN (fc7OT)"):
+        assert name in table2
+    assert r"\textbf{" in table2 and "(paper)" not in table2  # paper values only beside the paper profile
+    payload = json.loads((out / "stats.json").read_text())
+    assert {c["verdict"] for c in payload["claims"]} <= {"supported", "contradicted", "inconclusive"}
+    record = records[0]
+    for key in ("hparams", "seed", "versions", "accuracy", "per_class_accuracy", "predictions", "timings", "profile"):
+        assert key in record
+    assert "Tops" in (out / "report.html").read_text()
+
+
+def make_record(dataset, method, seed, accuracy, predictions=None, labels=None):
+    labels = labels or [0, 1, 0, 1]
+    return {"profile": "t", "dataset": dataset, "method": method, "seed": seed, "accuracy": accuracy,
+            "predictions": predictions or labels, "labels": labels, "hparams": {}, "versions": {}}
+
+
+GOLDEN_TABLE2 = r"""\begin{table}[t]
+\centering
+\caption{toy}
+\begin{tabular}{lccc}
+\toprule
+Methods & Boeing & Boeing (paper) & Airbus \\
+\midrule
+Joint finetuning on source+target & 0.5000 $\pm$ 0.1414 & 0.5395 & \textbf{0.7000 $\pm$ 0.0000} \\
+JTLN (fc7OT) & \textbf{0.6000 $\pm$ 0.0000} & 0.5436 & 0.6000 $\pm$ 0.0000 \\
+\bottomrule
+\end{tabular}
+\end{table}
+"""
+
+
+def test_table2_golden():
+    records = [make_record("Boeing", "joint", 0, 0.4), make_record("Boeing", "joint", 1, 0.6),
+               make_record("Boeing", "jtln_ot", 0, 0.6), make_record("Boeing", "jtln_ot", 1, 0.6),
+               make_record("Airbus", "joint", 0, 0.7), make_record("Airbus", "joint", 1, 0.7),
+               make_record("Airbus", "jtln_ot", 0, 0.6), make_record("Airbus", "jtln_ot", 1, 0.6)]
+    paper = {"Boeing": {"joint": 0.5395, "jtln_ot": 0.5436}}
+    assert table2_latex(records, ["Boeing", "Airbus"], "toy", paper) == GOLDEN_TABLE2
+
+
+def test_holm_by_hand():
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.001]), [0.5, 0.002])
+
+
+def test_paired_against_scipy_and_by_hand():
+    a, b = [0.61, 0.58, 0.64, 0.60, 0.63], [0.55, 0.57, 0.60, 0.58, 0.59]
+    r = paired(a, b)
+    t = sps.ttest_rel(a, b)
+    np.testing.assert_allclose([r["t"], r["p_t"]], [t.statistic, t.pvalue], rtol=1e-12)
+    np.testing.assert_allclose(r["p_wilcoxon"], sps.wilcoxon(a, b).pvalue, rtol=1e-12)
+    d = np.subtract(a, b)  # 0.06 0.01 0.04 0.02 0.04: mean 0.034, sd 0.01949
+    half = 2.7764451051977987 * d.std(ddof=1) / np.sqrt(5)  # t_{0.975, 4}
+    np.testing.assert_allclose(r["mean_diff"], 0.034, rtol=1e-12)
+    np.testing.assert_allclose(r["ci95"], [0.034 - half, 0.034 + half], rtol=1e-9)
+    assert paired([0.5, 0.5], [0.5, 0.5])["p_t"] == 1.0
+
+
+def test_mcnemar_exact():
+    # a right and b wrong on 1 image, the reverse on 4: two-sided binomial p = 2 * P(X <= 1 | n=5) = 0.375
+    labels = [0] * 10
+    pred_a = [0] * 5 + [1] * 4 + [0]
+    pred_b = [0] * 5 + [0] * 4 + [1]
+    r = mcnemar(pred_a, pred_b, labels)
+    assert (r["only_a_correct"], r["only_b_correct"]) == (1, 4)
+    np.testing.assert_allclose(r["p"], 0.375, rtol=1e-12)
+
+
+def test_claims_verdicts():
+    seeds = range(5)
+    records = [make_record("B", "joint", s, 0.50 + 0.001 * s) for s in seeds]
+    records += [make_record("B", "jtln_ot", s, 0.60 + 0.001 * s + 0.0005 * (s % 2)) for s in seeds]
+    records += [make_record("B", "jtln_mmd", s, 0.40 + 0.001 * s + 0.0005 * (s % 2)) for s in seeds]
+    verdicts = {c["claim"]: c["verdict"] for c in claims(compare_all(records), ["B"])}
+    assert verdicts["JTLN (fc7OT) beats joint fine-tuning"] == "supported"
+    assert verdicts["JTLN (fc7MKMMD) beats joint fine-tuning"] == "contradicted"
+    assert verdicts["joint beats consecutive fine-tuning"] == "inconclusive"  # consecutive was not run
+    assert verdicts["the OT cost beats the MK-MMD cost (paper: on Boeing)"] == "supported"
+
+
+def deterministic(record):
+    return {k: record[k] for k in ("dataset", "method", "seed", "accuracy", "predictions", "per_class_accuracy")}
+
+
+def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", "smoke", "--runs", str(runs)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(runs.glob("*/*/seed*/done"))) < 4 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/seed*/done")}
+    assert 4 <= len(finished) < 30, len(finished)
+    # a record corrupted on disk (as a crash mid-write on another filesystem could leave) is detected and redone
+    victim = sorted(finished)[0]
+    (victim / "record.json").write_text('{"accuracy": 0.5')
+    assert load_record(victim) is None
+    assert main(["sweep", "--profile", "smoke", "--runs", str(runs)]) == 0
+    for folder, mtime in finished.items():
+        if folder != victim:
+            assert (folder / "done").stat().st_mtime_ns == mtime, f"{folder} was run again"
+    resumed = sorted((deterministic(r) for r in load_records(runs)), key=lambda r: (r["dataset"], r["method"], r["seed"]))
+    reference = sorted((deterministic(r) for r in load_records(smoke / "runs")), key=lambda r: (r["dataset"], r["method"], r["seed"]))
+    assert len(resumed) == 30 and resumed == reference
