@@ -29,7 +29,7 @@ def accuracy_figure(records, datasets, out):
     frame = pd.DataFrame([{"dataset": r["dataset"], "method": PAPER_NAMES[r["method"]], "seed": r["seed"],
                            "accuracy": r["accuracy"]} for r in records])
     order = [PAPER_NAMES[m] for m in METHOD_ORDER if PAPER_NAMES[m] in set(frame["method"])]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets) + 3, 4), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], datasets):
         part = frame[frame["dataset"] == d]
         sns.stripplot(data=part, y="method", x="accuracy", order=order, ax=ax, color="0.3", size=5, jitter=0.15)
@@ -38,6 +38,7 @@ def accuracy_figure(records, datasets, out):
         ax.set_title(d)
         ax.set_ylabel("")
     fig.suptitle("Target test accuracy (dots: seeds; red: mean, 95% CI)")
+    fig.tight_layout()
     paths = _save(fig, out, "accuracy")
     plt.close(fig)
     return paths
@@ -50,15 +51,16 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(1, len(matrices), figsize=(1.0 + 0.6 * len(col_labels) * len(matrices) + 2, 0.35 * len(row_labels) + 2),
-                             squeeze=False)
-    for ax, matrix, title in zip(axes[0], matrices, titles):
-        sns.heatmap(np.asarray(matrix), ax=ax, xticklabels=col_labels, yticklabels=row_labels, cmap="viridis",
-                    annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
+    width = (0.7 * len(col_labels) + 2.5) * len(matrices) + 1.5
+    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 0.35 * len(row_labels) + 2.5), squeeze=False)
+    for i, (ax, matrix, title) in enumerate(zip(axes[0], matrices, titles)):
+        sns.heatmap(np.asarray(matrix), ax=ax, xticklabels=col_labels, yticklabels=row_labels if i == 0 else False,
+                    cmap="viridis", annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
         ax.set_title(title)
         ax.set_xlabel("target class")
-        ax.set_ylabel("source class")
-    fig.suptitle(suptitle)
+        ax.set_ylabel("source class" if i == 0 else "")
+    fig.suptitle(suptitle, y=1.03)
+    fig.tight_layout()
     paths = _save(fig, out, stem)
     plt.close(fig)
     return paths
