@@ -72,10 +72,10 @@ def _run(module, batches, device):
 def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, device="cpu", progress=False):
     """Prefix outputs and penultimate features of every image of ``itl``, from the cache when possible."""
     key = cache_key(backbone, itl, dataset_id)
-    if key in _MEMORY:
-        return _MEMORY[key]
     path = Path(cache_dir) / f"features-{key}.pt" if cache_dir else None
-    if path is not None and path.is_file():
+    if key in _MEMORY:
+        result = _MEMORY[key]
+    elif path is not None and path.is_file():
         stored = torch.load(path, map_location="cpu")
         result = CachedITL(stored["Z"], stored["y"], stored["P"], key)
     else:
@@ -88,11 +88,11 @@ def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, d
             result.Z[split] = _run(prefix, batches, device)
             result.P[split] = _run(penultimate, result.Z[split].split(batch_size) if len(items) else [], device)
             result.y[split] = torch.tensor([label for _, label in items], dtype=torch.long)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"Z": result.Z, "y": result.y, "P": result.P}, tmp)
-            tmp.replace(path)
+    if path is not None and not path.is_file():  # also when found in memory: other processes read the disk
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"Z": result.Z, "y": result.y, "P": result.P}, tmp)
+        tmp.replace(path)
     _MEMORY[key] = result
     return result
 

@@ -56,6 +56,7 @@ def prepare(profile_path, group, runs, data_root=None, download=False):
     backbone = make_backbone(profile)
     cache_dir = profile.model.cache_dir or str(Path(runs) / "cache")
     cached = cached_features(backbone, itl, profile.data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
     costs_path = Path(cache_dir) / f"costs-{cached.key}-{hp.mmd_estimator}-{hp.cost_normalize}-{hp.cost_samples_per_class}.pt"
     if costs_path.is_file():
         costs = torch.load(costs_path)

@@ -146,3 +146,42 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
     resumed = sorted((deterministic(r) for r in load_records(runs)), key=lambda r: (r["dataset"], r["method"], r["seed"]))
     reference = sorted((deterministic(r) for r in load_records(smoke / "runs")), key=lambda r: (r["dataset"], r["method"], r["seed"]))
     assert len(resumed) == 30 and resumed == reference
+
+
+MINI_PROFILE = """name = "mini"
+[data]
+dataset = "synthetic"
+groups = ["Footwear"]
+target_train_per_class = 6
+source_per_class = 4
+[model]
+backbone = "efficientnet_lite0"
+image_size = 32
+[run]
+methods = ["joint", "jtln_ot"]
+seeds = [0, 1]
+[hparams]
+epochs = 1
+source_epochs = 1
+batch_size_target = 8
+batch_size_source = 8
+"""
+
+
+def sweep_records(tmp_path, name, *options):
+    profile = tmp_path / "mini.toml"
+    profile.write_text(MINI_PROFILE)
+    assert main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / name), *options]) == 0
+    return sorted((deterministic(r) for r in load_records(tmp_path / name)), key=lambda r: (r["method"], r["seed"]))
+
+
+def test_parallel_local_processes_give_the_same_records(tmp_path):
+    sequential = sweep_records(tmp_path, "sequential")
+    assert len(sequential) == 4
+    assert sweep_records(tmp_path, "parallel", "--workers", "2") == sequential
+
+
+@pytest.mark.slow
+def test_submitit_executor_gives_the_same_records(tmp_path):
+    """--executor slurm goes through submitit; without SLURM, submitit's AutoExecutor runs the jobs locally."""
+    assert sweep_records(tmp_path, "submitit", "--executor", "slurm") == sweep_records(tmp_path, "sequential")
