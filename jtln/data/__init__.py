@@ -23,6 +23,6 @@ def load_itl(dataset, group, **options):
     if dataset == "synthetic":
         from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 
-        options.pop("root", None), options.pop("download", None)
+        options = {k: v for k, v in options.items() if k not in ("root", "download")}  # nothing to find or fetch
         return fashion_mnist_itl(group, arrays=synthetic_arrays(), **options)
     raise ValueError(f"dataset must be 'fgvc_aircraft', 'fashion_mnist' or 'synthetic', got {dataset!r}")
