@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from jtln._checks import check_finite, check_histograms, check_lam
-from jtln.sinkhorn import sinkhorn, transport_cost
+from jtln.sinkhorn import potentials, sinkhorn, transport_cost
 
 
 def _check_inputs(h_s, h_t, C):
@@ -59,10 +59,7 @@ class _OTLossFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        log_u, log_v = ctx.saved_tensors
-        # Eq. 11: centred duals, tangent to the simplex
-        alpha = (log_u - log_u.mean(dim=1, keepdim=True)) / ctx.lam
-        beta = (log_v - log_v.mean(dim=1, keepdim=True)) / ctx.lam
+        alpha, beta = potentials(*ctx.saved_tensors, ctx.lam)  # Eq. 11
         g = grad_loss.unsqueeze(1)
         return g * alpha, g * beta, None, None, None
 

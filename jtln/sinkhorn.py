@@ -46,11 +46,16 @@ class Scalings:
     #: line 6 of Algorithm 1, <gamma_0, C>_F per row [B], where the solver had it at hand
     cost: torch.Tensor = None
 
-    def potentials(self, lam):
-        r"""Centred duals :math:`(\alpha, \beta)` of Eq. 11, each [B, L]."""
-        alpha = (self.log_u - self.log_u.mean(dim=1, keepdim=True)) / lam
-        beta = (self.log_v - self.log_v.mean(dim=1, keepdim=True)) / lam
-        return alpha, beta
+
+def potentials(log_u, log_v, lam):
+    r"""Eq. 11: the centred duals :math:`\alpha = (\log u - \overline{\log u})/\lambda`, :math:`\beta` alike, each [B, L].
+
+    Centring makes them tangent to the simplex; it also removes the constant
+    that shifting ``C`` by its minimum puts into ``log u``.
+    """
+    alpha = (log_u - log_u.mean(dim=1, keepdim=True)) / lam
+    beta = (log_v - log_v.mean(dim=1, keepdim=True)) / lam
+    return alpha, beta
 
 
 def scaling_is_safe(C, lam):

@@ -126,13 +126,17 @@ def sweep(profile_name, runs=None, data_root=None, download=False, executor="loc
     return [load_record(j.folder) for j in jobs]
 
 
+def _prepare_all(todo):
+    """Prepare each ITL dataset once, here, so that workers find features and costs on disk."""
+    for key in dict.fromkeys((j.profile, j.dataset, j.runs, j.data_root, j.download) for j in todo):
+        prepare(*key)
+
+
 def _run_in_processes(todo, workers, bar):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    # prepare each ITL dataset once, here, so that workers find features and costs on disk
-    for key in dict.fromkeys((j.profile, j.dataset, j.runs, j.data_root, j.download) for j in todo):
-        prepare(*key)
+    _prepare_all(todo)
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
@@ -145,8 +149,7 @@ def _run_in_processes(todo, workers, bar):
 def _run_on_slurm(todo, runs, options, bar):
     import submitit
 
-    for key in dict.fromkeys((j.profile, j.dataset, j.runs, j.data_root, j.download) for j in todo):
-        prepare(*key)
+    _prepare_all(todo)
     executor = submitit.AutoExecutor(folder=Path(runs) / "slurm")
     executor.update_parameters(
         slurm_partition=options.get("partition"), timeout_min=options.get("time", 60),

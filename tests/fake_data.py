@@ -31,15 +31,3 @@ def make_mini_fgvc(root, n_trainval=3, n_test=2, size=(40, 30)):
         (data / f"images_variant_{split}.txt").write_text("\n".join(variant_lines) + "\n")
         (data / f"images_manufacturer_{split}.txt").write_text("\n".join(manufacturer_lines) + "\n")
     return Path(root)
-
-
-def make_fashion_arrays(per_class_train=30, per_class_test=5, seed=0):
-    """Synthetic stand-ins for Fashion-MNIST's train and test arrays (uint8 28x28, labels 0..9)."""
-    rng = np.random.default_rng(seed)
-
-    def part(n):
-        y = np.repeat(np.arange(10), n)
-        x = (rng.random((len(y), 28, 28)) * 60 + y[:, None, None] * 19).astype(np.uint8)
-        return x, y
-
-    return part(per_class_train), part(per_class_test)

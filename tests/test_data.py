@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jtln.data.fashion_mnist import GROUPS, fashion_mnist_itl, locate
+from jtln.data.fashion_mnist import GROUPS, fashion_mnist_itl, locate, synthetic_arrays
 from jtln.data.fgvc_aircraft import fgvc_aircraft_itl
 from jtln.data.itl import Sample, build_itl
-from tests.fake_data import MINI_MANUFACTURERS, make_fashion_arrays, make_mini_fgvc
+from tests.fake_data import MINI_MANUFACTURERS, make_mini_fgvc
 
 PAPER_TABLE1 = {
     "Boeing": {"target_categories": 22, "target_train_images": 1466, "target_test_images": 734,
@@ -75,7 +75,7 @@ def test_build_itl_rejects_bad_groups():
 
 
 def test_fashion_mnist_split_counts_are_deterministic_and_disjoint():
-    arrays = make_fashion_arrays()
+    arrays = synthetic_arrays(30, 5)
     itl = fashion_mnist_itl("Footwear", target_train_per_class=7, source_per_class=4, split_seed=3, arrays=arrays)
     assert itl.target_classes == GROUPS["Footwear"]
     assert itl.table1_column() == {"target_categories": 3, "target_train_images": 21, "target_test_images": 15,
@@ -91,7 +91,7 @@ def test_fashion_mnist_split_counts_are_deterministic_and_disjoint():
 
 
 def test_validation_is_carved_from_target_training_only():
-    itl = fashion_mnist_itl("Tops", target_train_per_class=10, source_per_class=2, arrays=make_fashion_arrays())
+    itl = fashion_mnist_itl("Tops", target_train_per_class=10, source_per_class=2, arrays=synthetic_arrays(30, 5))
     test_before = list(itl.target_test)
     itl.carve_validation(per_class=3, seed=0)
     assert len(itl.target_val) == 4 * 3 and len(itl.target_train) == 4 * 7
@@ -99,11 +99,11 @@ def test_validation_is_carved_from_target_training_only():
     assert itl.table1_column()["target_train_images"] == 40
     assert_disjoint(itl)
     with pytest.raises(ValueError, match="leaves no training image"):
-        fashion_mnist_itl("Tops", target_train_per_class=3, arrays=make_fashion_arrays()).carve_validation(3, 0)
+        fashion_mnist_itl("Tops", target_train_per_class=3, arrays=synthetic_arrays(30, 5)).carve_validation(3, 0)
 
 
 def test_fashion_mnist_errors():
-    arrays = make_fashion_arrays(per_class_train=5)
+    arrays = synthetic_arrays(per_class_train=5, per_class_test=5)
     with pytest.raises(ValueError, match="unknown group 'Hats'"):
         fashion_mnist_itl("Hats", arrays=arrays)
     with pytest.raises(ValueError, match="has 5 training images, 67 requested"):

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from jtln.cache import cached_features, to_input
-from jtln.data.fashion_mnist import fashion_mnist_itl
+from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.hparams import resolve
 from jtln.methods import METHODS, PAPER_NAMES
 from jtln.models import JTLN, alexnet, build_backbone, efficientnet_lite0, efficientnet_lite0_state_dict
 from jtln.train import cost_matrix, run, seed_everything, train
-from tests.fake_data import make_fashion_arrays
 
 HP = resolve({"epochs": 1, "source_epochs": 1, "batch_size_target": 8, "batch_size_source": 8, "cost_samples_per_class": 6})
 
@@ -24,7 +23,7 @@ def tiny_backbone():
 
 @pytest.fixture(scope="module")
 def tiny():
-    itl = fashion_mnist_itl("Footwear", target_train_per_class=6, source_per_class=4, arrays=make_fashion_arrays(10, 3))
+    itl = fashion_mnist_itl("Footwear", target_train_per_class=6, source_per_class=4, arrays=synthetic_arrays(10, 3))
     torch.manual_seed(0)
     backbone = tiny_backbone()
     factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
