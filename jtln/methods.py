@@ -134,12 +134,12 @@ class JTLNMethod(Joint):
         super().__init__(network, hp, C)
         if C is None:
             raise ValueError(f"{self.name} needs a cost matrix C [L_s, L_t]")
-        self.ot_loss = OTLoss(C, hp.lam)
+        self.ot_loss = OTLoss(C, hp.lam, logits=True)  # softmax folded into the loss's own backward
 
     def extra(self, logits_s_on_target, logits_t_on_target):
         if self.hp.lambda_ot == 0:
             return None  # exactly joint fine-tuning
-        return self.ot_loss(logits_s_on_target.softmax(1), logits_t_on_target.softmax(1))
+        return self.ot_loss(logits_s_on_target, logits_t_on_target)
 
 
 @register("jtln_mmd")

@@ -12,59 +12,115 @@ memory.  Eq. 11 is the gradient of the entropy-regularised optimum
 gradient.
 """
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
-from jtln._checks import check_finite, check_histograms, check_lam
-from jtln.sinkhorn import potentials, sinkhorn, transport_cost
+from jtln._checks import check_finite, check_histograms, check_lam, host_view
+from jtln.sinkhorn import GibbsKernel, potentials, sinkhorn, transport_cost
 
 
-def _check_inputs(h_s, h_t, C):
-    check_histograms(h_s, "h_s")
-    check_histograms(h_t, "h_t")
-    check_finite(C, "C")
-    if h_s.shape[0] != h_t.shape[0]:
-        raise ValueError(f"h_s and h_t must have the same batch size, got {h_s.shape[0]} and {h_t.shape[0]}")
-    expected = (h_s.shape[1], h_t.shape[1])
+def _check_pair(x_s, x_t, C, names, kernel):
+    """What histograms and logits share: batch sizes, C [L_s, L_t] finite and constant, one dtype.
+
+    A kernel kept by the caller (:class:`OTLoss`) was built from a checked ``C``.
+    """
+    if kernel is None:
+        check_finite(C, "C")
+    if x_s.shape[0] != x_t.shape[0]:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same batch size, got {x_s.shape[0]} and {x_t.shape[0]}")
+    expected = (x_s.shape[1], x_t.shape[1])
     if tuple(C.shape) != expected:
         raise ValueError(f"C must have shape [L_s, L_t] = {list(expected)}, got {list(C.shape)}")
-    if h_s.dtype != C.dtype or h_t.dtype != C.dtype:
-        raise ValueError(f"h_s, h_t and C must share a dtype, got {h_s.dtype}, {h_t.dtype}, {C.dtype}")
+    if x_s.dtype != C.dtype or x_t.dtype != C.dtype:
+        raise ValueError(f"{names[0]}, {names[1]} and C must share a dtype, got {x_s.dtype}, {x_t.dtype}, {C.dtype}")
     if C.requires_grad:
         raise ValueError("C requires grad, but the OT loss treats the cost matrix as a constant: pass C.detach()")
 
 
-def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto"):
+def _normalised(h, sums):
+    """Rows of ``h`` divided by their sums, on the host view (see :func:`jtln._checks.host_view`)."""
+    return host_view(h) / sums[:, None]
+
+
+def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """Validate and run Algorithm 1 on a batch; returns :class:`jtln.sinkhorn.Scalings`.
 
     The histograms are renormalised to sum exactly 1 after validation:
     Algorithm 1 has no fixed point for unequal masses.
     """
-    _check_inputs(h_s, h_t, C)
+    sums_s, sums_t = check_histograms(h_s, "h_s"), check_histograms(h_t, "h_t")
+    _check_pair(h_s, h_t, C, ("h_s", "h_t"), kernel)
     lam = check_lam(lam)
-    with torch.no_grad():
-        a = h_s / h_s.sum(dim=1, keepdim=True)
-        b = h_t / h_t.sum(dim=1, keepdim=True)
-        return sinkhorn(a, b, C, lam, tol=tol, max_iter=max_iter, check_every=check_every, domain=domain)
+    a, b = _normalised(h_s, sums_s), _normalised(h_t, sums_t)
+    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
+    return sinkhorn(a, b, C, lam, **options)
+
+
+def _logits(z, name):
+    if not torch.is_tensor(z) or z.dim() != 2 or z.shape[1] == 0:
+        raise ValueError(f"{name} must be a tensor of logits [B, L] with L >= 1, got {getattr(z, 'shape', type(z).__name__)}")
+
+
+def _softmax(z, name):
+    """``softmax(z)`` row by row on the host view of the logits ``z`` [B, L], checking them on the way.
+
+    Row maxima are NaN or infinite exactly when a row holds a NaN or ``+inf``
+    or is all ``-inf``; only then is the precise error looked for.  A single
+    ``-inf`` is a masked class and gets zero mass.
+    """
+    x = host_view(z)
+    xp = np if isinstance(x, np.ndarray) else torch
+    row_max = x.max(1) if xp is np else x.amax(1)
+    if len(x) and not math.isfinite(float(row_max.sum())):
+        check_finite(z, name)  # raises, unless finite logits only overflowed the sum
+    e = xp.exp(x - row_max[:, None])
+    return e / e.sum(1)[:, None]
+
+
+def _softmax_backward(h, grad_h):
+    r"""Chain rule through :math:`h = \mathrm{softmax}(z)`: :math:`\partial/\partial z_k = h_k (g_k - \langle h, g\rangle)`."""
+    return h * (grad_h - (h * grad_h).sum(1)[:, None])
 
 
 class _OTLossFunction(torch.autograd.Function):
+    """Forward: Algorithm 1 and line 6.  Backward: Eq. 11, computed in the forward pass.
+
+    The per-row gradients (Eq. 11, chained through the softmax for logits)
+    cost a few operations on [B, L] arrays; the forward pass has the scalings
+    at hand, so it forms them there (on the host view, see
+    :func:`jtln._checks.host_view`) and the backward pass only scales them by
+    the incoming gradient.
+    """
+
     @staticmethod
-    def forward(ctx, h_s, h_t, C, lam, options):
-        scalings = solve(h_s, h_t, C, lam, **options)
-        loss = transport_cost(scalings, C, lam)  # line 6
-        ctx.save_for_backward(scalings.log_u, scalings.log_v)
-        ctx.lam = lam
-        return loss
+    def forward(ctx, x_s, x_t, C, lam, logits, options):
+        if logits:
+            _logits(x_s, "z_s")
+            _logits(x_t, "z_t")
+            _check_pair(x_s, x_t, C, ("z_s", "z_t"), options["kernel"])
+            lam = check_lam(lam)
+            a, b = _softmax(x_s, "z_s"), _softmax(x_t, "z_t")
+            scalings = sinkhorn(a, b, C, lam, **options)
+        else:
+            scalings = solve(x_s, x_t, C, lam, **options)
+        alpha, beta = potentials(host_view(scalings.log_u), host_view(scalings.log_v), lam)  # Eq. 11
+        if logits:
+            alpha, beta = _softmax_backward(host_view(a), alpha), _softmax_backward(host_view(b), beta)
+        ctx.save_for_backward(torch.as_tensor(alpha), torch.as_tensor(beta))  # shares a host view's memory
+        return transport_cost(scalings, C, lam)  # line 6
 
     @staticmethod
     def backward(ctx, grad_loss):
-        alpha, beta = potentials(*ctx.saved_tensors, ctx.lam)  # Eq. 11
+        alpha, beta = ctx.saved_tensors
         g = grad_loss.unsqueeze(1)
-        return g * alpha, g * beta, None, None, None
+        return g * alpha, g * beta, None, None, None, None
 
 
-def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto"):
+def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True,
+            kernel=None):
     r"""Per-sample approximate OT loss (Definition 1, Algorithm 1), differentiable by Eq. 11.
 
     Parameters
@@ -85,6 +141,12 @@ def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, doma
     domain : {"auto", "scaling", "log"}
         "auto" iterates on ``u, v`` unless ``exp(-lam C - 1)`` would leave the
         dtype's range, then on ``log u, log v`` (slower, always finite).
+    extrapolate : bool
+        Aitken extrapolation at each check (:func:`jtln.sinkhorn.aitken`):
+        fewer iterations, same fixed point and convergence test.
+    kernel : jtln.sinkhorn.GibbsKernel, optional
+        ``GibbsKernel.of(C, lam)`` kept by a caller that reuses ``C`` (as
+        :class:`OTLoss` does); built per call otherwise.
 
     Returns
     -------
@@ -99,29 +161,55 @@ def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, doma
     >>> ot_loss(h_s, h_t, C, lam=10.0)
     tensor([0.5000], dtype=torch.float64)
     """
-    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain)
-    return _OTLossFunction.apply(h_s, h_t, C, lam, options)
+    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
+    return _OTLossFunction.apply(h_s, h_t, C, lam, False, options)
+
+
+def ot_loss_with_logits(z_s, z_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True,
+                        kernel=None):
+    r"""``ot_loss(softmax(z_s), softmax(z_t), C, lam)`` as one autograd node, from the heads' logits.
+
+    What the JTLN methods call: the histogram checks reduce to finite logits
+    (a softmax is a histogram), and the softmax's backward pass is folded into
+    Eq. 11, which saves four autograd nodes per training step.  Same options
+    as :func:`ot_loss`; ``z_s`` [B, L_s] and ``z_t`` [B, L_t] are logits.
+    """
+    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
+    return _OTLossFunction.apply(z_s, z_t, C, lam, True, options)
+
 
 
 class OTLoss(nn.Module):
     """Eq. 3 as a module: the OT loss between two heads' predictions, reduced over the batch.
 
     ``OTLoss(C, lam)(h_s, h_t)`` with ``reduction`` "mean" (Eq. 3), "sum" or
-    "none".  ``C`` is stored as a buffer, so ``.to(device)`` moves it.
+    "none"; with ``logits=True`` it takes the heads' logits instead
+    (:func:`ot_loss_with_logits`).  ``C`` is stored as a buffer, so
+    ``.to(device)`` moves it.  Other keywords go to :func:`ot_loss`.
     """
 
-    def __init__(self, C, lam, reduction="mean", **options):
+    def __init__(self, C, lam, reduction="mean", logits=False, **options):
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.register_buffer("C", torch.as_tensor(C).detach().clone())
         self.lam = check_lam(lam)
         self.reduction = reduction
+        self.logits = bool(logits)
         self.options = options
+        self._kernel, self._kernel_key = None, None
 
-    def forward(self, h_s, h_t):
-        C = self.C.to(h_s.dtype)
-        losses = ot_loss(h_s, h_t, C, self.lam, **self.options)
+    def kernel(self, dtype):
+        """The :class:`GibbsKernel` of ``C`` in ``dtype``, rebuilt when ``C`` is replaced, moved or changed in place."""
+        key = (self.C.data_ptr(), self.C._version, self.C.device, dtype)
+        if key != self._kernel_key:
+            self._kernel, self._kernel_key = GibbsKernel.of(self.C.to(dtype), self.lam), key
+        return self._kernel
+
+    def forward(self, x_s, x_t):
+        C = self.C.to(x_s.dtype)
+        loss = ot_loss_with_logits if self.logits else ot_loss
+        losses = loss(x_s, x_t, C, self.lam, kernel=self.kernel(C.dtype), **self.options)
         if self.reduction == "mean":
             return losses.mean()
         if self.reduction == "sum":
@@ -129,4 +217,4 @@ class OTLoss(nn.Module):
         return losses
 
     def extra_repr(self):
-        return f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}"
+        return f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}, logits={self.logits}"

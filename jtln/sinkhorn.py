@@ -13,6 +13,12 @@ Two choices differ from the literal reference (:mod:`reference.algorithm1`):
   a_b\rVert_1 < tol`, checked every ``check_every`` iterations (it reuses
   ``K v``, which the ``u`` update needs anyway), rather than the change of
   ``u`` at every step; this is scale-free and costs nothing between checks.
+* At each check that has not converged, ``log v`` is extrapolated by Aitken's
+  delta-squared process (:func:`aitken`) from the last three iterates.  The
+  iteration converges from any positive start, so this changes where the
+  remaining iterations start, not the fixed point nor the convergence test;
+  it cuts the iterations two- to four-fold on the training problems of the
+  offline benchmark (``extrapolate=False`` gives the plain iteration).
 """
 
 import math
@@ -21,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from jtln._checks import check_finite, host_view
 
 
 def default_tol(dtype):
@@ -51,10 +59,11 @@ def potentials(log_u, log_v, lam):
     r"""Eq. 11: the centred duals :math:`\alpha = (\log u - \overline{\log u})/\lambda`, :math:`\beta` alike, each [B, L].
 
     Centring makes them tangent to the simplex; it also removes the constant
-    that shifting ``C`` by its minimum puts into ``log u``.
+    that shifting ``C`` by its minimum puts into ``log u``.  Works on torch
+    tensors and NumPy arrays alike (the OT loss calls it on host views).
     """
-    alpha = (log_u - log_u.mean(dim=1, keepdim=True)) / lam
-    beta = (log_v - log_v.mean(dim=1, keepdim=True)) / lam
+    alpha = (log_u - log_u.sum(1)[:, None] / log_u.shape[1]) / lam
+    beta = (log_v - log_v.sum(1)[:, None] / log_v.shape[1]) / lam
     return alpha, beta
 
 
@@ -64,11 +73,76 @@ def scaling_is_safe(C, lam):
     The scalings span about ``exp(lam * (max C - min C))``; a quarter of the
     dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
     """
-    spread = lam * (C.max() - C.min()).item()
-    return spread < math.log(torch.finfo(C.dtype).max) / 4
+    view = host_view(C)
+    return _spread_is_safe(lam * float(view.max() - view.min()), C.dtype)
 
 
-def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto"):
+def _spread_is_safe(spread, dtype):
+    return spread < math.log(torch.finfo(dtype).max) / 4
+
+
+@dataclass(frozen=True)
+class GibbsKernel:
+    r"""What the scaling-domain loop needs of one cost matrix ``C`` [L_s, L_t] and ``lam``.
+
+    :math:`K = e^{-\lambda (C - \min C) - 1}`, its transpose (contiguous) and
+    :math:`K \odot C` for line 6, as NumPy arrays on the CPU (host views) and
+    torch tensors elsewhere; ``safe`` is :func:`scaling_is_safe`.
+    :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
+    one of its constant ``C``, so a training step skips the checks and
+    exponentials of ``C``.
+    """
+
+    lam: float
+    shape: tuple
+    dtype: torch.dtype
+    device: torch.device
+    K: object
+    K_T: object
+    KC: object
+    safe: bool
+
+    @classmethod
+    def of(cls, C, lam):
+        """Validate ``C`` (finite, 2-D) and build its kernel."""
+        check_finite(C, "C")
+        if C.dim() != 2:
+            raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
+        C_ = host_view(C)
+        lowest = C_.min()
+        K = (-lam * (C_ - lowest) - 1.0).exp() if torch.is_tensor(C_) else np.exp(-lam * (C_ - lowest) - 1.0)
+        K_T = K.T.contiguous() if torch.is_tensor(K) else np.ascontiguousarray(K.T)
+        safe = _spread_is_safe(lam * float(C_.max() - lowest), C.dtype)
+        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe)
+
+    def matches(self, C, lam):
+        return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
+
+
+def aitken(x0, x1, x2):
+    r"""Vector Aitken extrapolation of three consecutive iterates ``x0, x1, x2`` [B, L], row by row.
+
+    Near its fixed point Sinkhorn's map is linear in ``log v`` with real
+    eigenvalues in [0, 1) (squared singular values of the normalised plan),
+    so the differences :math:`d_k = x_k - x_{k-1}` shrink by the largest one,
+    :math:`\rho`, per iteration.  With :math:`\rho` estimated as
+    :math:`\langle d_1, d_2\rangle / \lVert d_1\rVert^2` the limit is about
+    :math:`x_2 + \frac{\rho}{1-\rho} d_2`.  Rows whose estimate is not in
+    [0, 0.99) are left as they are.  (A constant added to ``log v`` is the
+    gauge of the scalings, an eigenvalue 1 of the map; the differences of a
+    converging sequence have no part along it, so they are not centred.)
+    """
+    d1, d2 = x1 - x0, x2 - x1
+    num, den = (d1 * d2).sum(1), (d1 * d1).sum(1)
+    factor = num / (den - num).clip(min=_TINY)  # rho / (1 - rho)
+    factor = factor * ((num >= 0) & (num < 0.99 * den))
+    return x2 + factor[:, None] * d2
+
+
+_TINY = 1e-30  # a denominator floor, above float32's smallest normal number
+
+
+def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t].
 
     ``C`` is [L_s, L_t] (shared by the batch) or, in the log domain only,
@@ -76,20 +150,60 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
     range makes it unsafe, see :func:`scaling_is_safe`), "scaling" or "log".
     A scaling-domain run that still over- or underflows is redone in the log
     domain.  Warns with the final marginal error if ``max_iter`` is reached.
+    ``extrapolate`` applies :func:`aitken` to ``log v`` at each check that has
+    not converged (``check_every >= 3``), until a check finds the error grown.
+    ``kernel`` is the :class:`GibbsKernel` of ``(C, lam)`` if the caller keeps
+    one; it is built here otherwise.
     """
     if tol is None:
         tol = default_tol(C.dtype)
     if domain not in ("auto", "scaling", "log"):
         raise ValueError(f"domain must be 'auto', 'scaling' or 'log', got {domain!r}")
-    if domain == "auto":
-        domain = "scaling" if C.dim() == 2 and scaling_is_safe(C, lam) else "log"
+    if domain == "scaling" and C.dim() != 2:
+        raise ValueError("the scaling domain needs one cost matrix C [L_s, L_t] shared by the batch")
+    if C.dim() == 2 and domain != "log":
+        if kernel is None:
+            kernel = GibbsKernel.of(C, lam)
+        elif not kernel.matches(C, lam):
+            raise ValueError("kernel was built for another cost matrix or lam than the C and lam given")
+        if domain == "auto":
+            domain = "scaling" if kernel.safe else "log"
     if domain == "scaling":
-        if C.dim() != 2:
-            raise ValueError("the scaling domain needs one cost matrix C [L_s, L_t] shared by the batch")
-        result = _sinkhorn_scaling(a, b, C, lam, tol, max_iter, check_every)
+        result = _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate)
         if result is not None:
             return result
-    return _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every)
+    return _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate)
+
+
+class _Extrapolation:
+    """Keeps ``log v`` of the last three iterations of each check period and extrapolates it at the check.
+
+    Stops for good once a check finds a larger error than the one before: the
+    extrapolation is a help near the fixed point, never a requirement.
+    """
+
+    def __init__(self, enabled, check_every):
+        self.enabled = enabled and check_every >= 3
+        self.kept = (check_every - 2, check_every - 1, 0)
+        self.check_every = check_every
+        self.history = []
+        self.last_error = math.inf
+
+    def wants(self, n_iter):
+        return n_iter % self.check_every in self.kept
+
+    def keep(self, log_v):
+        self.history.append(log_v)
+
+    def at_check(self, error):
+        """The extrapolated ``log v`` [B, L_t], or None."""
+        history, self.history = self.history, []
+        if error > self.last_error:
+            self.enabled = False
+        self.last_error = error
+        if not self.enabled or len(history) != 3:
+            return None
+        return aitken(*history)
 
 
 def _warn_not_converged(max_iter, error, tol):
@@ -100,38 +214,39 @@ def _warn_not_converged(max_iter, error, tol):
     )
 
 
-def _sinkhorn_scaling(a, b, C, lam, tol, max_iter, check_every):
+def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
     """Algorithm 1 on the whole batch with preallocated buffers; None if it over/underflowed.
 
-    On the CPU the loop runs in NumPy on the same memory: for these small
+    On the CPU the loop runs in NumPy on the tensors' memory: for these small
     products (B x 87 by 87 x 13) torch's per-call dispatch costs more than the
-    arithmetic, and NumPy halves the time of an iteration.  ``np.matmul`` /
-    ``np.divide`` and ``torch.matmul`` / ``torch.divide`` share their
-    signatures, so one loop serves both.
+    arithmetic, and ``np.dot`` into a preallocated ``out`` is the cheapest
+    product NumPy has (``np.matmul`` costs a third more per call at these
+    sizes).  ``np.dot`` / ``np.divide`` and ``torch.matmul`` / ``torch.divide``
+    share their signatures, so one loop serves both.
     """
     B, L_s = a.shape
     L_t = b.shape[1]
-    if C.device.type == "cpu":
-        xp = np
-        a, b, C_ = (t.detach().contiguous().numpy() for t in (a, b, C))
-        dtype = {"float32": np.float32, "float64": np.float64}.get(str(C_.dtype), np.float64)
-        a, b, C_ = a.astype(dtype, copy=False), b.astype(dtype, copy=False), C_.astype(dtype, copy=False)
-        K = np.exp(-lam * (C_ - C_.min()) - 1.0).astype(dtype, copy=False)
-        K_T = np.ascontiguousarray(K.T)
-        u = np.full((B, L_s), 1.0 / L_s, dtype=dtype)
-        v, Ktu, Kv = np.empty((B, L_t), dtype), np.empty((B, L_t), dtype), np.empty((B, L_s), dtype)
+    K, K_T = kernel.K, kernel.K_T
+    a, b = host_view(a), host_view(b)
+    if isinstance(K, np.ndarray):
+        xp, dot = np, np.dot
+        a, b = a.astype(K.dtype, copy=False), b.astype(K.dtype, copy=False)
+        u = np.full((B, L_s), 1.0 / L_s, dtype=K.dtype)
+        v, Ktu, Kv = np.empty((B, L_t), K.dtype), np.empty((B, L_t), K.dtype), np.empty((B, L_s), K.dtype)
     else:
-        xp, C_ = torch, C
-        K = torch.exp(-lam * (C - C.min()) - 1.0)
-        K_T = K.T.contiguous()
-        u = torch.full((B, L_s), 1.0 / L_s, dtype=C.dtype, device=C.device)
-        v, Ktu, Kv = (torch.empty(shape, dtype=C.dtype, device=C.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
+        xp, dot = torch, torch.matmul
+        u = torch.full((B, L_s), 1.0 / L_s, dtype=K.dtype, device=K.device)
+        v, Ktu, Kv = (torch.empty(shape, dtype=K.dtype, device=K.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
+    tiny = torch.finfo(kernel.dtype).tiny
+    extrapolation = _Extrapolation(extrapolate, check_every)
     error = math.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        xp.matmul(u, K, out=Ktu)  # (K^T u_b)^T for every row b
+        dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
         xp.divide(b, Ktu, out=v)  # line 3
-        xp.matmul(v, K_T, out=Kv)
+        if extrapolation.enabled and extrapolation.wants(n_iter):
+            extrapolation.keep(xp.log(v.clip(min=tiny)))
+        dot(v, K_T, out=Kv)
         if n_iter % check_every == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
             error = float(xp.abs(u * Kv - a).sum(1).max())
@@ -140,36 +255,49 @@ def _sinkhorn_scaling(a, b, C, lam, tol, max_iter, check_every):
             if error < tol:
                 xp.divide(a, Kv, out=u)
                 break
+            log_v = extrapolation.at_check(error)
+            if log_v is not None:
+                xp.exp(log_v, out=v)
+                dot(v, K_T, out=Kv)
         xp.divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
-    if not (bool(xp.isfinite(u).all()) and bool(xp.isfinite(v).all()) and bool((Kv > 0).all())):
+    # the scalings are bounded (scaling_is_safe), so a sum is infinite only if an entry is
+    if not (math.isfinite(float(u.sum())) and math.isfinite(float(v.sum())) and float(Kv.min()) > 0):
         return None
-    cost = ((u @ (K * C_)) * v).sum(1)  # line 6: u^T (K o C) v, without forming the plan
+    cost = (dot(u, kernel.KC) * v).sum(1)  # line 6: u^T (K o C) v, without forming the plan
+    log_u, log_v = xp.log(u.clip(min=tiny)), xp.log(v.clip(min=tiny))
     if xp is np:
-        u, v, cost = (torch.from_numpy(x) for x in (u, v, cost))
-    tiny = torch.finfo(C.dtype).tiny
-    return Scalings(u.clamp_min(tiny).log(), v.clamp_min(tiny).log(), n_iter, error, "scaling", cost)
+        log_u, log_v, cost = (torch.from_numpy(x) for x in (log_u, log_v, cost))
+    return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
 
 
-def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every):
+def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
     """The same iterations on ``f = log u``, ``g = log v`` with log-sum-exp."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
     tiny = torch.finfo(C.dtype).tiny
     log_a = a.clamp_min(tiny).log()
     log_b = b.clamp_min(tiny).log()
     C_min = C.amin(dim=(-2, -1), keepdim=True)
     M = lam * (C - C_min) + 1.0  # K = exp(-M)
     f = torch.full_like(log_a, -math.log(a.shape[1]))
+    extrapolation = _Extrapolation(extrapolate, check_every)
     error = math.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         g = log_b - torch.logsumexp(f.unsqueeze(2) - M, dim=1)  # line 3
+        if extrapolation.enabled and extrapolation.wants(n_iter):
+            extrapolation.keep(g.clamp_min(math.log(tiny)))
         log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         if n_iter % check_every == 0:
             error = ((f + log_Kv).exp() - a).abs().sum(dim=1).max().item()
             if error < tol:
                 f = log_a - log_Kv
                 break
+            extrapolated = extrapolation.at_check(error)
+            if extrapolated is not None:
+                g = extrapolated
+                log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         f = log_a - log_Kv  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)

@@ -7,7 +7,7 @@ import ot
 import pytest
 import torch
 
-from jtln.ot import OTLoss, ot_loss
+from jtln.ot import OTLoss, ot_loss, ot_loss_with_logits
 from reference.algorithm1 import ot_loss as reference_ot_loss
 from reference.algorithm1 import ot_loss_grad as reference_grad
 from tests.conftest import RTOL, random_histograms
@@ -145,3 +145,74 @@ def test_non_convergence_warns_with_final_error(rng):
     _, (Hs, Ht, Ct) = batch(rng, torch.float64)
     with pytest.warns(RuntimeWarning, match=r"did not converge in 20 iterations: marginal error \d"):
         ot_loss(Hs, Ht, Ct, 50.0, max_iter=20)
+
+
+def test_logits_entry_equals_softmax_then_ot_loss(rng, dtype):
+    """Value and gradient of ot_loss_with_logits against autograd through softmax + ot_loss."""
+    z_s = torch.tensor(rng.normal(size=(B, L_S)) * 2, dtype=dtype, requires_grad=True)
+    z_t = torch.tensor(rng.normal(size=(B, L_T)) * 2, dtype=dtype, requires_grad=True)
+    C = torch.tensor(rng.random((L_S, L_T)), dtype=dtype)
+    weights = torch.tensor(rng.random(B), dtype=dtype)  # a non-uniform upstream gradient
+    fused = ot_loss_with_logits(z_s, z_t, C, 10.0)
+    (fused * weights).sum().backward()
+    grads = z_s.grad.clone(), z_t.grad.clone()
+    z_s.grad = z_t.grad = None
+    composed = ot_loss(z_s.softmax(1), z_t.softmax(1), C, 10.0)
+    (composed * weights).sum().backward()
+    rtol = RTOL[dtype] * 10
+    torch.testing.assert_close(fused, composed, rtol=rtol, atol=0)
+    scale = max(grads[0].abs().max().item(), grads[1].abs().max().item())
+    torch.testing.assert_close(grads[0], z_s.grad, rtol=0, atol=rtol * scale)
+    torch.testing.assert_close(grads[1], z_t.grad, rtol=0, atol=rtol * scale)
+
+
+def test_logits_gradient_is_the_gradient_of_the_regularised_objective(rng):
+    """Central differences of <gamma, C> + 1/lam sum gamma log gamma along random logit directions."""
+    from tests.test_algorithm1 import regularised_objective
+
+    lam = 10.0
+    z_s, z_t = rng.normal(size=L_S), rng.normal(size=L_T)
+    C = rng.random((L_S, L_T))
+    zs, zt = torch.tensor(z_s[None], requires_grad=True), torch.tensor(z_t[None], requires_grad=True)
+    ot_loss_with_logits(zs, zt, torch.tensor(C), lam, tol=1e-14).sum().backward()
+    softmax = lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum()  # noqa: E731
+    eps = 1e-6
+    for _ in range(3):
+        d_s, d_t = rng.normal(size=L_S), rng.normal(size=L_T)
+        fd = (regularised_objective(softmax(z_s + eps * d_s), softmax(z_t + eps * d_t), C, lam)
+              - regularised_objective(softmax(z_s - eps * d_s), softmax(z_t - eps * d_t), C, lam)) / (2 * eps)
+        np.testing.assert_allclose(zs.grad[0].numpy() @ d_s + zt.grad[0].numpy() @ d_t, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_logits_entry_checks_its_input(rng):
+    z_s, z_t = torch.randn(3, L_S, dtype=torch.float64), torch.randn(3, L_T, dtype=torch.float64)
+    C = torch.rand(L_S, L_T, dtype=torch.float64)
+    masked = z_s.clone()
+    masked[0, 0] = -float("inf")  # a masked class: zero mass, finite loss
+    assert torch.isfinite(ot_loss_with_logits(masked, z_t, C, 10.0)).all()
+    cases = []
+    for bad in (float("nan"), float("inf")):
+        z = z_t.clone()
+        z[1, 2] = bad
+        cases.append(((z_s, z, C, 10.0), "z_t contains NaN or inf"))
+    all_masked = z_s.clone()
+    all_masked[2] = -float("inf")
+    cases += [
+        ((all_masked, z_t, C, 10.0), "z_s contains NaN or inf"),
+        ((z_s[0], z_t, C, 10.0), r"z_s must be a tensor of logits \[B, L\]"),
+        ((z_s, z_t[:2], C, 10.0), "z_s and z_t must have the same batch size"),
+        ((z_s, z_t, C.T, 10.0), "C must have shape"),
+        ((z_s.float(), z_t, C, 10.0), "share a dtype"),
+        ((z_s, z_t, C, -1.0), "lam must be"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            ot_loss_with_logits(*args)
+
+
+def test_module_with_logits(rng):
+    z_s, z_t = torch.randn(5, L_S, dtype=torch.float64), torch.randn(5, L_T, dtype=torch.float64)
+    C = torch.rand(L_S, L_T, dtype=torch.float64)
+    module = OTLoss(C, 10.0, logits=True)
+    torch.testing.assert_close(module(z_s, z_t), OTLoss(C, 10.0)(z_s.softmax(1), z_t.softmax(1)), rtol=1e-10, atol=0)
+    assert "logits=True" in repr(module)
