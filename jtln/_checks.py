@@ -5,6 +5,8 @@ import math
 import numpy as np
 import torch
 
+from jtln._host import host_view, ops
+
 
 def histogram_atol(dtype):
     """How far from 1 a histogram's sum may be: a few ulps of a softmax over many classes."""
@@ -17,24 +19,9 @@ def check_finite(x, name):
     if not x.dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
     view = host_view(x)
-    finite = np.isfinite(view).all() if isinstance(view, np.ndarray) else torch.isfinite(view).all()
+    finite = np.isfinite(view).all() if isinstance(view, np.ndarray) else torch.isfinite(view).all()  # once per C, or on bad input
     if not bool(finite):
         raise ValueError(f"{name} contains NaN or inf")
-
-
-def host_view(x):
-    """``x`` as a NumPy array sharing its memory where it lives on the CPU, else ``x`` itself (detached).
-
-    Operations on these small tensors cost about a microsecond in NumPy and
-    several in torch's dispatcher; the OT loss runs a few hundred per step.
-    An array passes through.
-    """
-    if isinstance(x, np.ndarray):
-        return x
-    x = x.detach()
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        return x.numpy()
-    return x
 
 
 def check_histograms(h, name):
@@ -48,10 +35,11 @@ def check_histograms(h, name):
     if h.dim() != 2 or h.shape[1] == 0:
         raise ValueError(f"{name} must have shape [B, L] with L >= 1, got {tuple(h.shape)}")
     x = host_view(h)
-    sums = x.sum(1)
+    o = ops(x)
+    sums = o.rowsum(x)
     if len(x) == 0:
         return sums
-    lowest, worst = float(x.min()), float(abs(sums - 1).max())
+    lowest, worst = float(o.min(x)), float(o.max(o.abs(sums - 1)))
     if not (math.isfinite(lowest) and math.isfinite(worst)):
         check_finite(h, name)
     if lowest < 0:

@@ -119,7 +119,7 @@ class Joint(Method):
         total = ce_t + self.hp.lambda_s * ce_s
         extra = self.extra(logits_s[:n_t], logits_t[:n_t])
         if extra is not None:
-            total = total + self.hp.lambda_ot * extra
+            total = torch.add(total, extra, alpha=self.hp.lambda_ot)
             parts["ot"] = extra.item()
         return total, parts
 

@@ -14,11 +14,11 @@ gradient.
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
-from jtln._checks import check_finite, check_histograms, check_lam, host_view
+from jtln._checks import check_finite, check_histograms, check_lam
+from jtln._host import host_view, ops
 from jtln.sinkhorn import GibbsKernel, potentials, sinkhorn, transport_cost
 
 
@@ -41,7 +41,7 @@ def _check_pair(x_s, x_t, C, names, kernel):
 
 
 def _normalised(h, sums):
-    """Rows of ``h`` divided by their sums, on the host view (see :func:`jtln._checks.host_view`)."""
+    """Rows of ``h`` divided by their sums, on the host view (see :func:`jtln._host.host_view`)."""
     return host_view(h) / sums[:, None]
 
 
@@ -72,17 +72,17 @@ def _softmax(z, name):
     ``-inf`` is a masked class and gets zero mass.
     """
     x = host_view(z)
-    xp = np if isinstance(x, np.ndarray) else torch
-    row_max = x.max(1) if xp is np else x.amax(1)
-    if len(x) and not math.isfinite(float(row_max.sum())):
+    o = ops(x)
+    row_max = o.rowmax(x)
+    if len(x) and not math.isfinite(float(o.sum(row_max))):
         check_finite(z, name)  # raises, unless finite logits only overflowed the sum
-    e = xp.exp(x - row_max[:, None])
-    return e / e.sum(1)[:, None]
+    e = o.exp(x - row_max[:, None])
+    return e / o.rowsum(e)[:, None]
 
 
 def _softmax_backward(h, grad_h):
     r"""Chain rule through :math:`h = \mathrm{softmax}(z)`: :math:`\partial/\partial z_k = h_k (g_k - \langle h, g\rangle)`."""
-    return h * (grad_h - (h * grad_h).sum(1)[:, None])
+    return h * (grad_h - ops(h).rowsum(h * grad_h)[:, None])
 
 
 class _OTLossFunction(torch.autograd.Function):
@@ -91,7 +91,7 @@ class _OTLossFunction(torch.autograd.Function):
     The per-row gradients (Eq. 11, chained through the softmax for logits)
     cost a few operations on [B, L] arrays; the forward pass has the scalings
     at hand, so it forms them there (on the host view, see
-    :func:`jtln._checks.host_view`) and the backward pass only scales them by
+    :func:`jtln._host.host_view`) and the backward pass only scales them by
     the incoming gradient.
     """
 

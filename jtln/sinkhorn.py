@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from jtln._checks import check_finite, host_view
+from jtln._checks import check_finite
+from jtln._host import NUMPY, TORCH, host_view, ops
 
 
 def default_tol(dtype):
@@ -62,8 +63,9 @@ def potentials(log_u, log_v, lam):
     that shifting ``C`` by its minimum puts into ``log u``.  Works on torch
     tensors and NumPy arrays alike (the OT loss calls it on host views).
     """
-    alpha = (log_u - log_u.sum(1)[:, None] / log_u.shape[1]) / lam
-    beta = (log_v - log_v.sum(1)[:, None] / log_v.shape[1]) / lam
+    rowsum = ops(log_u).rowsum
+    alpha = (log_u - rowsum(log_u)[:, None] / log_u.shape[1]) / lam
+    beta = (log_v - rowsum(log_v)[:, None] / log_v.shape[1]) / lam
     return alpha, beta
 
 
@@ -74,7 +76,7 @@ def scaling_is_safe(C, lam):
     dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
     """
     view = host_view(C)
-    return _spread_is_safe(lam * float(view.max() - view.min()), C.dtype)
+    return _spread_is_safe(lam * float(ops(view).max(view) - ops(view).min(view)), C.dtype)
 
 
 def _spread_is_safe(spread, dtype):
@@ -109,10 +111,11 @@ class GibbsKernel:
         if C.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
         C_ = host_view(C)
-        lowest = C_.min()
-        K = (-lam * (C_ - lowest) - 1.0).exp() if torch.is_tensor(C_) else np.exp(-lam * (C_ - lowest) - 1.0)
-        K_T = K.T.contiguous() if torch.is_tensor(K) else np.ascontiguousarray(K.T)
-        safe = _spread_is_safe(lam * float(C_.max() - lowest), C.dtype)
+        o = ops(C_)
+        lowest = o.min(C_)
+        K = o.exp(-lam * (C_ - lowest) - 1.0)
+        K_T = K.T.contiguous() if o is TORCH else np.ascontiguousarray(K.T)
+        safe = _spread_is_safe(lam * float(o.max(C_) - lowest), C.dtype)
         return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe)
 
     def matches(self, C, lam):
@@ -133,9 +136,10 @@ def aitken(x0, x1, x2):
     converging sequence have no part along it, so they are not centred.)
     """
     d1, d2 = x1 - x0, x2 - x1
-    num, den = (d1 * d2).sum(1), (d1 * d1).sum(1)
-    factor = num / (den - num).clip(min=_TINY)  # rho / (1 - rho)
-    factor = factor * ((num >= 0) & (num < 0.99 * den))
+    o = ops(x0)
+    num, den = o.rowsum(d1 * d2), o.rowsum(d1 * d1)
+    factor = num / o.floor(den - num, _TINY)  # rho / (1 - rho)
+    factor = factor * ((factor >= 0) & (factor < 99))  # rho in [0, 0.99); rho >= 1 meets the floor
     return x2 + factor[:, None] * d2
 
 
@@ -184,13 +188,9 @@ class _Extrapolation:
 
     def __init__(self, enabled, check_every):
         self.enabled = enabled and check_every >= 3
-        self.kept = (check_every - 2, check_every - 1, 0)
-        self.check_every = check_every
+        self.first_kept = check_every - 2  # the phases n_iter % check_every kept: check_every - 2, - 1 and 0
         self.history = []
         self.last_error = math.inf
-
-    def wants(self, n_iter):
-        return n_iter % self.check_every in self.kept
 
     def keep(self, log_v):
         self.history.append(log_v)
@@ -228,13 +228,13 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
     L_t = b.shape[1]
     K, K_T = kernel.K, kernel.K_T
     a, b = host_view(a), host_view(b)
-    if isinstance(K, np.ndarray):
-        xp, dot = np, np.dot
-        a, b = a.astype(K.dtype, copy=False), b.astype(K.dtype, copy=False)
+    o = ops(K)
+    if o is NUMPY:
+        if a.dtype != K.dtype or b.dtype != K.dtype:
+            a, b = a.astype(K.dtype), b.astype(K.dtype)
         u = np.full((B, L_s), 1.0 / L_s, dtype=K.dtype)
         v, Ktu, Kv = np.empty((B, L_t), K.dtype), np.empty((B, L_t), K.dtype), np.empty((B, L_s), K.dtype)
     else:
-        xp, dot = torch, torch.matmul
         u = torch.full((B, L_s), 1.0 / L_s, dtype=K.dtype, device=K.device)
         v, Ktu, Kv = (torch.empty(shape, dtype=K.dtype, device=K.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
     tiny = torch.finfo(kernel.dtype).tiny
@@ -242,32 +242,33 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
     error = math.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
-        xp.divide(b, Ktu, out=v)  # line 3
-        if extrapolation.enabled and extrapolation.wants(n_iter):
-            extrapolation.keep(xp.log(v.clip(min=tiny)))
-        dot(v, K_T, out=Kv)
-        if n_iter % check_every == 0:
+        o.dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
+        o.divide(b, Ktu, out=v)  # line 3
+        phase = n_iter % check_every
+        if extrapolation.enabled and (phase == 0 or phase >= extrapolation.first_kept):
+            extrapolation.keep(o.log(o.floor(v, tiny)))
+        o.dot(v, K_T, out=Kv)
+        if phase == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
-            error = float(xp.abs(u * Kv - a).sum(1).max())
+            error = float(o.max(o.rowsum(o.abs(u * Kv - a))))
             if not math.isfinite(error):
                 return None
             if error < tol:
-                xp.divide(a, Kv, out=u)
+                o.divide(a, Kv, out=u)
                 break
             log_v = extrapolation.at_check(error)
             if log_v is not None:
-                xp.exp(log_v, out=v)
-                dot(v, K_T, out=Kv)
-        xp.divide(a, Kv, out=u)  # line 4
+                o.exp(log_v, out=v)
+                o.dot(v, K_T, out=Kv)
+        o.divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
     # the scalings are bounded (scaling_is_safe), so a sum is infinite only if an entry is
-    if not (math.isfinite(float(u.sum())) and math.isfinite(float(v.sum())) and float(Kv.min()) > 0):
+    if not (math.isfinite(float(o.sum(u))) and math.isfinite(float(o.sum(v))) and float(o.min(Kv)) > 0):
         return None
-    cost = (dot(u, kernel.KC) * v).sum(1)  # line 6: u^T (K o C) v, without forming the plan
-    log_u, log_v = xp.log(u.clip(min=tiny)), xp.log(v.clip(min=tiny))
-    if xp is np:
+    cost = o.rowsum(o.dot(u, kernel.KC) * v)  # line 6: u^T (K o C) v, without forming the plan
+    log_u, log_v = o.log(o.floor(u, tiny)), o.log(o.floor(v, tiny))
+    if o is NUMPY:
         log_u, log_v, cost = (torch.from_numpy(x) for x in (log_u, log_v, cost))
     return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
 
@@ -286,10 +287,11 @@ def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         g = log_b - torch.logsumexp(f.unsqueeze(2) - M, dim=1)  # line 3
-        if extrapolation.enabled and extrapolation.wants(n_iter):
+        phase = n_iter % check_every
+        if extrapolation.enabled and (phase == 0 or phase >= extrapolation.first_kept):
             extrapolation.keep(g.clamp_min(math.log(tiny)))
         log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
-        if n_iter % check_every == 0:
+        if phase == 0:
             error = ((f + log_Kv).exp() - a).abs().sum(dim=1).max().item()
             if error < tol:
                 f = log_a - log_Kv
