@@ -22,13 +22,14 @@ from jtln._host import host_view, ops
 from jtln.sinkhorn import GibbsKernel, potentials, sinkhorn, transport_cost
 
 
-def _check_pair(x_s, x_t, C, names, kernel):
-    """What histograms and logits share: batch sizes, C [L_s, L_t] finite and constant, one dtype.
+def _check_pair(x_s, x_t, C, names):
+    """What histograms and logits share: batch sizes, C [L_s, L_t] constant, one dtype.
 
-    A kernel kept by the caller (:class:`OTLoss`) was built from a checked ``C``.
+    ``C``'s values are checked where Sinkhorn meets them (:func:`jtln.sinkhorn.sinkhorn`,
+    or once per kernel that :class:`OTLoss` keeps).
     """
-    if kernel is None:
-        check_finite(C, "C")
+    if not torch.is_tensor(C):
+        check_finite(C, "C")  # raises the precise error
     if x_s.shape[0] != x_t.shape[0]:
         raise ValueError(f"{names[0]} and {names[1]} must have the same batch size, got {x_s.shape[0]} and {x_t.shape[0]}")
     expected = (x_s.shape[1], x_t.shape[1])
@@ -52,7 +53,7 @@ def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain
     Algorithm 1 has no fixed point for unequal masses.
     """
     sums_s, sums_t = check_histograms(h_s, "h_s"), check_histograms(h_t, "h_t")
-    _check_pair(h_s, h_t, C, ("h_s", "h_t"), kernel)
+    _check_pair(h_s, h_t, C, ("h_s", "h_t"))
     lam = check_lam(lam)
     a, b = _normalised(h_s, sums_s), _normalised(h_t, sums_t)
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
@@ -100,7 +101,7 @@ class _OTLossFunction(torch.autograd.Function):
         if logits:
             _logits(x_s, "z_s")
             _logits(x_t, "z_t")
-            _check_pair(x_s, x_t, C, ("z_s", "z_t"), options["kernel"])
+            _check_pair(x_s, x_t, C, ("z_s", "z_t"))
             lam = check_lam(lam)
             a, b = _softmax(x_s, "z_s"), _softmax(x_t, "z_t")
             scalings = sinkhorn(a, b, C, lam, **options)

@@ -69,27 +69,15 @@ def potentials(log_u, log_v, lam):
     return alpha, beta
 
 
-def scaling_is_safe(C, lam):
-    """Whether ``exp(-lam (C - min C) - 1)`` and the scalings stay in range.
-
-    The scalings span about ``exp(lam * (max C - min C))``; a quarter of the
-    dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
-    """
-    view = host_view(C)
-    return _spread_is_safe(lam * float(ops(view).max(view) - ops(view).min(view)), C.dtype)
-
-
-def _spread_is_safe(spread, dtype):
-    return spread < math.log(torch.finfo(dtype).max) / 4
-
-
 @dataclass(frozen=True)
 class GibbsKernel:
     r"""What the scaling-domain loop needs of one cost matrix ``C`` [L_s, L_t] and ``lam``.
 
     :math:`K = e^{-\lambda (C - \min C) - 1}`, its transpose (contiguous) and
     :math:`K \odot C` for line 6, as NumPy arrays on the CPU (host views) and
-    torch tensors elsewhere; ``safe`` is :func:`scaling_is_safe`.
+    torch tensors elsewhere.  ``safe``: whether the scaling domain stays in
+    range.  The scalings span about ``exp(lam * (max C - min C))``; a quarter
+    of the dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
     :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
     one of its constant ``C``, so a training step skips the checks and
     exponentials of ``C``.
@@ -115,11 +103,14 @@ class GibbsKernel:
         lowest = o.min(C_)
         K = o.exp(-lam * (C_ - lowest) - 1.0)
         K_T = K.T.contiguous() if o is TORCH else np.ascontiguousarray(K.T)
-        safe = _spread_is_safe(lam * float(o.max(C_) - lowest), C.dtype)
+        safe = lam * float(o.max(C_) - lowest) < math.log(torch.finfo(C.dtype).max) / 4
         return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe)
 
     def matches(self, C, lam):
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
+
+
+_TINY = 1e-30  # a denominator floor, above float32's smallest normal number
 
 
 def aitken(x0, x1, x2):
@@ -143,21 +134,18 @@ def aitken(x0, x1, x2):
     return x2 + factor[:, None] * d2
 
 
-_TINY = 1e-30  # a denominator floor, above float32's smallest normal number
-
-
 def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t].
 
     ``C`` is [L_s, L_t] (shared by the batch) or, in the log domain only,
     [B, L_s, L_t].  ``domain`` is "auto" (scaling domain unless the exponent
-    range makes it unsafe, see :func:`scaling_is_safe`), "scaling" or "log".
+    range makes it unsafe, see :class:`GibbsKernel`), "scaling" or "log".
     A scaling-domain run that still over- or underflows is redone in the log
     domain.  Warns with the final marginal error if ``max_iter`` is reached.
     ``extrapolate`` applies :func:`aitken` to ``log v`` at each check that has
     not converged (``check_every >= 3``), until a check finds the error grown.
     ``kernel`` is the :class:`GibbsKernel` of ``(C, lam)`` if the caller keeps
-    one; it is built here otherwise.
+    one; it is built here otherwise.  ``C`` is checked to be finite here, once.
     """
     if tol is None:
         tol = default_tol(C.dtype)
@@ -167,11 +155,13 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
         raise ValueError("the scaling domain needs one cost matrix C [L_s, L_t] shared by the batch")
     if C.dim() == 2 and domain != "log":
         if kernel is None:
-            kernel = GibbsKernel.of(C, lam)
+            kernel = GibbsKernel.of(C, lam)  # checks C
         elif not kernel.matches(C, lam):
             raise ValueError("kernel was built for another cost matrix or lam than the C and lam given")
         if domain == "auto":
             domain = "scaling" if kernel.safe else "log"
+    elif kernel is None:
+        check_finite(C, "C")
     if domain == "scaling":
         result = _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate)
         if result is not None:
@@ -263,7 +253,7 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
         o.divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
-    # the scalings are bounded (scaling_is_safe), so a sum is infinite only if an entry is
+    # the scalings are bounded (GibbsKernel.safe), so a sum is infinite only if an entry is
     if not (math.isfinite(float(o.sum(u))) and math.isfinite(float(o.sum(v))) and float(o.min(Kv)) > 0):
         return None
     cost = o.rowsum(o.dot(u, kernel.KC) * v)  # line 6: u^T (K o C) v, without forming the plan
