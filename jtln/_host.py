@@ -61,3 +61,10 @@ def host_view(x):
 def ops(x):
     """The namespace of operations for ``x`` (a host view)."""
     return NUMPY if isinstance(x, np.ndarray) else TORCH
+
+
+def to_tensor(x):
+    """A host view (or NumPy scalar) as a tensor sharing its memory; tensors and None pass through."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return torch.from_numpy(np.asarray(x))
+    return x

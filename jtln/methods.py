@@ -113,11 +113,12 @@ class Joint(Method):
         z = torch.cat([batch_t[0], batch_s[0]])
         logits_s, logits_t = self.network(z)
         n_t = len(batch_t[0])
-        ce_t = F.cross_entropy(logits_t[:n_t], batch_t[1])
+        logits_t_on_target = logits_t[:n_t]  # one slice for both terms: one autograd node, one gradient buffer
+        ce_t = F.cross_entropy(logits_t_on_target, batch_t[1])
         ce_s = F.cross_entropy(logits_s[n_t:], batch_s[1])
         parts = {"ce_t": ce_t.item(), "ce_s": ce_s.item()}
         total = ce_t + self.hp.lambda_s * ce_s
-        extra = self.extra(logits_s[:n_t], logits_t[:n_t])
+        extra = self.extra(logits_s[:n_t], logits_t_on_target)
         if extra is not None:
             total = torch.add(total, extra, alpha=self.hp.lambda_ot)
             parts["ot"] = extra.item()

@@ -16,10 +16,11 @@ import math
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from jtln._checks import check_finite, check_histograms, check_lam
-from jtln._host import host_view, ops
-from jtln.sinkhorn import GibbsKernel, potentials, sinkhorn, transport_cost
+from jtln._host import host_view, ops, to_tensor
+from jtln.sinkhorn import GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost
 
 
 def _check_pair(x_s, x_t, C, names):
@@ -41,23 +42,22 @@ def _check_pair(x_s, x_t, C, names):
         raise ValueError("C requires grad, but the OT loss treats the cost matrix as a constant: pass C.detach()")
 
 
-def _normalised(h, sums):
-    """Rows of ``h`` divided by their sums, on the host view (see :func:`jtln._host.host_view`)."""
-    return host_view(h) / sums[:, None]
-
-
-def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
-    """Validate and run Algorithm 1 on a batch; returns :class:`jtln.sinkhorn.Scalings`.
+def _histograms(h_s, h_t, C, lam):
+    """Validated marginals ``a``, ``b`` (host views, see :func:`jtln._host.host_view`) and ``lam``.
 
     The histograms are renormalised to sum exactly 1 after validation:
     Algorithm 1 has no fixed point for unequal masses.
     """
     sums_s, sums_t = check_histograms(h_s, "h_s"), check_histograms(h_t, "h_t")
     _check_pair(h_s, h_t, C, ("h_s", "h_t"))
-    lam = check_lam(lam)
-    a, b = _normalised(h_s, sums_s), _normalised(h_t, sums_t)
-    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
-    return sinkhorn(a, b, C, lam, **options)
+    return host_view(h_s) / sums_s[:, None], host_view(h_t) / sums_t[:, None], check_lam(lam)
+
+
+def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
+    """Validate and run Algorithm 1 on a batch; returns :class:`jtln.sinkhorn.Scalings`."""
+    a, b, lam = _histograms(h_s, h_t, C, lam)
+    return sinkhorn(a, b, C, lam, tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate,
+                    kernel=kernel)
 
 
 def _logits(z, name):
@@ -82,47 +82,77 @@ def _softmax(z, name):
 
 
 def _softmax_backward(h, grad_h):
-    r"""Chain rule through :math:`h = \mathrm{softmax}(z)`: :math:`\partial/\partial z_k = h_k (g_k - \langle h, g\rangle)`."""
+    r"""Chain rule through :math:`h = \mathrm{softmax}(z)`: :math:`\partial/\partial z_k = h_k (g_k - \langle h, g\rangle)`.
+
+    A constant added to a row of ``grad_h`` drops out, since the row of ``h`` sums to 1.
+    """
     return h * (grad_h - ops(h).rowsum(h * grad_h)[:, None])
 
 
-class _OTLossFunction(torch.autograd.Function):
-    """Forward: Algorithm 1 and line 6.  Backward: Eq. 11, computed in the forward pass.
+def _gradients(scalings, a, b, lam, logits, weight):
+    r"""Eq. 11 for every row, times ``weight``, on host views; chained through the softmax for logits.
 
-    The per-row gradients (Eq. 11, chained through the softmax for logits)
-    cost a few operations on [B, L] arrays; the forward pass has the scalings
-    at hand, so it forms them there (on the host view, see
-    :func:`jtln._host.host_view`) and the backward pass only scales them by
-    the incoming gradient.
+    With logits the centring of Eq. 11 is skipped: :math:`\log u / \lambda`
+    differs from :math:`\alpha` by a constant per row, which the softmax's
+    backward removes (:func:`_softmax_backward`).
+    """
+    log_u, log_v = host_view(scalings.log_u), host_view(scalings.log_v)
+    if logits:
+        scale = weight / lam
+        return _softmax_backward(host_view(a), log_u * scale), _softmax_backward(host_view(b), log_v * scale)
+    alpha, beta = potentials(log_u, log_v, lam)
+    return (alpha, beta) if weight == 1.0 else (alpha * weight, beta * weight)
+
+
+#: the reductions of the OT loss over the batch
+REDUCTIONS = ("none", "mean", "sum")
+
+
+class _OTLossFunction(torch.autograd.Function):
+    """Forward: Algorithm 1 and line 6, reduced over the batch.  Backward: Eq. 11, computed in the forward pass.
+
+    The per-row gradients (Eq. 11, chained through the softmax for logits,
+    scaled by the reduction's weight) cost a few operations on [B, L] arrays;
+    the forward pass has the scalings at hand, so it forms them there (on the
+    host view, see :func:`jtln._host.host_view`) and the backward pass only
+    scales them by the incoming gradient.  Reducing inside the node spares a
+    training step the autograd node of ``.mean()``.
     """
 
     @staticmethod
-    def forward(ctx, x_s, x_t, C, lam, logits, options):
+    def forward(ctx, x_s, x_t, C, lam, logits, reduction, options):
         if logits:
             _logits(x_s, "z_s")
             _logits(x_t, "z_t")
             _check_pair(x_s, x_t, C, ("z_s", "z_t"))
-            lam = check_lam(lam)
-            a, b = _softmax(x_s, "z_s"), _softmax(x_t, "z_t")
-            scalings = sinkhorn(a, b, C, lam, **options)
+            a, b, lam = _softmax(x_s, "z_s"), _softmax(x_t, "z_t"), check_lam(lam)
         else:
-            scalings = solve(x_s, x_t, C, lam, **options)
-        alpha, beta = potentials(host_view(scalings.log_u), host_view(scalings.log_v), lam)  # Eq. 11
-        if logits:
-            alpha, beta = _softmax_backward(host_view(a), alpha), _softmax_backward(host_view(b), beta)
-        ctx.save_for_backward(torch.as_tensor(alpha), torch.as_tensor(beta))  # shares a host view's memory
-        return transport_cost(scalings, C, lam)  # line 6
+            a, b, lam = _histograms(x_s, x_t, C, lam)
+        scalings = _sinkhorn(a, b, C, lam, **options)
+        losses = host_view(transport_cost(scalings, C, lam))  # line 6
+        weight = (1.0 / len(losses) if len(losses) else math.nan) if reduction == "mean" else 1.0  # an empty mean is NaN, as in torch
+        # host views, not inputs or outputs: kept on ctx rather than by save_for_backward
+        ctx.gradients = _gradients(scalings, a, b, lam, logits, weight)
+        ctx.per_sample = reduction == "none"
+        return to_tensor(losses if ctx.per_sample else ops(losses).sum(losses) * weight)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_loss):
-        alpha, beta = ctx.saved_tensors
-        g = grad_loss.unsqueeze(1)
-        return g * alpha, g * beta, None, None, None, None
+        alpha, beta = (to_tensor(g) for g in ctx.gradients)
+        g = grad_loss.unsqueeze(1) if ctx.per_sample else grad_loss
+        return g * alpha, g * beta, None, None, None, None, None
 
 
-def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True,
-            kernel=None):
-    r"""Per-sample approximate OT loss (Definition 1, Algorithm 1), differentiable by Eq. 11.
+def _reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
+def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
+            extrapolate=True, kernel=None):
+    r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or its mean, differentiable by Eq. 11.
 
     Parameters
     ----------
@@ -134,6 +164,9 @@ def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, doma
         Cost matrix, a constant (same dtype and device as ``h_s``).
     lam : float
         :math:`\lambda > 0` of Algorithm 1.
+    reduction : {"none", "mean", "sum"}
+        Per-row losses, or their mean (Eq. 3) or sum, reduced inside the
+        autograd node.
     tol : float, optional
         Marginal-error tolerance; default 1e-9 in float64, 1e-6 in float32.
     max_iter, check_every : int
@@ -151,7 +184,7 @@ def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, doma
 
     Returns
     -------
-    Tensor [B]
+    Tensor [B], or a scalar if reduced
         :math:`\ell_{ot}(h_s(x_b), h_t(x_b))` for each row.
 
     Examples
@@ -163,11 +196,11 @@ def ot_loss(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, doma
     tensor([0.5000], dtype=torch.float64)
     """
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
-    return _OTLossFunction.apply(h_s, h_t, C, lam, False, options)
+    return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), options)
 
 
-def ot_loss_with_logits(z_s, z_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True,
-                        kernel=None):
+def ot_loss_with_logits(z_s, z_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
+                        extrapolate=True, kernel=None):
     r"""``ot_loss(softmax(z_s), softmax(z_t), C, lam)`` as one autograd node, from the heads' logits.
 
     What the JTLN methods call: the histogram checks reduce to finite logits
@@ -176,8 +209,7 @@ def ot_loss_with_logits(z_s, z_t, C, lam, *, tol=None, max_iter=10_000, check_ev
     as :func:`ot_loss`; ``z_s`` [B, L_s] and ``z_t`` [B, L_t] are logits.
     """
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
-    return _OTLossFunction.apply(z_s, z_t, C, lam, True, options)
-
+    return _OTLossFunction.apply(z_s, z_t, C, lam, True, _reduction(reduction), options)
 
 
 class OTLoss(nn.Module):
@@ -191,11 +223,9 @@ class OTLoss(nn.Module):
 
     def __init__(self, C, lam, reduction="mean", logits=False, **options):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.reduction = _reduction(reduction)
         self.register_buffer("C", torch.as_tensor(C).detach().clone())
         self.lam = check_lam(lam)
-        self.reduction = reduction
         self.logits = bool(logits)
         self.options = options
         self._kernel, self._kernel_key = None, None
@@ -210,12 +240,7 @@ class OTLoss(nn.Module):
     def forward(self, x_s, x_t):
         C = self.C.to(x_s.dtype)
         loss = ot_loss_with_logits if self.logits else ot_loss
-        losses = loss(x_s, x_t, C, self.lam, kernel=self.kernel(C.dtype), **self.options)
-        if self.reduction == "mean":
-            return losses.mean()
-        if self.reduction == "sum":
-            return losses.sum()
-        return losses
+        return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(C.dtype), **self.options)
 
     def extra_repr(self):
         return f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}, logits={self.logits}"

@@ -23,13 +23,13 @@ Two choices differ from the literal reference (:mod:`reference.algorithm1`):
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from jtln._checks import check_finite
-from jtln._host import NUMPY, TORCH, host_view, ops
+from jtln._host import NUMPY, TORCH, host_view, ops, to_tensor
 
 
 def default_tol(dtype):
@@ -54,6 +54,10 @@ class Scalings:
     domain: str
     #: line 6 of Algorithm 1, <gamma_0, C>_F per row [B], where the solver had it at hand
     cost: torch.Tensor = None
+
+    def as_tensors(self):
+        """The same result with host views (:func:`jtln._host.host_view`) as tensors sharing their memory."""
+        return replace(self, log_u=to_tensor(self.log_u), log_v=to_tensor(self.log_v), cost=to_tensor(self.cost))
 
 
 def potentials(log_u, log_v, lam):
@@ -80,7 +84,8 @@ class GibbsKernel:
     of the dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
     :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
     one of its constant ``C``, so a training step skips the checks and
-    exponentials of ``C``.
+    exponentials of ``C``.  ``tiny``: the dtype's smallest normal number, the
+    floor of the scalings before their logarithm.
     """
 
     lam: float
@@ -91,6 +96,7 @@ class GibbsKernel:
     K_T: object
     KC: object
     safe: bool
+    tiny: float
 
     @classmethod
     def of(cls, C, lam):
@@ -104,7 +110,7 @@ class GibbsKernel:
         K = o.exp(-lam * (C_ - lowest) - 1.0)
         K_T = K.T.contiguous() if o is TORCH else np.ascontiguousarray(K.T)
         safe = lam * float(o.max(C_) - lowest) < math.log(torch.finfo(C.dtype).max) / 4
-        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe)
+        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe, torch.finfo(C.dtype).tiny)
 
     def matches(self, C, lam):
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
@@ -147,6 +153,11 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
     ``kernel`` is the :class:`GibbsKernel` of ``(C, lam)`` if the caller keeps
     one; it is built here otherwise.  ``C`` is checked to be finite here, once.
     """
+    return _sinkhorn(a, b, C, lam, tol, max_iter, check_every, domain, extrapolate, kernel).as_tensors()
+
+
+def _sinkhorn(a, b, C, lam, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
+    """:func:`sinkhorn`, with the scaling domain's arrays left as host views (the OT loss works on them)."""
     if tol is None:
         tol = default_tol(C.dtype)
     if domain not in ("auto", "scaling", "log"):
@@ -162,6 +173,9 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
             domain = "scaling" if kernel.safe else "log"
     elif kernel is None:
         check_finite(C, "C")
+    if len(a) == 0:  # an empty batch: nothing to scale
+        a, b = host_view(a), host_view(b)
+        return Scalings(a, b, 0, 0.0, domain, ops(a).rowsum(a))
     if domain == "scaling":
         result = _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate)
         if result is not None:
@@ -222,12 +236,13 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
     if o is NUMPY:
         if a.dtype != K.dtype or b.dtype != K.dtype:
             a, b = a.astype(K.dtype), b.astype(K.dtype)
-        u = np.full((B, L_s), 1.0 / L_s, dtype=K.dtype)
+        u = np.empty((B, L_s), K.dtype)
+        u.fill(1.0 / L_s)  # np.full runs this through a Python wrapper
         v, Ktu, Kv = np.empty((B, L_t), K.dtype), np.empty((B, L_t), K.dtype), np.empty((B, L_s), K.dtype)
     else:
         u = torch.full((B, L_s), 1.0 / L_s, dtype=K.dtype, device=K.device)
         v, Ktu, Kv = (torch.empty(shape, dtype=K.dtype, device=K.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
-    tiny = torch.finfo(kernel.dtype).tiny
+    tiny = kernel.tiny
     extrapolation = _Extrapolation(extrapolate, check_every)
     error = math.inf
     n_iter = 0
@@ -253,13 +268,12 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
         o.divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
-    # the scalings are bounded (GibbsKernel.safe), so a sum is infinite only if an entry is
-    if not (math.isfinite(float(o.sum(u))) and math.isfinite(float(o.sum(v))) and float(o.min(Kv)) > 0):
+    # the scalings are bounded (GibbsKernel.safe), so a sum is infinite only if an entry is; an
+    # underflow of K v or K^T u shows as an infinite (mass / 0) or NaN (0 / 0) entry of u or v
+    if not (math.isfinite(float(o.sum(u))) and math.isfinite(float(o.sum(v)))):
         return None
     cost = o.rowsum(o.dot(u, kernel.KC) * v)  # line 6: u^T (K o C) v, without forming the plan
     log_u, log_v = o.log(o.floor(u, tiny)), o.log(o.floor(v, tiny))
-    if o is NUMPY:
-        log_u, log_v, cost = (torch.from_numpy(x) for x in (log_u, log_v, cost))
     return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
 
 

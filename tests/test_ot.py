@@ -89,14 +89,44 @@ def test_gradient_flows_through_softmax(rng):
     assert logits_s.grad.abs().sum() > 0 and logits_t.grad.abs().sum() > 0
 
 
-def test_module_reductions(rng):
+@pytest.mark.parametrize("logits", [False, True])
+def test_reductions_inside_the_node_match_reducing_the_rows(rng, dtype, logits):
+    """reduction="mean"/"sum" (functions and module): the same value and gradient as reducing the per-row losses."""
+    _, (Hs, Ht, Ct) = batch(rng, dtype)
+    x_s, x_t = (Hs.detach().log().requires_grad_(), Ht.detach().log().requires_grad_()) if logits else (Hs, Ht)
+    loss = ot_loss_with_logits if logits else ot_loss
+    rows = loss(x_s, x_t, Ct, 5.0)
+    for reduction, reduce in (("mean", torch.mean), ("sum", torch.sum)):
+        expected_grads = torch.autograd.grad(reduce(rows), (x_s, x_t), retain_graph=True)
+        for got in (loss(x_s, x_t, Ct, 5.0, reduction=reduction), OTLoss(Ct, 5.0, reduction=reduction, logits=logits)(x_s, x_t)):
+            assert got.dim() == 0
+            torch.testing.assert_close(got, reduce(rows), rtol=RTOL[dtype], atol=0)
+            for grad, expected in zip(torch.autograd.grad(got, (x_s, x_t)), expected_grads):
+                torch.testing.assert_close(grad, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * expected.abs().max().item())
+    torch.testing.assert_close(OTLoss(Ct, 5.0, reduction="none", logits=logits)(x_s, x_t), rows, rtol=0, atol=0)
+    for bad in (lambda: OTLoss(Ct, 5.0, reduction="avg"), lambda: loss(x_s, x_t, Ct, 5.0, reduction="avg")):
+        with pytest.raises(ValueError, match="reduction must be 'none', 'mean' or 'sum', got 'avg'"):
+            bad()
+
+
+def test_empty_batch_gives_empty_losses_and_a_nan_mean():
+    z_s = torch.zeros(0, L_S, requires_grad=True)
+    C = torch.rand(L_S, L_T)
+    assert ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0).shape == (0,)
+    assert ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0, reduction="sum").item() == 0.0
+    mean = ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0, reduction="mean")
+    assert torch.isnan(mean) and torch.isnan(torch.zeros(0).mean())  # as torch's own empty mean
+    mean.backward()
+    assert z_s.grad.shape == (0, L_S)
+
+
+def test_second_derivatives_are_refused(rng):
+    """Eq. 11 is formed without a graph, so a second derivative would be silently wrong: it raises instead."""
     _, (Hs, Ht, Ct) = batch(rng, torch.float64)
-    per_sample = ot_loss(Hs, Ht, Ct, 5.0)
-    for reduction, expected in (("none", per_sample), ("sum", per_sample.sum()), ("mean", per_sample.mean())):
-        got = OTLoss(Ct, 5.0, reduction=reduction)(Hs, Ht)
-        np.testing.assert_allclose(got.detach().numpy(), expected.detach().numpy(), rtol=1e-12)
-    with pytest.raises(ValueError, match="reduction"):
-        OTLoss(Ct, 5.0, reduction="avg")
+    weight = torch.ones((), dtype=torch.float64, requires_grad=True)  # so that the first derivative has a graph
+    (grad_s,) = torch.autograd.grad(ot_loss(Hs, Ht, Ct, 5.0, reduction="sum"), Hs, grad_outputs=weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad_s.sum().backward()
 
 
 def test_float32_softmax_histograms_are_accepted(rng):

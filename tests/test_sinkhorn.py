@@ -90,7 +90,9 @@ def test_kernel_must_match_the_cost_matrix_and_lam(rng):
     a, b = torch.tensor(random_histograms(rng, 3, 6)), torch.tensor(random_histograms(rng, 3, 4))
     C = torch.tensor(rng.random((6, 4)))
     kernel = GibbsKernel.of(C, 10.0)
-    assert sinkhorn(a, b, C, 10.0, kernel=kernel).domain == "scaling"
+    scalings = sinkhorn(a, b, C, 10.0, kernel=kernel)
+    assert scalings.domain == "scaling"
+    assert all(torch.is_tensor(x) for x in (scalings.log_u, scalings.log_v, scalings.cost))  # the CPU loop's arrays, as tensors
     for C_other, lam in ((C, 20.0), (C.float(), 10.0), (C[:5], 10.0)):
         with pytest.raises(ValueError, match="kernel was built for another"):
             sinkhorn(a[:, : C_other.shape[0]], b, C_other, lam, kernel=kernel)
