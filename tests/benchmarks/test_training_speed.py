@@ -8,6 +8,7 @@ Ratios are printed and written to ``.benchmarks/training_speed.json``; no time i
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from jtln.models import JTLN, efficientnet_lite0
 
 L_S, L_T, N_T, N_S = 6, 4, 268, 6000
 HP = resolve({})
-MEDIANS = {}
 pytestmark = pytest.mark.benchmark(group="training step, EfficientNet-Lite0 64x64")
 
 
@@ -56,7 +56,35 @@ def step_fn(method, optimizer=None):
     return step
 
 
-ROUNDS = 1000
+STEP_ROUNDS, EPOCH_ROUNDS = 1000, 10
+RESULTS = {}
+
+
+def alternating(runs, rounds, warmup):
+    """Seconds of each callable in ``runs`` (name -> fn) over ``rounds`` rounds, the order reversed every round.
+
+    Each round runs every callable once, so slow and fast spells of the
+    machine fall on all of them alike; ``warmup`` rounds come first, untimed.
+    """
+    times = {name: np.empty(rounds) for name in runs}
+    order = list(runs)
+    for round_ in range(-warmup, rounds):
+        for name in order:
+            start = time.perf_counter()
+            runs[name]()
+            if round_ >= 0:
+                times[name][round_] = time.perf_counter() - start
+        order.reverse()
+    return times
+
+
+def ratio_of_medians(numerator, denominator, resamples=2000):
+    """``median(numerator) / median(denominator)`` and a bootstrap 95% interval, resampling rounds."""
+    rounds = np.random.default_rng(0).integers(0, len(numerator), (resamples, len(numerator)))
+    ratios = np.median(numerator[rounds], axis=1) / np.median(denominator[rounds], axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return {"ratio": float(np.median(numerator) / np.median(denominator)), "95%_interval": [float(low), float(high)],
+            "median_seconds": [float(np.median(numerator)), float(np.median(denominator))], "rounds": len(numerator)}
 
 
 def test_jtln_step_against_joint_step(setup):
@@ -64,61 +92,40 @@ def test_jtln_step_against_joint_step(setup):
 
     One network, because two networks sit at different addresses, and that
     alone moved the ratio of two identical steps by +-2% on this machine.
-    1000 rounds, with the order swapped every round: the median of a few
-    hundred ~15 ms steps still moves by about 1% between runs here.  The
-    ratio of the medians is reported with a bootstrap 95% interval over rounds.
+    1000 rounds: the median of a few hundred ~15 ms steps still moves by
+    about 1% between runs here.
     """
     backbone, batch_t, batch_s, _, C = setup
     network = JTLN(backbone, L_S, L_T)
     optimizer = torch.optim.SGD(network.param_groups(HP), momentum=HP.momentum)
-    steps = {"joint": step_fn(METHODS["joint"](network, HP), optimizer),
-             "jtln_ot": step_fn(METHODS["jtln_ot"](network, HP, C), optimizer)}
-    times = {name: np.empty(ROUNDS) for name in steps}
-    order = list(steps)
-    for round_ in range(-20, ROUNDS):  # 20 warm-up rounds
-        for name in order:
-            start = time.perf_counter()
-            steps[name](batch_t, batch_s)
-            if round_ >= 0:
-                times[name][round_] = time.perf_counter() - start
-        order.reverse()
-    for name, values in times.items():
-        MEDIANS[f"{name} step"] = float(np.median(values))
-    rounds = np.random.default_rng(0).integers(0, ROUNDS, (2000, ROUNDS))
-    ratios = np.median(times["jtln_ot"][rounds], axis=1) / np.median(times["joint"][rounds], axis=1)
-    MEDIANS["jtln_step_over_joint_step 95% interval"] = [float(q) for q in np.percentile(ratios, [2.5, 97.5])]
+    steps = {name: step_fn(METHODS[name](network, HP, C), optimizer) for name in ("joint", "jtln_ot")}
+    times = alternating({name: partial(step, batch_t, batch_s) for name, step in steps.items()}, STEP_ROUNDS, warmup=20)
+    RESULTS["jtln_step_over_joint_step"] = ratio_of_medians(times["jtln_ot"], times["joint"])
 
 
-def epoch_seconds(run_prefix, setup):
-    backbone, batch_t, batch_s, (x_t, x_s), C = setup
-    method = METHODS["joint"](JTLN(backbone, L_S, L_T), HP)
-    step = step_fn(method)
-    steps = -(-N_T // HP.batch_size_target)  # one epoch over the target training set
-    start = time.perf_counter()
-    for _ in range(steps):
+def epoch(run_prefix, setup, step):
+    """One epoch of joint training over the target training set, on cached features or running the prefix."""
+    backbone, batch_t, batch_s, (x_t, x_s), _ = setup
+    for _ in range(-(-N_T // HP.batch_size_target)):
         if run_prefix:  # what every step costs without the cache: preprocessing and the frozen prefix
             with torch.no_grad():
                 z_t, z_s = backbone.prefix(preprocess(x_t, backbone)), backbone.prefix(preprocess(x_s, backbone))
             batch_t, batch_s = (z_t, batch_t[1]), (z_s, batch_s[1])
         step(batch_t, batch_s)
-    return time.perf_counter() - start
 
 
 def test_epoch_with_and_without_cache(setup):
-    MEDIANS["epoch with cache"] = min(epoch_seconds(False, setup) for _ in range(3))
-    MEDIANS["epoch without cache"] = min(epoch_seconds(True, setup) for _ in range(3))
+    """Epochs with and without the cache alternate, as the steps do; each is a fraction of a second to ~2 s."""
+    step = step_fn(METHODS["joint"](JTLN(setup[0], L_S, L_T), HP))
+    runs = {name: partial(epoch, run_prefix, setup, step) for name, run_prefix in (("with cache", False), ("without cache", True))}
+    times = alternating(runs, EPOCH_ROUNDS, warmup=1)
+    RESULTS["cache_speedup_per_epoch"] = ratio_of_medians(times["without cache"], times["with cache"])
 
 
 def test_report_ratios():
-    if len(MEDIANS) < 5:
+    if len(RESULTS) < 2:
         pytest.skip("run the whole module to get the ratios")
-    interval = MEDIANS.pop("jtln_step_over_joint_step 95% interval")
-    report = {
-        "seconds": MEDIANS,
-        "jtln_step_over_joint_step": MEDIANS["jtln_ot step"] / MEDIANS["joint step"],
-        "jtln_step_over_joint_step_95%_interval": interval,
-        "cache_speedup_per_epoch": MEDIANS["epoch without cache"] / MEDIANS["epoch with cache"],
-    }
+    report = {**RESULTS, "torch_threads": torch.get_num_threads()}
     print("\n" + json.dumps(report, indent=2))
     Path(".benchmarks").mkdir(exist_ok=True)
     Path(".benchmarks/training_speed.json").write_text(json.dumps(report, indent=2))
