@@ -28,6 +28,8 @@ def build_notebook(out, profile_path):
         new_markdown_cell(f"## Profile and environment\n\nThe profile, `{Path(profile_path).name}`:\n\n```toml\n{profile_text}\n```"),
         new_code_cell("print(json.dumps(stats['environment'], indent=1))"),
     ]
+    for i, cell in enumerate(cells):
+        cell.id = f"cell-{i}"  # nbformat draws random ids: fixed, so the same records give the same files
     notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     path = out / "report.ipynb"
     nbformat.write(notebook, path)
@@ -41,7 +43,7 @@ def execute_and_render(notebook_path, timeout=600):
 
     notebook = nbformat.read(notebook_path, as_version=4)
     resources = {"metadata": {"path": str(Path(notebook_path).parent)}}
-    ExecutePreprocessor(timeout=timeout, kernel_name="python3").preprocess(notebook, resources)
+    ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False).preprocess(notebook, resources)
     nbformat.write(notebook, notebook_path)
     html, _ = HTMLExporter().from_notebook_node(notebook)
     html_path = Path(notebook_path).with_suffix(".html")

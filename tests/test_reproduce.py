@@ -50,6 +50,18 @@ def test_smoke_profile_end_to_end(smoke):
     assert "Tops" in (out / "report.html").read_text()
 
 
+
+def test_the_same_records_give_byte_identical_outputs(smoke, tmp_path):
+    """Tables, figures (no creation date, fixed jitter and bootstrap) and the executed report, regenerated from the records."""
+    first, again = smoke / "out" / "smoke", tmp_path / "smoke"
+    again.mkdir()
+    for name in ("table1.tex", "table1.json"):  # from the data, not the records: the report shows them
+        (again / name).write_bytes((first / name).read_bytes())
+    assert main(["tables", "--profile", "smoke", "--runs", str(smoke / "runs"), "--out", str(tmp_path)]) == 0
+    names = sorted(p.name for p in again.iterdir() if p.is_file())
+    assert {"accuracy.png", "accuracy.pdf", "table2.tex", "report.ipynb", "report.html"} <= set(names)
+    assert [n for n in names if (first / n).read_bytes() != (again / n).read_bytes()] == []
+
 def make_record(dataset, method, seed, accuracy, predictions=None, labels=None):
     labels = labels or [0, 1, 0, 1]
     return {"profile": "t", "dataset": dataset, "method": method, "seed": seed, "accuracy": accuracy,
