@@ -108,6 +108,12 @@ def _gradients(scalings, a, b, lam, logits, weight):
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def _reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+    return reduction
+
+
 class _OTLossFunction(torch.autograd.Function):
     """Forward: Algorithm 1 and line 6, reduced over the batch.  Backward: Eq. 11, computed in the forward pass.
 
@@ -130,7 +136,9 @@ class _OTLossFunction(torch.autograd.Function):
             a, b, lam = _histograms(x_s, x_t, C, lam)
         scalings = _sinkhorn(a, b, C, lam, **options)
         losses = host_view(transport_cost(scalings, C, lam))  # line 6
-        weight = (1.0 / len(losses) if len(losses) else math.nan) if reduction == "mean" else 1.0  # an empty mean is NaN, as in torch
+        weight = 1.0
+        if reduction == "mean":
+            weight = 1.0 / len(losses) if len(losses) else math.nan  # an empty mean is NaN, as in torch
         # host views, not inputs or outputs: kept on ctx rather than by save_for_backward
         ctx.gradients = _gradients(scalings, a, b, lam, logits, weight)
         ctx.per_sample = reduction == "none"
@@ -144,15 +152,9 @@ class _OTLossFunction(torch.autograd.Function):
         return g * alpha, g * beta, None, None, None, None, None
 
 
-def _reduction(reduction):
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
-    return reduction
-
-
 def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
             extrapolate=True, kernel=None):
-    r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or its mean, differentiable by Eq. 11.
+    r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or their mean or sum, differentiable by Eq. 11.
 
     Parameters
     ----------
