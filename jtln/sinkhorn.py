@@ -109,8 +109,9 @@ class GibbsKernel:
         lowest = o.min(C_)
         K = o.exp(-lam * (C_ - lowest) - 1.0)
         K_T = K.T.contiguous() if o is TORCH else np.ascontiguousarray(K.T)
-        safe = lam * float(o.max(C_) - lowest) < math.log(torch.finfo(C.dtype).max) / 4
-        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe, torch.finfo(C.dtype).tiny)
+        finfo = torch.finfo(C.dtype)
+        safe = lam * float(o.max(C_) - lowest) < math.log(finfo.max) / 4
+        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe, finfo.tiny)
 
     def matches(self, C, lam):
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
@@ -196,6 +197,10 @@ class _Extrapolation:
         self.history = []
         self.last_error = math.inf
 
+    def keeps(self, phase):
+        """Whether the iterate of phase ``n_iter % check_every`` is one of the three kept."""
+        return self.enabled and (phase == 0 or phase >= self.first_kept)
+
     def keep(self, log_v):
         self.history.append(log_v)
 
@@ -250,7 +255,7 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
         o.dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
         o.divide(b, Ktu, out=v)  # line 3
         phase = n_iter % check_every
-        if extrapolation.enabled and (phase == 0 or phase >= extrapolation.first_kept):
+        if extrapolation.keeps(phase):
             extrapolation.keep(o.log(o.floor(v, tiny)))
         o.dot(v, K_T, out=Kv)
         if phase == 0:
@@ -292,7 +297,7 @@ def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
     for n_iter in range(1, max_iter + 1):
         g = log_b - torch.logsumexp(f.unsqueeze(2) - M, dim=1)  # line 3
         phase = n_iter % check_every
-        if extrapolation.enabled and (phase == 0 or phase >= extrapolation.first_kept):
+        if extrapolation.keeps(phase):
             extrapolation.keep(g.clamp_min(math.log(tiny)))
         log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         if phase == 0:

@@ -20,7 +20,7 @@ from jtln.hparams import resolve
 from jtln.methods import METHODS
 from jtln.models import JTLN, efficientnet_lite0
 
-L_S, L_T, N_T, N_S = 6, 4, 268, 6000
+L_S, L_T, N_T = 6, 4, 268  # Tops: classes and target training images
 HP = resolve({})
 pytestmark = pytest.mark.benchmark(group="training step, EfficientNet-Lite0 64x64")
 
