@@ -6,14 +6,16 @@ on cached prefix outputs).  This is what makes the offline benchmark fit a
 no random augmentation below the cut — every epoch sees the same prefix
 output for an image (preprocessing is a deterministic resize + centre crop).
 
-The cache is kept in memory and, where ``cache_dir`` is given, on disk in
+Where ``cache_dir`` is given the features are kept on disk in
 ``features-<key>.pt``, keyed by backbone, weights, preprocessing and the
-exact list of images; files are written atomically.
+exact list of images, written atomically; a file that does not load or lacks
+a pool is reported and rebuilt.  Holding them in memory is the caller's
+business (the sweep's prepared datasets).
 """
 
 import hashlib
 import json
-import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +23,9 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-SPLITS = ("target_train", "target_val", "target_test", "source")
-_MEMORY = {}
+from jtln.atomic import atomic_path
+
+SPLITS = ("target_train", "target_test", "source")
 
 
 def to_input(image, size, mean, std):
@@ -69,31 +72,39 @@ def _run(module, batches, device):
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
+def _load(path, key):
+    """The cached features at ``path``, or None (with a warning) if the file is damaged."""
+    try:
+        stored = torch.load(path, map_location="cpu")
+        result = CachedITL(*(stored[part] for part in ("Z", "y", "P")), key)
+        if any(split not in part or len(part[split]) != len(result.y[split]) for part in (result.Z, result.P) for split in SPLITS):
+            raise ValueError("a pool is missing or its features and labels differ in length")
+        return result
+    except Exception as error:  # noqa: BLE001 -- any failure to read the file means: rebuild it
+        warnings.warn(f"feature cache {path} is damaged ({type(error).__name__}: {error}); rebuilding it", RuntimeWarning, stacklevel=3)
+        return None
+
+
 def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, device="cpu", progress=False):
-    """Prefix outputs and penultimate features of every image of ``itl``, from the cache when possible."""
+    """Prefix outputs and penultimate features of every image of ``itl``'s pools, from the disk cache when possible."""
     key = cache_key(backbone, itl, dataset_id)
     path = Path(cache_dir) / f"features-{key}.pt" if cache_dir else None
-    if key in _MEMORY:
-        result = _MEMORY[key]
-    elif path is not None and path.is_file():
-        stored = torch.load(path, map_location="cpu")
-        result = CachedITL(stored["Z"], stored["y"], stored["P"], key)
-    else:
-        result = CachedITL({}, {}, {}, key)
-        prefix = backbone.prefix.to(device).eval()
-        penultimate = backbone.penultimate.to(device).eval()
-        for split in SPLITS:
-            items = getattr(itl, split)
-            batches = _image_batches(itl, items, backbone, batch_size, progress, f"{itl.name} {split}")  # lazy
-            result.Z[split] = _run(prefix, batches, device)
-            result.P[split] = _run(penultimate, result.Z[split].split(batch_size) if len(items) else [], device)
-            result.y[split] = torch.tensor([label for _, label in items], dtype=torch.long)
-    if path is not None and not path.is_file():  # also when found in memory: other processes read the disk
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"Z": result.Z, "y": result.y, "P": result.P}, tmp)
-        tmp.replace(path)
-    _MEMORY[key] = result
+    if path is not None and path.is_file():
+        result = _load(path, key)
+        if result is not None:
+            return result
+    result = CachedITL({}, {}, {}, key)
+    prefix = backbone.prefix.to(device).eval()
+    penultimate = backbone.penultimate.to(device).eval()
+    for split in SPLITS:
+        items = getattr(itl, split)
+        batches = _image_batches(itl, items, backbone, batch_size, progress, f"{itl.name} {split}")  # lazy
+        result.Z[split] = _run(prefix, batches, device)
+        result.P[split] = _run(penultimate, result.Z[split].split(batch_size) if len(items) else [], device)
+        result.y[split] = torch.tensor([label for _, label in items], dtype=torch.long)
+    if path is not None:
+        with atomic_path(path) as tmp:
+            torch.save({"Z": result.Z, "y": result.y, "P": result.P}, tmp)
     return result
 
 

@@ -177,3 +177,28 @@ def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, no
     scalings = sinkhorn(a, b, M, lam, tol=tol, max_iter=max_iter, domain="log")
     C = transport_cost(scalings, M, lam).reshape(Ls, Lt)
     return normalize_cost(C, normalize)
+
+
+#: the cost matrix of each kind (Sec. 3.4.1 and 3.4.2)
+COST_KINDS = {"mmd": mmd_cost_matrix, "ot": ot_cost_matrix}
+
+
+def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp):
+    """The Sec. 3.4 cost matrix of ``kind`` from pretrained penultimate features of source and target *training* images.
+
+    At most ``hp.cost_samples_per_class`` images per class enter (the first
+    ones in the order given); computed in float64, returned in float32.
+    """
+    if kind not in COST_KINDS:
+        raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
+    P_s, y_s = _first_per_class(P_s, y_s, hp.cost_samples_per_class)
+    P_t, y_t = _first_per_class(P_t, y_t, hp.cost_samples_per_class)
+    options = {"estimator": hp.mmd_estimator} if kind == "mmd" else {}
+    return COST_KINDS[kind](P_s.double(), y_s, P_t.double(), y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize, **options).float()
+
+
+def _first_per_class(P, y, limit):
+    keep = torch.zeros(len(y), dtype=torch.bool, device=y.device)
+    for c in y.unique():
+        keep[(y == c).nonzero().flatten()[:limit]] = True
+    return P[keep], y[keep]

@@ -1,12 +1,18 @@
-"""Every hyper-parameter, declared once with its default and the reason for it.
+"""Every hyper-parameter, declared once: its default, its search distribution, and the reason for both.
 
-The paper publishes none.  These defaults were chosen a priori (not tuned on
-any test split); a profile may override them in ``[hparams]`` and every run
-record carries the resolved values.  Anything tuned must be tuned on the
-validation split carved from target training images.
+The paper publishes none.  The defaults were chosen a priori; the sweep
+(:mod:`reproduce.sweep`) draws ``n_trials`` configurations per (dataset,
+method, scarcity level) from :data:`SEARCH_SPACE` (trial 0 is the defaults,
+as in DomainBed) and keeps the one with the best accuracy on a validation
+split carved from target training images.  A method searches only the names
+its registry entry lists (:mod:`jtln.methods`); a profile's ``[hparams]``
+fixes a value and takes it out of the search.  Every record carries the
+resolved values.
 """
 
 from dataclasses import asdict, dataclass, fields, replace
+
+from optuna.distributions import FloatDistribution, IntDistribution
 
 
 @dataclass(frozen=True)
@@ -28,15 +34,17 @@ class HParams:
     #: at most this many samples per class enter the cost matrix (bounds Eq. 16's O(n^2) plans).
     cost_samples_per_class: int = 500
     # --- optimisation: SGD with momentum, per layer group (Sec. 4, after Yosinski et al. [3]) ---
-    #: conv4-conv5 of AlexNet / the late blocks of EfficientNet: "a small learning rate".
+    #: conv4-conv5 of AlexNet / the 1x1 head convolution of EfficientNet: "a small learning rate".
     lr_backbone: float = 0.001
-    #: fc6-fc7 / the new fully connected layer: "a larger learning rate".
+    #: fc6-fc7 of AlexNet: "a larger learning rate" (EfficientNet has no such group).
     lr_fc: float = 0.01
-    #: fc8 heads, from scratch.
-    lr_head: float = 0.01
+    #: the two heads (fc8).  They start from linear probes (LP-FT, see jtln.probe), so a small rate
+    #: keeps them near a good solution while the features adapt; larger rates undo the probe in the first epoch.
+    lr_head: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    epochs: int = 10
+    #: the most target epochs; the epoch with the best validation accuracy is kept (early stopping).
+    epochs: int = 20
     #: each step sees one target batch and (for joint/JTLN) one source batch.
     batch_size_target: int = 32
     batch_size_source: int = 64
@@ -49,21 +57,50 @@ class HParams:
 
 DEFAULTS = HParams()
 
+#: The search distribution of each searched hyper-parameter, with its reason.
+SEARCH_SPACE = {
+    # learning rates and weight decay span orders of magnitude: log-uniform, about a decade each side of the default
+    "lr_backbone": FloatDistribution(1e-4, 3e-2, log=True),
+    "lr_fc": FloatDistribution(1e-4, 1e-1, log=True),
+    # the heads start trained (LP-FT): at most the default's tenfold; above it the first epoch undoes the probe
+    "lr_head": FloatDistribution(1e-4, 1e-2, log=True),
+    "weight_decay": FloatDistribution(1e-6, 1e-3, log=True),
+    # with early stopping this is the budget, not the stopping point: short to long runs
+    "epochs": IntDistribution(5, 40),
+    # Eq. 4's weights: from a tenth to a few times the target term
+    "lambda_s": FloatDistribution(0.1, 3.0, log=True),
+    "lambda_ot": FloatDistribution(0.1, 10.0, log=True),
+    # entropic blur from half to a twentieth of the [0, 1] cost range; above ~20 float32 needs the slower log domain
+    "lam": FloatDistribution(2.0, 20.0, log=True),
+    # consecutive: from one to five passes over the source before the target
+    "source_epochs": IntDistribution(1, 5),
+}
+
+
+#: allowed ranges: (low, high, low excluded)
+RANGES = {
+    "lam": (0, None, True), "lambda_ot": (0, None, False), "lambda_s": (0, None, False),
+    "cost_samples_per_class": (2, None, False), "lr_backbone": (0, None, False), "lr_fc": (0, None, False),
+    "lr_head": (0, None, False), "momentum": (0, 1, False), "weight_decay": (0, None, False), "epochs": (1, None, False),
+    "batch_size_target": (1, None, False), "batch_size_source": (1, None, False), "source_epochs": (1, None, False),
+}
+CHOICES = {"cost_normalize": ("minmax", "max", "none"), "mmd_estimator": ("linear", "unbiased")}
+
 
 def check_overrides(overrides, where="hparams"):
-    """Raise ValueError for an unknown name or a wrong type among ``overrides``."""
+    """Raise ValueError for an unknown name, a wrong type or a value out of range among ``overrides``."""
+    from jtln.config import check_range, check_value
+
     known = {f.name: f.type for f in fields(HParams)}
     for key, value in overrides.items():
         if key not in known:
             raise ValueError(f"unknown hyper-parameter {key!r} in {where}; known: {sorted(known)}")
-        expected = known[key]
-        ok = (
-            isinstance(value, (int, float)) and not isinstance(value, bool)
-            if expected is float
-            else isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-        )
-        if not ok:
-            raise ValueError(f"{where}.{key} must be {expected.__name__}, got {value!r}")
+        check_value(value, known[key], f"{where}.{key}")
+        if key in RANGES:
+            low, high, low_open = RANGES[key]
+            check_range(value, f"{where}.{key}", low, high, low_open)
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ValueError(f"{where}.{key} must be one of {CHOICES[key]}, got {value!r}")
 
 
 def resolve(overrides=None):
@@ -72,3 +109,19 @@ def resolve(overrides=None):
     check_overrides(overrides)
     types = {f.name: f.type for f in fields(HParams)}
     return replace(DEFAULTS, **{k: float(v) if types[k] is float else v for k, v in overrides.items()})
+
+
+def sample(names, seed):
+    """One configuration of the hyper-parameters ``names``, drawn from :data:`SEARCH_SPACE` by optuna's seeded random sampler.
+
+    The draw depends on ``seed`` and ``names`` alone, so a trial's configuration
+    never changes when other trials or methods are added.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {name: SEARCH_SPACE[name] for name in sorted(names)}
+    if not space:
+        return {}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return dict(study.ask(space).params)

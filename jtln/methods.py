@@ -1,4 +1,4 @@
-"""The five methods of Table 2, registered by name.
+"""The five methods of Table 2, and the linear probe as a reference row, registered by name.
 
 Each method has DomainBed's small interface: ``phases(n_t, n_s)`` says what
 a training run consists of, ``loss(batch_t, batch_s)`` returns the objective
@@ -23,25 +23,37 @@ import torch.nn.functional as F
 from jtln.ot import OTLoss
 
 METHODS = {}
-#: the names Table 2 gives them
-PAPER_NAMES = {
-    "target_only": "Finetuning on target",
-    "consecutive": "Consecutive finetuning on source+target",
-    "joint": "Joint finetuning on source+target",
-    "jtln_mmd": "JTLN (fc7MKMMD)",
-    "jtln_ot": "JTLN (fc7OT)",
-}
+#: what every fine-tuning method searches (lr_fc only where the backbone has fc6-fc7, see jtln.models)
+FINE_TUNING = ("lr_backbone", "lr_fc", "lr_head", "weight_decay", "epochs")
 
 
-def register(name):
+def register(name, *, display, order, searches=(), cost=None, paper=True):
+    """Register a method class under ``name`` with what tables and the sweep need to know of it.
+
+    ``display``: its name in the tables (the paper's, for the paper's methods);
+    ``order``: its row; ``searches``: the hyper-parameters of
+    :data:`jtln.hparams.SEARCH_SPACE` it is tuned on; ``cost``: the cost matrix
+    it needs ("mmd", "ot" or None); ``paper``: one of the paper's Table 2
+    methods, or a reference row outside the paper.
+    """
+
     def decorator(cls):
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
-        cls.name = name
+        cls.name, cls.display, cls.order, cls.searches, cls.cost, cls.paper = name, display, order, tuple(searches), cost, paper
         METHODS[name] = cls
         return cls
 
     return decorator
+
+
+def method_order(names):
+    """``names`` in the tables' row order: the paper's methods first, then the others."""
+    return sorted(names, key=lambda m: (not METHODS[m].paper, METHODS[m].order))
+
+
+def display_name(name):
+    return METHODS[name].display
 
 
 @dataclass(frozen=True)
@@ -54,9 +66,8 @@ class Phase:
 
 
 class Method:
-    name = "method"
-    #: which cost matrix the method needs ("mmd", "ot" or None)
-    cost = None
+    name = display = "method"
+    order, searches, cost, paper = 0, (), None, True
 
     def __init__(self, network, hp, C=None):
         self.network, self.hp = network, hp
@@ -74,7 +85,7 @@ class Method:
         return epochs * math.ceil(n / batch_size)
 
 
-@register("target_only")
+@register("target_only", display="Finetuning on target", order=0, searches=FINE_TUNING)
 class TargetOnly(Method):
     """Fine-tune on target training images only (Eq. 2)."""
 
@@ -86,7 +97,8 @@ class TargetOnly(Method):
         return ce_t, {"ce_t": ce_t.item()}
 
 
-@register("consecutive")
+@register("consecutive", display="Consecutive finetuning on source+target", order=1,
+          searches=FINE_TUNING + ("source_epochs",))
 class Consecutive(TargetOnly):
     """Fine-tune on source images (Eq. 1), then continue on target training images (Eq. 2)."""
 
@@ -101,7 +113,7 @@ class Consecutive(TargetOnly):
         return super().loss(batch_t, batch_s)
 
 
-@register("joint")
+@register("joint", display="Joint finetuning on source+target", order=2, searches=FINE_TUNING + ("lambda_s",))
 class Joint(Method):
     """Fine-tune jointly on source and target (Eq. 2 + lambda_s Eq. 1), both heads, no OT term."""
 
@@ -143,15 +155,24 @@ class JTLNMethod(Joint):
         return self.ot_loss(logits_s_on_target, logits_t_on_target)
 
 
-@register("jtln_mmd")
+@register("jtln_mmd", display="JTLN (fc7MKMMD)", order=3, cost="mmd", searches=FINE_TUNING + ("lambda_s", "lambda_ot", "lam"))
 class JTLNMMD(JTLNMethod):
     """JTLN (fc7MKMMD): cost matrix by MK-MMD (Eq. 14) between pretrained penultimate features."""
 
-    cost = "mmd"
 
-
-@register("jtln_ot")
+@register("jtln_ot", display="JTLN (fc7OT)", order=4, cost="ot", searches=FINE_TUNING + ("lambda_s", "lambda_ot", "lam"))
 class JTLNOT(JTLNMethod):
     """JTLN (fc7OT): cost matrix by entropic OT (Eq. 16) between the same features."""
 
-    cost = "ot"
+
+@register("linear_probe", display="Linear probe (outside the paper)", order=0, paper=False)
+class LinearProbe(Method):
+    """Logistic regression on the frozen pretrained penultimate features: what a user gets without fine-tuning.
+
+    Every method's heads start from this probe (:func:`jtln.probe.fit_probe`,
+    its L2 strength chosen on the validation split); this method stops there
+    and trains nothing, so its network predicts exactly as the probe.
+    """
+
+    def phases(self, n_t, n_s):
+        return []

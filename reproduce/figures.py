@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jtln.methods import PAPER_NAMES
-from reproduce.tables import METHOD_ORDER
+from jtln.methods import display_name, method_order
+from reproduce.tables import level_key
 
 #: no creation date in the files: the same records give byte-identical figures
 _METADATA = {"png": {}, "pdf": {"CreationDate": None}}
@@ -29,9 +29,9 @@ def accuracy_figure(records, datasets, out):
     import pandas as pd
     import seaborn as sns
 
-    frame = pd.DataFrame([{"dataset": r["dataset"], "method": PAPER_NAMES[r["method"]], "seed": r["seed"],
+    frame = pd.DataFrame([{"dataset": r["dataset"], "method": display_name(r["method"]), "seed": r["seed"],
                            "accuracy": r["accuracy"]} for r in records])
-    order = [PAPER_NAMES[m] for m in METHOD_ORDER if PAPER_NAMES[m] in set(frame["method"])]
+    order = [display_name(m) for m in method_order({r["method"] for r in records})]
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets) + 3, 4), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], datasets):
         part = frame[frame["dataset"] == d]
@@ -48,6 +48,37 @@ def accuracy_figure(records, datasets, out):
     fig.suptitle("Target test accuracy (dots: seeds; red: mean, 95% CI)")
     fig.tight_layout()
     paths = _save(fig, out, "accuracy")
+    plt.close(fig)
+    return paths
+
+
+def learning_curve_figure(records, datasets, out):
+    """Test accuracy against labelled target images per class, one line per method, mean and 95% interval over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    levels = sorted({r["level"] for r in records}, key=level_key)
+    if len(levels) < 2:
+        return []
+    frame = pd.DataFrame([{"dataset": r["dataset"], "method": display_name(r["method"]), "level": str(r["level"]),
+                           "accuracy": r["accuracy"]} for r in records])
+    order = [display_name(m) for m in method_order({r["method"] for r in records})]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets) + 3, 4), squeeze=False)
+    for i, (ax, d) in enumerate(zip(axes[0], datasets)):
+        sns.pointplot(data=frame[frame["dataset"] == d], x="level", y="accuracy", hue="method", hue_order=order,
+                      order=[str(v) for v in levels], errorbar=("ci", 95), seed=0, dodge=0.3, ax=ax, legend=i == len(datasets) - 1)
+        ax.set_title(d)
+        ax.set_xlabel("labelled target images per class (training + validation)")
+        ax.set_ylabel("target test accuracy" if i == 0 else "")
+    if ax.get_legend() is not None:
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
+    fig.suptitle("Learning curve: test accuracy by scarcity level (mean and 95% CI over seeds)")
+    fig.tight_layout()
+    paths = _save(fig, out, "learning_curve")
     plt.close(fig)
     return paths
 
@@ -84,9 +115,9 @@ def cost_and_plan_figures(records, datasets, out):
             continue
         first = runs[present[0]][0]
         rows, cols = first["source_classes"], first["target_classes"]
-        paths += _heatmaps([runs[m][0]["cost_matrix"] for m in present], [f"C for {PAPER_NAMES[m]}" for m in present],
+        paths += _heatmaps([runs[m][0]["cost_matrix"] for m in present], [f"C for {display_name(m)}" for m in present],
                            rows, cols, f"{d}: cost matrices (min-max scaled)", out, f"costs_{d}")
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
-        paths += _heatmaps(plans, [PAPER_NAMES[m] for m in present], rows, cols,
+        paths += _heatmaps(plans, [display_name(m) for m in present], rows, cols,
                            f"{d}: mean transport plan between the heads on target test images", out, f"plans_{d}")
     return paths

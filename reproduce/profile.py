@@ -1,39 +1,43 @@
-"""Experiment profiles: TOML files in ``reproduce/profiles/``, checked strictly.
+"""Experiment profiles: TOML files in ``reproduce/profiles/``, parsed once and checked whole before any work.
 
-A profile names the datasets and splits (``[data]``), the backbone
-(``[model]``), the methods and seeds (``[run]``) and any hyper-parameter
-overrides (``[hparams]``, see :mod:`jtln.hparams`).  Unknown keys and wrong
-types are errors that name the key and the file.
+A profile names the datasets and the data protocol (``[data]``), the backbone
+(``[model]``), the search (``[search]``), the methods and seeds (``[run]``)
+and hyper-parameters fixed by hand (``[hparams]``, see :mod:`jtln.hparams`;
+a fixed one is not searched).  Unknown keys, wrong types and values out of
+range are errors that name the key and the file.
 """
 
+import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
+from jtln.config import check_range, check_value
+
 PROFILES_DIR = Path(__file__).parent / "profiles"
+DATASETS = ("fgvc_aircraft", "fashion_mnist", "synthetic")
 
 
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str
-    groups: list
+    groups: tuple
     root: str = ""
     download: bool = False
-    target_train_per_class: int = 67  # Fashion-MNIST only
-    source_per_class: int = 0  # Fashion-MNIST only; 0 = the whole train file
-    validation_per_class: int = 0  # carved from target training images, never from the test split
-    split_seed: int = 0
+    #: labelled target images per class (training + validation), one scarcity level each; "all": every training image
+    levels: tuple = (67,)
+    #: the level of Table 2 (the paper's ~67); default: the last of ``levels``
+    table2_level: object = None
+    #: the share of each level's labelled images that is the validation split (at least one per class)
+    validation_fraction: float = 0.2
+    #: source images per class that a seed draws (0: all)
+    source_per_class: int = 0
+    #: mixed into every draw's seed, so that a profile can ask for other draws
+    data_seed: int = 0
 
-    def itl_options(self, data_root=None, download=False):
-        """Keyword arguments of :func:`jtln.data.load_itl` for this dataset."""
-        options = {"root": data_root or self.root or None, "download": download or self.download}
-        if self.dataset in ("fashion_mnist", "synthetic"):
-            options.update(
-                target_train_per_class=self.target_train_per_class,
-                source_per_class=self.source_per_class or None,
-                split_seed=self.split_seed,
-            )
-        return options
+    def identity(self):
+        """What of this section determines a run's result (not where the files are)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("root", "download", "groups", "levels", "table2_level")}
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,20 @@ class ModelSpec:
     image_size: int = 0  # 0: the backbone's default
     cache_dir: str = ""
 
+    def identity(self):
+        return {k: v for k, v in asdict(self).items() if k != "cache_dir"}
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    #: configurations tried per (dataset, method, level); trial 0 is the defaults
+    n_trials: int = 6
+
 
 @dataclass(frozen=True)
 class RunSpec:
-    methods: list = field(default_factory=lambda: ["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"])
-    seeds: list = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    methods: tuple = ("target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "linear_probe")
+    seeds: tuple = (0, 1, 2, 3, 4, 5)
     device: str = "cpu"
     workers: int = 1
 
@@ -59,26 +72,20 @@ class Profile:
     description: str
     data: DataSpec
     model: ModelSpec
+    search: SearchSpec
     run: RunSpec
     hparams: dict
     path: str = ""
 
+    @property
+    def is_paper(self):
+        """The paper's benchmark: its published Table 2 is shown beside ours."""
+        return self.data.dataset == "fgvc_aircraft"
 
-SECTIONS = {"data": DataSpec, "model": ModelSpec, "run": RunSpec}
+
+SECTIONS = {"data": DataSpec, "model": ModelSpec, "search": SearchSpec, "run": RunSpec}
 TOP_LEVEL = {"name": str, "description": str}
-
-
-def _check_type(value, expected, where):
-    if expected is list:
-        ok = isinstance(value, list)
-    elif expected is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif expected is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise ValueError(f"{where} must be of type {expected.__name__}, got {type(value).__name__} ({value!r})")
+LIST_ITEMS = {"groups": str, "methods": str, "seeds": int}
 
 
 def _build(cls, table, where):
@@ -86,9 +93,63 @@ def _build(cls, table, where):
     unknown = sorted(set(table) - set(known))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; known keys: {sorted(known)}")
+    missing = [f.name for f in fields(cls) if f.name not in table and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{where} lacks the key(s) {missing}")
+    values = {}
     for key, value in table.items():
-        _check_type(value, known[key].type, f"{where}.{key}")
-    return cls(**table)
+        expected = known[key].type
+        if expected is tuple:
+            check_value(value, list, f"{where}.{key}")
+            if not value:
+                raise ValueError(f"{where}.{key} is empty")
+            for item in value:
+                if key in LIST_ITEMS:
+                    check_value(item, LIST_ITEMS[key], f"{where}.{key} item {item!r}")
+            if len(set(map(repr, value))) != len(value):
+                raise ValueError(f"{where}.{key} lists an entry twice: {value}")
+            value = tuple(value)
+        elif expected is not object:
+            check_value(value, expected, f"{where}.{key}")
+        values[key] = value
+    return cls(**values)
+
+
+def _check_level(level, where):
+    if level != "all" and (not isinstance(level, int) or isinstance(level, bool) or level < 2):
+        raise ValueError(f"{where} must be an int >= 2 (labelled images per class) or \"all\", got {level!r}")
+
+
+def _check(profile, where):
+    """Ranges and cross-references of a built profile."""
+    from jtln.methods import METHODS
+
+    data, run = profile.data, profile.run
+    if data.dataset not in DATASETS:
+        raise ValueError(f"{where}: [data].dataset must be one of {DATASETS}, got {data.dataset!r}")
+    if data.dataset in ("fashion_mnist", "synthetic"):
+        from jtln.data.fashion_mnist import GROUPS
+
+        unknown = [g for g in data.groups if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"{where}: [data].groups has unknown group(s) {unknown}; known: {sorted(GROUPS)}")
+    for level in data.levels:
+        _check_level(level, f"{where}: [data].levels item")
+    if data.table2_level not in data.levels:
+        raise ValueError(f"{where}: [data].table2_level = {data.table2_level!r} is not one of [data].levels {list(data.levels)}")
+    check_range(data.validation_fraction, f"{where}: [data].validation_fraction", 0, 1, low_open=True)
+    check_range(data.source_per_class, f"{where}: [data].source_per_class", 0)
+    check_range(profile.model.image_size, f"{where}: [model].image_size", 0)
+    check_range(profile.search.n_trials, f"{where}: [search].n_trials", 1)
+    unknown = [m for m in run.methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"{where}: [run].methods has unknown method(s) {unknown}; known: {sorted(METHODS)}")
+    check_range(min(run.seeds), f"{where}: [run].seeds item", 0)
+    check_range(run.workers, f"{where}: [run].workers", 1)
+    if run.device not in ("cpu", "cuda") and not run.device.startswith("cuda:"):
+        raise ValueError(f"{where}: [run].device must be 'cpu', 'cuda' or 'cuda:N', got {run.device!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", profile.name):
+        raise ValueError(f"{where}: name {profile.name!r} must be letters, digits, '_', '.' or '-' (it names output folders)")
 
 
 def resolve_path(name_or_path):
@@ -103,6 +164,7 @@ def resolve_path(name_or_path):
 
 
 def load_profile(name_or_path):
+    """Read and check a profile; raises ValueError (FileNotFoundError for a missing file) naming the key and the problem."""
     path = resolve_path(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -114,18 +176,23 @@ def load_profile(name_or_path):
         raise ValueError(f"unknown key(s) {unknown} in profile {path}; known: {sorted(allowed)}")
     for key, expected in TOP_LEVEL.items():
         if key in raw:
-            _check_type(raw[key], expected, f"{path.name}: {key}")
+            check_value(raw[key], expected, f"{path.name}: {key}")
+    for key in SECTIONS:
+        if key in raw and not isinstance(raw[key], dict):
+            raise ValueError(f"{path.name}: {key} must be a [{key}] section, got {raw[key]!r}")
     if "data" not in raw:
         raise ValueError(f"profile {path} has no [data] section")
     sections = {name: _build(cls, raw.get(name, {}), f"{path.name}: [{name}]") for name, cls in SECTIONS.items()}
-    hparams = raw.get("hparams", {})
-    if hparams:
-        from jtln.hparams import check_overrides
-
-        check_overrides(hparams, where=f"{path.name}: [hparams]")
     data = sections["data"]
-    if data.dataset not in ("fgvc_aircraft", "fashion_mnist", "synthetic"):
-        raise ValueError(f"{path.name}: [data].dataset must be 'fgvc_aircraft', 'fashion_mnist' or 'synthetic', got {data.dataset!r}")
-    return Profile(
-        name=raw.get("name", path.stem), description=raw.get("description", ""), hparams=hparams, path=str(path), **sections
-    )
+    if data.table2_level is None:
+        sections["data"] = data = DataSpec(**{**asdict(data), "table2_level": data.levels[-1]})
+    hparams = raw.get("hparams", {})
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{path.name}: hparams must be a [hparams] section")
+    from jtln.hparams import check_overrides
+
+    check_overrides(hparams, where=f"{path.name}: [hparams]")
+    profile = Profile(name=raw.get("name", path.stem), description=raw.get("description", ""), hparams=hparams,
+                      path=str(path), **sections)
+    _check(profile, path.name)
+    return profile

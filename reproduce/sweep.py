@@ -1,97 +1,270 @@
-"""The sweep: ITL dataset x method x seed, each run's record written atomically as it finishes.
+"""The sweep: a random search per (dataset, method, level) selected on validation data, then every seed.
 
-An interrupted sweep (Ctrl-C, kill -9, a crash) resumes where it stopped:
-finished runs (``done`` marker + valid record) are skipped, anything else is
-rerun.  Executors: local processes (``--workers``) or SLURM through submitit.
-Data, cached prefix features and cost matrices are prepared once per ITL
-dataset and shared by its runs (on disk under ``<runs>/cache``).
+1. **Prepare** each ITL dataset once: every seed's :class:`jtln.data.Draw`
+   (and the search draw's) at every level, the prefix features of the
+   images they use, their cost matrices and linear probes — on disk under
+   ``<runs>/cache``, and in memory in a :class:`Workspace`.
+2. **Search**: ``n_trials`` configurations per (dataset, method, level) —
+   trial 0 the defaults, trial ``t`` drawn from :data:`jtln.hparams.SEARCH_SPACE`
+   with a seed hashed from (dataset, method, level, t) — each trained on the
+   *search draw* (its own labelled target images, no test images) and scored
+   by its best validation accuracy.
+3. **Select** the configuration with the best validation accuracy (the
+   lowest trial among ties).
+4. **Seeds**: the selected configuration trained on each seed's draw
+   (early stopping on that draw's validation images) and tested.
+
+Every run's record is written atomically as it finishes, in a folder named
+by the hash of its inputs (:mod:`reproduce.records`); an interrupted sweep
+resumes where it stopped.  Executors: local processes (``--workers``) or
+SLURM through submitit.
 """
 
-import functools
+import copy
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from reproduce.profile import load_profile
-from reproduce.records import load_record, run_dir, save_record, write_atomic
+from jtln.atomic import atomic_path, write_atomic
+from jtln.hparams import resolve, sample
+from jtln.methods import METHODS
+from jtln.seeding import stable_seed
+from reproduce.records import canonical, load_record, run_dir, run_id, save_record
+
+TRIAL, SEED = "trial", "seed"
+SEARCH_DRAW = "search"
 
 
 @dataclass(frozen=True)
 class Job:
-    profile: str
+    """One run: ``role`` "trial" (search trial ``index``, on the search draw) or "seed" (seed ``index``, on its own draw)."""
+
+    profile: object
     dataset: str
     method: str
-    seed: int
+    level: object
+    role: str
+    index: int
+    hparams: tuple  # (name, value) pairs of the resolved hyper-parameters
     runs: str
     data_root: str = None
     download: bool = False
 
     @property
+    def hp(self):
+        return resolve(dict(self.hparams))
+
+    @property
+    def draw_seed(self):
+        return SEARCH_DRAW if self.role == TRIAL else self.index
+
+    @property
+    def train_seed(self):
+        """The seed of weights and batch order: the seed itself, or one hashed from the trial's cell and index."""
+        return self.index if self.role == SEED else stable_seed(TRIAL, self.dataset, self.method, self.level, self.index) % 2**31
+
+    @property
+    def inputs(self):
+        p = self.profile
+        return canonical({"data": p.data.identity(), "model": p.model.identity(), "device": p.run.device, "dataset": self.dataset,
+                          "method": self.method, "level": self.level, "role": self.role, "index": self.index,
+                          "hparams": dict(self.hparams)})
+
+    @property
     def folder(self):
-        return run_dir(self.runs, self.dataset, self.method, self.seed)
+        return run_dir(self.runs, self.inputs)
 
 
-def plan(profile, runs, data_root=None, download=False):
-    """Every run of the grid, in a fixed order (dataset, method, seed)."""
-    return [Job(profile.path, group, method, seed, str(runs), data_root, download)
-            for group in profile.data.groups for method in profile.run.methods for seed in profile.run.seeds]
+# ---------------------------------------------------------------------------------------------- preparation
 
 
-@functools.lru_cache(maxsize=4)
-def prepare(profile_path, group, runs, data_root=None, download=False):
-    """ITL dataset, cached features and cost matrices of one ITL dataset (once per process)."""
-    from jtln.cache import cached_features
-    from jtln.data import load_itl
-    from jtln.hparams import resolve
-    from jtln.train import cost_matrix
-
-    profile = load_profile(profile_path)
-    hp = resolve(profile.hparams)
-    itl = load_itl(profile.data.dataset, group, **profile.data.itl_options(data_root, download))
-    if profile.data.validation_per_class:
-        itl.carve_validation(profile.data.validation_per_class, seed=profile.data.split_seed)
-    backbone = make_backbone(profile)
-    cache_dir = profile.model.cache_dir or str(Path(runs) / "cache")
-    cached = cached_features(backbone, itl, profile.data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    costs_path = Path(cache_dir) / f"costs-{cached.key}-{hp.mmd_estimator}-{hp.cost_normalize}-{hp.cost_samples_per_class}.pt"
-    if costs_path.is_file():
-        costs = torch.load(costs_path)
-    else:
-        costs = {kind: cost_matrix(kind, cached, hp, itl.L_s, itl.L_t) for kind in ("mmd", "ot")}
-        tmp = costs_path.with_name(f".{costs_path.name}.tmp{os.getpid()}")
-        torch.save(costs, tmp)
-        tmp.replace(costs_path)
-    return itl, cached, costs, hp
-
-
-def make_backbone(profile):
+def make_backbone(profile, pretrained=None):
     from jtln.models import build_backbone
 
     m = profile.model
-    weights = (m.weights_path or "DEFAULT") if m.pretrained else None
+    pretrained = m.pretrained if pretrained is None else pretrained
+    weights = (m.weights_path or "DEFAULT") if pretrained else None
     return build_backbone(m.backbone, weights=weights, image_size=m.image_size)
+
+
+def backbone_lr_keys(profile):
+    """The learning-rate groups of the profile's backbone (built without weights: only its layout matters)."""
+    return make_backbone(profile, pretrained=False).lr_keys
+
+
+@dataclass
+class Prepared:
+    """One ITL dataset ready for runs: draws by (level, seed), features, cost matrices by (level, seed, kind), probes by (level, seed)."""
+
+    itl: object
+    draws: dict
+    cached: object
+    costs: dict
+    probes: dict
+    backbone: object = field(repr=False)
+
+
+class Workspace:
+    """The prepared ITL datasets of a sweep (or of one worker process), each built once and then kept."""
+
+    def __init__(self):
+        self._prepared = {}
+
+    def prepared(self, profile, dataset, runs, data_root=None, download=False):
+        key = (profile.path, dataset, str(runs), data_root, download)
+        if key not in self._prepared:
+            self._prepared[key] = prepare(profile, dataset, runs, data_root, download)
+        return self._prepared[key]
+
+
+def prepare(profile, dataset, runs, data_root=None, download=False):
+    """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
+    from jtln.cache import cached_features
+    from jtln.costs import COST_KINDS, class_cost_matrix
+    from jtln.data import draw, load_itl, restrict
+    from jtln.probe import fit_probe, fit_with
+
+    data = profile.data
+    hp = resolve(profile.hparams)
+    full = load_itl(data.dataset, dataset, root=data_root or data.root or None, download=download or data.download)
+    keys = [(level, seed) for level in data.levels for seed in (SEARCH_DRAW, *profile.run.seeds)]
+    draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed) for level, seed in keys]
+    itl, draws = restrict(full, draws)
+    draws = dict(zip(keys, draws))
+    backbone = make_backbone(profile)
+    cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
+    cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
+    settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class)
+    path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
+    stored = _load_prepared(path)
+    if stored is None:
+        stored = {"costs": {}, "probes": {}}
+        for (level, seed), d in draws.items():
+            P_t, y_t = cached.P["target_train"][list(d.target_train)], cached.y["target_train"][list(d.target_train)]
+            P_v, y_v = cached.P["target_train"][list(d.target_val)], cached.y["target_train"][list(d.target_val)]
+            P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
+            for kind in COST_KINDS:
+                stored["costs"][(level, seed, kind)] = class_cost_matrix(kind, P_s, y_s, P_t, y_t, itl.L_s, itl.L_t, hp)
+            probe_t = fit_probe(P_t, y_t, P_v, y_v, itl.L_t)
+            stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
+        with atomic_path(path) as tmp:
+            torch.save(stored, tmp)
+    return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
+
+
+def _load_prepared(path):
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception:  # noqa: BLE001 -- a damaged file is rebuilt
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def searched(method, profile, lr_keys):
+    """The hyper-parameters ``method`` is tuned on: its registry entry's, less those the profile fixes or the backbone lacks."""
+    return [name for name in METHODS[method].searches
+            if name not in profile.hparams and (not name.startswith("lr_") or name in lr_keys)]
+
+
+def trial_hparams(profile, dataset, method, level, trial, lr_keys):
+    """Trial 0: the defaults (with the profile's fixed values); trial t: a draw seeded by a hash of (dataset, method, level, t)."""
+    drawn = {} if trial == 0 else sample(searched(method, profile, lr_keys), stable_seed(dataset, method, level, trial))
+    return tuple(sorted(resolve({**profile.hparams, **drawn}).to_dict().items()))
+
+
+def cells(profile):
+    return [(d, m, level) for d in profile.data.groups for m in profile.run.methods for level in profile.data.levels]
+
+
+def plan_trials(profile, runs, lr_keys, data_root=None, download=False):
+    """Every search trial of the profile; a method that searches nothing has none (it runs with the defaults)."""
+    return [Job(profile, d, m, level, TRIAL, t, trial_hparams(profile, d, m, level, t, lr_keys), str(runs), data_root, download)
+            for d, m, level in cells(profile) if searched(m, profile, lr_keys) for t in range(profile.search.n_trials)]
+
+
+def select(trial_records):
+    """``{(dataset, method, level): record}``: the trial with the best validation accuracy, the lowest trial index among ties."""
+    best = {}
+    for r in sorted(trial_records, key=lambda r: r["trial"]):
+        key = (r["dataset"], r["method"], r["level"])
+        if key not in best or r["val_accuracy"] > best[key]["val_accuracy"]:
+            best[key] = r
+    return best
+
+
+def plan_seeds(profile, runs, selection, lr_keys, data_root=None, download=False):
+    """Every seed's run with its cell's selected hyper-parameters; cells whose search is unfinished are left out."""
+    jobs = []
+    for d, m, level in cells(profile):
+        if searched(m, profile, lr_keys):
+            if (d, m, level) not in selection:
+                continue
+            hparams = tuple(sorted(selection[(d, m, level)]["hparams"].items()))
+        else:
+            hparams = trial_hparams(profile, d, m, level, 0, lr_keys)
+        jobs += [Job(profile, d, m, level, SEED, s, hparams, str(runs), data_root, download) for s in profile.run.seeds]
+    return jobs
+
+
+@dataclass
+class Collected:
+    """What the records of a runs folder hold for a profile: trials, the selection, seed runs, and what is missing."""
+
+    trials: list
+    selection: dict
+    seeds: list
+    missing: list
+
+
+def collect(profile, runs, lr_keys=None):
+    """The records of ``runs`` that the profile asks for (checked by their inputs), and the runs still missing."""
+    lr_keys = lr_keys or backbone_lr_keys(profile)
+    trials, missing = [], []
+    for job in plan_trials(profile, runs, lr_keys):
+        record = load_record(job.folder, job.inputs)
+        (trials.append(record) if record else missing.append(job))
+    complete = {(j.dataset, j.method, j.level) for j in missing}
+    selection = {k: v for k, v in select(trials).items() if k not in complete}
+    seeds = []
+    for job in plan_seeds(profile, runs, selection, lr_keys):
+        record = load_record(job.folder, job.inputs)
+        (seeds.append(record) if record else missing.append(job))
+    return Collected(trials, selection, seeds, missing)
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+_WORKSPACE = Workspace()  # this process's prepared datasets (each worker process has its own)
 
 
 def execute(job):
     """Run one job unless it already finished; returns its record."""
-    from jtln.methods import METHODS
-    from jtln.train import run
+    from jtln.data import draw_digest
+    from jtln.train import RunData, run
 
-    record = load_record(job.folder)
+    record = load_record(job.folder, job.inputs)
     if record is not None:
         return record
-    profile = load_profile(job.profile)
-    itl, cached, costs, hp = prepare(job.profile, job.dataset, job.runs, job.data_root, job.download)
+    prep = _WORKSPACE.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
+    draw = prep.draws[(job.level, job.draw_seed)]
+    tested = job.role == SEED
     cost = METHODS[job.method].cost
-    record = run(job.method, lambda: make_backbone(profile), cached, hp, job.seed, itl.L_s, itl.L_t,
-                 C=costs[cost] if cost else None, device=profile.run.device)
-    record.update(profile=profile.name, dataset=job.dataset, target_classes=itl.target_classes,
-                  source_classes=itl.source_classes, cost=cost, split_seed=profile.data.split_seed,
-                  table1=itl.table1_column(), cache_key=cached.key, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    hp = job.hp
+    result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, with_test=tested), hp,
+                 job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
+                 probes=prep.probes[(job.level, job.draw_seed)], device=job.profile.run.device, test=tested)
+    record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
+              "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
+              "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
+              "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
+              "probe_C": prep.probes[(job.level, job.draw_seed)][0].C, **result, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_record(job.folder, record)
     return record
 
@@ -100,43 +273,46 @@ def _init_worker(threads):
     torch.set_num_threads(threads)
 
 
-def sweep(profile_name, runs=None, data_root=None, download=False, executor="local", workers=None, slurm=None):
-    """Run every unfinished job of the profile; returns the records of all finished jobs."""
-    from tqdm.auto import tqdm
-
-    profile = load_profile(profile_name)
+def sweep(profile, runs=None, data_root=None, download=False, executor="local", workers=None, slurm=None):
+    """Prepare, search, select and run every seed of ``profile`` (a :class:`reproduce.profile.Profile`); returns the collected records."""
+    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())
-    jobs = plan(profile, runs, data_root, download)
-    todo = [j for j in jobs if load_record(j.folder) is None]
-    print(f"sweep {profile.name}: {len(jobs)} runs, {len(jobs) - len(todo)} done, {len(todo)} to run -> {runs}", flush=True)
+    for dataset in profile.data.groups:
+        _WORKSPACE.prepared(profile, dataset, runs, data_root, download)
+    lr_keys = _WORKSPACE.prepared(profile, profile.data.groups[0], runs, data_root, download).backbone.lr_keys
     workers = workers or profile.run.workers
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="runs", unit="run")
+    trials = plan_trials(profile, runs, lr_keys, data_root, download)
+    _run(trials, "search trials", profile, executor, workers, slurm, runs)
+    selection = select(execute(job) for job in trials)  # all finished: loads their records
+    seeds = plan_seeds(profile, runs, selection, lr_keys, data_root, download)
+    _run(seeds, "seed runs", profile, executor, workers, slurm, runs)
+    return collect(profile, runs, lr_keys)
+
+
+def _run(jobs, what, profile, executor, workers, slurm, runs):
+    from tqdm.auto import tqdm
+
+    todo = [j for j in jobs if load_record(j.folder, j.inputs) is None]
+    print(f"sweep {profile.name}: {len(jobs)} {what}, {len(jobs) - len(todo)} done, {len(todo)} to run -> {runs}", flush=True)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=what, unit="run")
     if executor == "slurm":
         _run_on_slurm(todo, runs, slurm or {}, bar)
     elif workers <= 1 or len(todo) <= 1:
         for job in todo:
-            bar.set_postfix_str(f"running {job.dataset}/{job.method}/seed{job.seed}, {bar.total - bar.n - 1} left after it")
             execute(job)
             bar.update()
     else:
         _run_in_processes(todo, workers, bar)
     bar.close()
-    return [load_record(j.folder) for j in jobs]
-
-
-def _prepare_all(todo):
-    """Prepare each ITL dataset once, here, so that workers find features and costs on disk."""
-    for key in dict.fromkeys((j.profile, j.dataset, j.runs, j.data_root, j.download) for j in todo):
-        prepare(*key)
 
 
 def _run_in_processes(todo, workers, bar):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    _prepare_all(todo)
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
@@ -149,7 +325,8 @@ def _run_in_processes(todo, workers, bar):
 def _run_on_slurm(todo, runs, options, bar):
     import submitit
 
-    _prepare_all(todo)
+    if not todo:
+        return
     executor = submitit.AutoExecutor(folder=Path(runs) / "slurm")
     executor.update_parameters(
         slurm_partition=options.get("partition"), timeout_min=options.get("time", 60),

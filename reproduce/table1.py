@@ -10,13 +10,20 @@ ROWS = [
 
 
 def table1_columns(profile, data_root=None, download=False):
-    """``{dataset name: {row key: count}}`` for each ITL dataset of the profile (needs only annotations for FGVC)."""
-    from jtln.data import load_itl
+    """``{dataset name: {row key: count}}`` for each ITL dataset of the profile, at Table 2's level (FGVC needs only annotations).
+
+    The labelled target images (training + validation) and source images are
+    those of the first seed's draw; every seed draws the same counts.
+    """
+    from jtln.data import draw, load_itl
 
     data = profile.data
-    return {
-        group: load_itl(data.dataset, group, **data.itl_options(data_root, download)).table1_column() for group in data.groups
-    }
+    columns = {}
+    for group in data.groups:
+        itl = load_itl(data.dataset, group, root=data_root or data.root or None, download=download or data.download)
+        d = draw(itl, data.table2_level, profile.run.seeds[0], data.validation_fraction, data.source_per_class or None, data.data_seed)
+        columns[group] = itl.table1_column(d)
+    return columns
 
 
 def table1_latex(columns, caption):

@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from jtln.methods import PAPER_NAMES
+from jtln.hparams import SEARCH_SPACE
+from jtln.methods import METHODS, display_name, method_order
 
 #: Table 2 of the paper, as published (multi-class accuracy), shown beside ours for the paper profile.
 PAPER_TABLE2 = {
     "Boeing": {"target_only": 0.4796, "consecutive": 0.5286, "joint": 0.5395, "jtln_mmd": 0.5422, "jtln_ot": 0.5436},
     "Airbus": {"target_only": 0.4965, "consecutive": 0.545, "joint": 0.5497, "jtln_mmd": 0.5982, "jtln_ot": 0.5704},
 }
-METHOD_ORDER = ["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"]
 
 
 def summary(records):
@@ -22,9 +22,13 @@ def summary(records):
 
 
 def table2_latex(records, datasets, caption, paper_values=None):
-    """Rows: the five methods with the paper's names; columns: ITL datasets; cells mean ± std over seeds, best in bold."""
+    """Rows: the paper's methods with the paper's names, then (below a rule) the reference rows outside the paper.
+
+    Columns: ITL datasets (and the paper's published values beside them, where
+    given); cells mean ± std over seeds, the best of the paper's methods in bold.
+    """
     s = summary(records)
-    methods = [m for m in METHOD_ORDER if any(m in s.get(d, {}) for d in datasets)]
+    methods = method_order({m for d in datasets for m in s.get(d, {})})
     columns = []
     for d in datasets:
         columns.append(d)
@@ -33,19 +37,48 @@ def table2_latex(records, datasets, caption, paper_values=None):
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
              r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
              "Methods & " + " & ".join(columns) + r" \\", r"\midrule"]
-    best = {d: max((s[d][m][0] for m in methods if m in s.get(d, {})), default=None) for d in datasets}
-    for m in methods:
+    best = {d: max((s[d][m][0] for m in methods if m in s.get(d, {}) and METHODS[m].paper), default=None) for d in datasets}
+    for i, m in enumerate(methods):
+        if i and METHODS[methods[i - 1]].paper and not METHODS[m].paper:
+            lines.append(r"\midrule")
         cells = []
         for d in datasets:
             if m in s.get(d, {}):
-                mean, std, _ = s[d][m]
-                text = f"{mean:.4f} $\\pm$ {std:.4f}"
-                cells.append(rf"\textbf{{{text}}}" if mean == best[d] else text)
+                mean, std, n = s[d][m]
+                text = f"{mean:.4f}" if n == 1 else f"{mean:.4f} $\\pm$ {std:.4f}"
+                cells.append(rf"\textbf{{{text}}}" if METHODS[m].paper and mean == best[d] else text)
             else:
                 cells.append("--")
             if paper_values and d in paper_values:
-                cells.append(f"{paper_values[d][m]:.4f}")
-        lines.append(f"{PAPER_NAMES[m]} & " + " & ".join(cells) + r" \\")
+                cells.append(f"{paper_values[d][m]:.4f}" if m in paper_values[d] else "--")
+        lines.append(f"{display_name(m)} & " + " & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def level_key(level):
+    """Scarcity levels in increasing order, "all" last."""
+    return (level == "all", level if level != "all" else 0)
+
+
+def _value(name, value):
+    if name in SEARCH_SPACE and isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def hparams_latex(selection, searched, caption):
+    """The selected configuration of each (dataset, method, level): its searched values, trial and validation accuracy.
+
+    ``selection``: ``{(dataset, method, level): trial record}``;
+    ``searched``: ``{method: [names]}``, what each method was tuned on.
+    """
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",
+             r"Dataset & Method & Level & Trial & Val. acc. & Selected hyper-parameters \\", r"\midrule"]
+    order = {m: i for i, m in enumerate(method_order({m for _, m, _ in selection}))}
+    for (d, m, level), r in sorted(selection.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], level_key(kv[0][2]))):
+        values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_value(name, r['hparams'][name])}" for name in searched[m])
+        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_accuracy']:.4f} & {values} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -62,7 +95,7 @@ def stats_latex(results, caption):
         lo, hi = r["ci95"]
         ci = "--" if lo is None else f"[{lo:+.4f}, {hi:+.4f}]"
         significant = sum(m["p"] < 0.05 for m in r["mcnemar"].values())
-        lines.append(f"{r['dataset']} & {PAPER_NAMES[r['a']]} vs {PAPER_NAMES[r['b']]} & {r['mean_diff']:+.4f} & {ci} & "
+        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {r['mean_diff']:+.4f} & {ci} & "
                      f"{_p(r['p_t'])} & {_p(r.get('p_holm'))} & {_p(r['p_wilcoxon'])} & {significant}/{len(r['mcnemar'])} seeds \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

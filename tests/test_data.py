@@ -8,7 +8,7 @@ import pytest
 
 from jtln.data.fashion_mnist import GROUPS, fashion_mnist_itl, locate, synthetic_arrays
 from jtln.data.fgvc_aircraft import fgvc_aircraft_itl
-from jtln.data.itl import Sample, build_itl
+from jtln.data.itl import Sample, build_itl, draw, n_validation, restrict
 from tests.fake_data import MINI_MANUFACTURERS, make_mini_fgvc
 
 PAPER_TABLE1 = {
@@ -25,9 +25,13 @@ def keys(split):
 
 def assert_disjoint(itl):
     assert not keys(itl.target_train) & keys(itl.target_test)
-    assert not keys(itl.target_val) & keys(itl.target_test)
-    assert not keys(itl.target_train) & keys(itl.target_val)
     assert not (keys(itl.target_train) | keys(itl.target_test)) & keys(itl.source)
+
+
+def drawn(itl, d):
+    """The keys of a draw's training, validation and source images."""
+    return ({itl.target_train[i][0] for i in d.target_train}, {itl.target_train[i][0] for i in d.target_val},
+            {itl.source[i][0] for i in d.source})
 
 
 @pytest.mark.parametrize("group", ["Boeing", "Airbus"])
@@ -74,40 +78,59 @@ def test_build_itl_rejects_bad_groups():
         build_itl("toy", samples, {"g": ["a", "b", "c"]}, "g")
 
 
-def test_fashion_mnist_split_counts_are_deterministic_and_disjoint():
+def test_fashion_mnist_pools_hold_every_image_of_their_classes():
     arrays = synthetic_arrays(30, 5)
-    itl = fashion_mnist_itl("Footwear", target_train_per_class=7, source_per_class=4, split_seed=3, arrays=arrays)
+    itl = fashion_mnist_itl("Footwear", arrays=arrays)
     assert itl.target_classes == GROUPS["Footwear"]
-    assert itl.table1_column() == {"target_categories": 3, "target_train_images": 21, "target_test_images": 15,
-                                   "source_categories": 7, "source_images": 28}
+    assert itl.table1_column() == {"target_categories": 3, "target_train_images": 90, "target_test_images": 15,
+                                   "source_categories": 7, "source_images": 210}
     assert_disjoint(itl)
-    again = fashion_mnist_itl("Footwear", target_train_per_class=7, source_per_class=4, split_seed=3, arrays=arrays)
-    other = fashion_mnist_itl("Footwear", target_train_per_class=7, source_per_class=4, split_seed=4, arrays=arrays)
-    assert again.target_train == itl.target_train and again.source == itl.source
-    assert other.target_train != itl.target_train
-    all_source = fashion_mnist_itl("Tops", source_per_class=None, target_train_per_class=5, arrays=arrays)
-    assert len(all_source.source) == 6 * 30
     assert itl.loader(itl.target_test[0][0]).shape == (28, 28)
 
 
-def test_validation_is_carved_from_target_training_only():
-    itl = fashion_mnist_itl("Tops", target_train_per_class=10, source_per_class=2, arrays=synthetic_arrays(30, 5))
-    test_before = list(itl.target_test)
-    itl.carve_validation(per_class=3, seed=0)
-    assert len(itl.target_val) == 4 * 3 and len(itl.target_train) == 4 * 7
-    assert itl.target_test == test_before
-    assert itl.table1_column()["target_train_images"] == 40
-    assert_disjoint(itl)
-    with pytest.raises(ValueError, match="leaves no training image"):
-        fashion_mnist_itl("Tops", target_train_per_class=3, arrays=synthetic_arrays(30, 5)).carve_validation(3, 0)
+def test_draws_are_deterministic_nested_disjoint_from_the_test_split_and_redrawn_per_seed():
+    itl = fashion_mnist_itl("Tops", arrays=synthetic_arrays(30, 5))
+    d10 = draw(itl, 10, seed=1, validation_fraction=0.2, source_per_class=4)
+    assert draw(itl, 10, seed=1, validation_fraction=0.2, source_per_class=4) == d10
+    train, val, source = drawn(itl, d10)
+    assert len(train) == 4 * 8 and len(val) == 4 * 2 and len(source) == 6 * 4
+    assert not train & val and not (train | val) & keys(itl.target_test) and not (train | val) & source
+    assert itl.table1_column(d10)["target_train_images"] == 40 and itl.table1_column(d10)["source_images"] == 24
+    # levels are nested: the 5 images of a class are the first 5 of its 10, and its validation images come first
+    train5, val5, _ = drawn(itl, draw(itl, 5, seed=1, validation_fraction=0.2, source_per_class=4))
+    assert val5 <= val and train5 <= train | val
+    # another seed draws other images; another data_seed too
+    other = draw(itl, 10, seed=2, validation_fraction=0.2, source_per_class=4)
+    assert drawn(itl, other)[0] != train and drawn(itl, other)[2] != source
+    assert draw(itl, 10, seed=1, validation_fraction=0.2, source_per_class=4, data_seed=1) != d10
+    assert len(draw(itl, "all", 0, 0.2).target_train) == 4 * 30 - 4 * 6
+
+
+def test_restricting_to_the_drawn_images_keeps_every_draw_the_same():
+    itl = fashion_mnist_itl("Tops", arrays=synthetic_arrays(30, 5))
+    draws = [draw(itl, level, seed, 0.2, 3) for level in (5, 10) for seed in (0, 1)]
+    small, moved = restrict(itl, draws)
+    assert len(small.target_train) < len(itl.target_train) and small.target_test == itl.target_test
+    for d, m in zip(draws, moved):
+        assert drawn(itl, d) == drawn(small, m)
+
+
+def test_validation_counts_and_bad_levels():
+    assert [n_validation(n, 0.2) for n in (2, 5, 10, 67)] == [1, 1, 2, 13]
+    with pytest.raises(ValueError, match="leave none for training"):
+        n_validation(2, 0.9)
+    itl = fashion_mnist_itl("Tops", arrays=synthetic_arrays(5, 5))
+    with pytest.raises(ValueError, match=r"level 67 asks for 67 labelled images of 'T-shirt/top', which has 5"):
+        draw(itl, 67, 0, 0.2)
+    with pytest.raises(ValueError, match="source_per_class=9"):
+        draw(itl, 4, 0, 0.2, source_per_class=9)
+    with pytest.raises(ValueError, match="level must be an int >= 2"):
+        draw(itl, 1, 0, 0.2)
 
 
 def test_fashion_mnist_errors():
-    arrays = synthetic_arrays(per_class_train=5, per_class_test=5)
     with pytest.raises(ValueError, match="unknown group 'Hats'"):
-        fashion_mnist_itl("Hats", arrays=arrays)
-    with pytest.raises(ValueError, match="has 5 training images, 67 requested"):
-        fashion_mnist_itl("Tops", arrays=arrays)
+        fashion_mnist_itl("Hats", arrays=synthetic_arrays(per_class_train=5, per_class_test=5))
 
 
 def test_locate_reports_where_it_looked(tmp_path, monkeypatch):
@@ -144,8 +167,10 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     monkeypatch.setenv("JTLN_CACHE", str(tmp_path))
     monkeypatch.delenv("JTLN_DATA", raising=False)
-    itl = fashion_mnist_itl("Tops", source_per_class=None)
-    assert itl.table1_column() == {"target_categories": 4, "target_train_images": 4 * 67, "target_test_images": 4000,
+    itl = fashion_mnist_itl("Tops")
+    assert itl.table1_column() == {"target_categories": 4, "target_train_images": 4 * 6000, "target_test_images": 4000,
                                    "source_categories": 6, "source_images": 36000}
+    assert itl.table1_column(draw(itl, 67, 0, 0.2, 100)) == {"target_categories": 4, "target_train_images": 4 * 67,
+                                                            "target_test_images": 4000, "source_categories": 6, "source_images": 600}
     image = itl.loader(itl.target_train[0][0])
     assert image.shape == (28, 28) and image.dtype == np.uint8 and image.max() > 0

@@ -1,4 +1,4 @@
-"""Issue 4: backbones, the frozen-prefix cache and the five registered methods on a tiny ITL problem."""
+"""Backbones, the frozen-prefix cache, the linear probe and the registered methods on a tiny ITL problem."""
 
 import copy
 
@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from jtln.cache import cached_features, to_input
+from jtln.costs import class_cost_matrix
+from jtln.data import draw, restrict
 from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.hparams import resolve
-from jtln.methods import METHODS, PAPER_NAMES
+from jtln.methods import METHODS, method_order
 from jtln.models import JTLN, alexnet, build_backbone, efficientnet_lite0, efficientnet_lite0_state_dict
-from jtln.train import cost_matrix, run, seed_everything, train
+from jtln.probe import fit_probe, fit_with
+from jtln.train import RunData, run, train
 
 HP = resolve({"epochs": 1, "source_epochs": 1, "batch_size_target": 8, "batch_size_source": 8, "cost_samples_per_class": 6})
 
@@ -23,58 +26,71 @@ def tiny_backbone():
 
 @pytest.fixture(scope="module")
 def tiny():
-    itl = fashion_mnist_itl("Footwear", target_train_per_class=6, source_per_class=4, arrays=synthetic_arrays(10, 3))
+    full = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(10, 3))
+    itl, (d,) = restrict(full, [draw(full, 8, seed=0, validation_fraction=0.25, source_per_class=4)])
     torch.manual_seed(0)
     backbone = tiny_backbone()
     factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
     cached = cached_features(backbone, itl, "fake-fashion")
-    costs = {kind: cost_matrix(kind, cached, HP, itl.L_s, itl.L_t) for kind in ("mmd", "ot")}
-    return itl, backbone, factory, cached, costs
+    data = RunData.of(cached, d, with_test=True)
+    costs = {kind: class_cost_matrix(kind, data.P["source"], data.y["source"], data.P["target_train"], data.y["target_train"],
+                                     itl.L_s, itl.L_t, HP) for kind in ("mmd", "ot")}
+    probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
+    probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
+    return itl, backbone, factory, cached, costs, data, probes
 
 
-def test_registry_holds_the_five_methods_of_table2():
-    assert sorted(METHODS) == sorted(PAPER_NAMES) == sorted(["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"])
+def test_registry_holds_the_five_methods_of_table2_and_the_probe_outside_it():
+    assert [m for m in method_order(METHODS) if METHODS[m].paper] == ["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"]
+    assert [m for m in METHODS if not METHODS[m].paper] == ["linear_probe"]
+    assert METHODS["jtln_mmd"].cost == "mmd" and METHODS["jtln_ot"].cost == "ot" and METHODS["joint"].cost is None
+    assert METHODS["jtln_ot"].display == "JTLN (fc7OT)" and METHODS["linear_probe"].searches == ()
+    for name, cls in METHODS.items():
+        assert set(cls.searches) <= set(__import__("jtln.hparams").hparams.SEARCH_SPACE), name
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].paper))
 def test_every_method_trains_what_it_should(tiny, name):
-    itl, backbone, factory, cached, costs = tiny
+    itl, backbone, factory, cached, costs, data, probes = tiny
     C = costs.get(METHODS[name].cost)
-    seed_everything(0)  # as train() does, so that the heads start from the same draw
-    before = JTLN(factory(), itl.L_s, itl.L_t)
-    method, log = train(name, factory, cached, HP, seed=0, L_s=itl.L_s, L_t=itl.L_t, C=C)
+    before = JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes)
+    method, log = train(name, factory, data, HP, seed=0, L_s=itl.L_s, L_t=itl.L_t, C=C, probes=probes)
     after = method.network
     changed = {k: not torch.equal(before.state_dict()[k], v) for k, v in after.state_dict().items() if v.is_floating_point()}
-    assert changed["head_t.weight"] and changed["trunk.1.0.weight"] and changed["trunk.0.0.weight"]
+    assert changed["head_t.weight"] and changed["trunk.0.0.weight"]  # the heads and the 1x1 head convolution
     assert changed["head_s.weight"] == (name != "target_only")  # target-only never touches the source head
-    assert all(np.isfinite(v) for entry in log for k, v in entry.items() if k != "step")
+    # BatchNorm keeps its pretrained statistics
+    assert not changed["trunk.0.1.running_mean"] and not changed["trunk.0.1.running_var"]
+    assert all(np.isfinite(v) for entry in log["steps"] for v in entry.values())
+    assert 1 <= log["best_epoch"] <= len(log["val_curve"]) == HP.epochs
+    assert log["val_accuracy"] == max(log["val_curve"]) == log["val_curve"][log["best_epoch"] - 1]
     # the prefix stays frozen and is not part of what is trained
     assert not any(p.requires_grad for p in backbone.prefix.parameters())
     assert not set(map(id, backbone.prefix.parameters())) & set(map(id, after.parameters()))
 
 
 def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
-    itl, _, factory, cached, costs = tiny
-    joint, _ = train("joint", factory, cached, HP, 3, itl.L_s, itl.L_t)
+    itl, _, factory, cached, costs, data, probes = tiny
+    joint, _ = train("joint", factory, data, HP, 3, itl.L_s, itl.L_t, probes=probes)
     for name in ("jtln_mmd", "jtln_ot"):
-        jtln, _ = train(name, factory, cached, resolve({**HP.to_dict(), "lambda_ot": 0.0}), 3, itl.L_s, itl.L_t,
-                        C=costs[METHODS[name].cost])
+        jtln, _ = train(name, factory, data, resolve({**HP.to_dict(), "lambda_ot": 0.0}), 3, itl.L_s, itl.L_t,
+                        C=costs[METHODS[name].cost], probes=probes)
         for k, v in joint.network.state_dict().items():
             assert torch.equal(v, jtln.network.state_dict()[k]), k
 
 
 def test_ot_gradient_reaches_both_heads_and_the_shared_layers(tiny):
-    itl, _, factory, cached, costs = tiny
+    itl, _, factory, cached, costs, data, probes = tiny
     method = METHODS["jtln_ot"](JTLN(factory(), itl.L_s, itl.L_t), HP, costs["ot"])
-    logits_s, logits_t = method.network(cached.Z["target_train"])
+    logits_s, logits_t = method.network(data.Z["target_train"])
     method.extra(logits_s, logits_t).backward()
     grads = {n: p.grad for n, p in method.network.named_parameters()}
-    for name in ("head_s.weight", "head_t.weight", "trunk.1.0.weight", "trunk.0.0.weight"):
+    for name in ("head_s.weight", "head_t.weight", "trunk.0.0.weight"):
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
 
 
 def test_cache_equals_running_the_prefix(tiny):
-    itl, backbone, _, cached, _ = tiny
+    itl, backbone, _, cached, _, _, _ = tiny
     images = torch.stack([to_input(itl.loader(k), 32, backbone.mean, backbone.std) for k, _ in itl.target_test])
     with torch.no_grad():
         direct = backbone.prefix(images)
@@ -84,29 +100,60 @@ def test_cache_equals_running_the_prefix(tiny):
     assert cached.y["target_test"].tolist() == [y for _, y in itl.target_test]
 
 
-def test_cache_on_disk_round_trips(tiny, tmp_path):
-    itl, backbone, _, cached, _ = tiny
-    from jtln import cache
-
-    cache._MEMORY.clear()
+def test_cache_on_disk_round_trips_and_a_damaged_file_is_rebuilt(tiny, tmp_path):
+    itl, backbone, _, cached, _, _, _ = tiny
     first = cached_features(backbone, itl, "fake-fashion", cache_dir=tmp_path)
     files = list(tmp_path.glob("features-*.pt"))
     assert len(files) == 1
-    cache._MEMORY.clear()
     second = cached_features(backbone, itl, "fake-fashion", cache_dir=tmp_path)
     for split in first.Z:
         assert torch.equal(first.Z[split], second.Z[split]) and torch.equal(first.Z[split], cached.Z[split])
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
+    with pytest.warns(RuntimeWarning, match="is damaged .* rebuilding it"):
+        third = cached_features(backbone, itl, "fake-fashion", cache_dir=tmp_path)
+    assert torch.equal(third.P["source"], cached.P["source"])
+    assert torch.equal(cached_features(backbone, itl, "fake-fashion", cache_dir=tmp_path).Z["source"], cached.Z["source"])
 
 
 def test_a_run_is_deterministic_and_its_record_complete(tiny):
-    itl, _, factory, cached, costs = tiny
-    a = run("jtln_mmd", factory, cached, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"])
-    b = run("jtln_mmd", factory, cached, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"])
-    assert a["predictions"] == b["predictions"] and a["accuracy"] == b["accuracy"]
-    for key in ("accuracy", "per_class_accuracy", "predictions", "hparams", "seed", "timings", "versions", "cost_matrix", "mean_plan"):
+    itl, _, factory, cached, costs, data, probes = tiny
+    a = run("jtln_mmd", factory, data, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
+    b = run("jtln_mmd", factory, data, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
+    assert a["predictions"] == b["predictions"] and a["accuracy"] == b["accuracy"] and a["val_curve"] == b["val_curve"]
+    for key in ("accuracy", "val_accuracy", "best_epoch", "val_curve", "per_class_accuracy", "predictions", "timings",
+                "versions", "cost_matrix", "mean_plan"):
         assert key in a, key
-    assert len(a["per_class_accuracy"]) == itl.L_t and a["hparams"]["lam"] == HP.lam
+    assert len(a["per_class_accuracy"]) == itl.L_t
     np.testing.assert_allclose(np.sum(a["mean_plan"]), 1.0, rtol=1e-6)
+
+
+def test_a_search_trial_never_sees_the_test_split(tiny):
+    itl, _, factory, cached, costs, data, probes = tiny
+    without_test = RunData(*({k: v for k, v in part.items() if k != "target_test"} for part in (data.Z, data.y, data.P)))
+    record = run("joint", factory, without_test, HP, 0, itl.L_s, itl.L_t, probes=probes, test=False)
+    assert "accuracy" not in record and "predictions" not in record and 0 <= record["val_accuracy"] <= 1
+
+
+def test_the_linear_probe_method_predicts_as_the_probe(tiny):
+    """LP-FT starts from the probe exactly: with frozen BatchNorm the trunk's output at step 0 is the cached penultimate feature."""
+    itl, _, factory, cached, costs, data, probes = tiny
+    record = run("linear_probe", factory, data, HP, 0, itl.L_s, itl.L_t, probes=probes)
+    logits = data.P["target_test"] @ probes[0].weight.T + probes[0].bias
+    assert record["predictions"] == logits.argmax(1).tolist() and record["n_steps"] == 0 and record["best_epoch"] == 0
+    assert record["val_accuracy"] == pytest.approx(probes[0].val_accuracy, abs=1e-12)
+
+
+def test_probe_selection_picks_the_best_validation_strength():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)  # 3 classes
+    from jtln.probe import PROBE_CS, accuracy
+
+    probe = fit_probe(X[:40], y[:40], X[40:], y[40:], 3)
+    scores = [accuracy(fit_with(X[:40], y[:40], 3, C), X[40:], y[40:]) for C in PROBE_CS]
+    assert probe.val_accuracy == max(scores) and probe.C == PROBE_CS[scores.index(max(scores))]
+    with pytest.raises(ValueError, match=r"classes \[2\] have none"):
+        fit_probe(X[:40][y[:40] < 2], y[:40][y[:40] < 2], X[40:], y[40:], 3)
 
 
 def test_efficientnet_weights_classify_grace_hopper_as_military_uniform():
@@ -132,6 +179,8 @@ def test_wrong_weight_file_is_rejected(tmp_path):
 def test_alexnet_protocol_groups():
     backbone = alexnet(weights=None)
     net = JTLN(backbone, 5, 3)
+    assert backbone.lr_keys == ("lr_backbone", "lr_fc", "lr_head")
+    assert efficientnet_lite0(weights=None).lr_keys == ("lr_backbone", "lr_head")
     groups = net.param_groups(HP)
     assert [g["name"] for g in groups] == ["lr_backbone", "lr_fc", "lr_head"]
     assert [g["lr"] for g in groups] == [HP.lr_backbone, HP.lr_fc, HP.lr_head]

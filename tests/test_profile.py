@@ -1,27 +1,50 @@
-"""Profiles: the committed ones load; unknown keys and wrong types are clear errors."""
+"""Profiles: the committed ones load; unknown keys, wrong types and impossible values are refused by name before any work."""
 
 import pytest
 
+from reproduce.__main__ import main
 from reproduce.profile import PROFILES_DIR, load_profile
+
+DATA = '[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\n'
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in PROFILES_DIR.glob("*.toml")))
 def test_committed_profiles_load(name):
     profile = load_profile(name)
-    assert profile.name == name and profile.data.groups
+    assert profile.name == name and profile.data.groups and profile.data.table2_level in profile.data.levels
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\ncolour = 1\n', r"unknown key\(s\) \['colour'\] in .*\[data\]"),
+        (DATA + "colour = 1\n", r"unknown key\(s\) \['colour'\] in .*\[data\]"),
         ('[data]\ndataset = "fashion_mnist"\ngroups = "Tops"\n', r"\[data\].groups must be of type list"),
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\ntarget_train_per_class = "67"\n', "must be of type int"),
-        ('[data]\ndataset = "imagenet"\ngroups = ["Tops"]\n', "dataset must be"),
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\n[hparams]\nlr = 0.1\n', "unknown hyper-parameter 'lr'"),
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\n[hparams]\nepochs = 1.5\n', "epochs must be int"),
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Tops"]\n[trainer]\n', r"unknown key\(s\) \['trainer'\]"),
+        (DATA + 'source_per_class = "67"\n', "source_per_class must be of type int"),
+        ('[data]\ndataset = "imagenet"\ngroups = ["Tops"]\n', "dataset must be one of"),
+        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Hats"]\n', r"unknown group\(s\) \['Hats'\]"),
+        ('[data]\ndataset = "fashion_mnist"\ngroups = []\n', r"\[data\].groups is empty"),
+        (DATA + "levels = [1]\n", "levels item must be an int >= 2"),
+        (DATA + "levels = [10, 67]\ntable2_level = 20\n", "table2_level = 20 is not one of"),
+        (DATA + "validation_fraction = 1.5\n", "validation_fraction must be <= 1"),
+        (DATA + "source_per_class = -3\n", "source_per_class must be >= 0"),
+        (DATA + "[hparams]\nlr = 0.1\n", "unknown hyper-parameter 'lr'"),
+        (DATA + "[hparams]\nepochs = 1.5\n", "epochs must be of type int"),
+        (DATA + "[hparams]\nepochs = 0\n", r"\[hparams\].epochs must be >= 1, got 0"),
+        (DATA + "[hparams]\nepochs = -3\n", r"\[hparams\].epochs must be >= 1"),
+        (DATA + "[hparams]\nbatch_size_target = -4\n", r"batch_size_target must be >= 1"),
+        (DATA + "[hparams]\nlam = -1\n", r"lam must be > 0"),
+        (DATA + '[hparams]\nmmd_estimator = "quadratic"\n', "mmd_estimator must be one of"),
+        (DATA + "[run]\nmethods = []\n", r"\[run\].methods is empty"),
+        (DATA + '[run]\nmethods = ["jtln", "joint"]\n', r"unknown method\(s\) \['jtln'\]"),
+        (DATA + "[run]\nseeds = [0, 0]\n", "lists an entry twice"),
+        (DATA + '[run]\nseeds = ["a"]\n', r"seeds item 'a' must be of type int"),
+        (DATA + '[run]\ndevice = "tpu"\n', "device must be"),
+        (DATA + "[search]\nn_trials = 0\n", r"n_trials must be >= 1"),
+        ('name = "../../escape"\n' + DATA, "must be letters, digits"),
+        (DATA + "[trainer]\n", r"unknown key\(s\) \['trainer'\]"),
         ('name = "x"\n', "has no \\[data\\] section"),
+        ("data = 3\n", "data must be a \\[data\\] section"),
+        ('[data]\ngroups = ["Tops"]\n', r"lacks the key\(s\) \['dataset'\]"),
         ("[data\n", "not valid TOML"),
     ],
 )
@@ -30,6 +53,14 @@ def test_bad_profiles(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_profile(path)
+
+
+def test_a_bad_profile_exits_2_before_any_run(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text(DATA + "[hparams]\nepochs = 0\n")
+    assert main(["all", "--profile", str(path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
 
 
 def test_unknown_profile_name_lists_the_available_ones():

@@ -1,4 +1,4 @@
-"""Issue 5: the smoke profile end to end, golden LaTeX, statistics, and kill-and-resume of a sweep."""
+"""The smoke profile end to end, the search and selection protocol, run identity, golden LaTeX, statistics, kill-and-resume."""
 
 import json
 import os
@@ -13,8 +13,10 @@ import pytest
 from scipy import stats as sps
 
 from reproduce.__main__ import main
-from reproduce.records import load_record, load_records
+from reproduce.profile import load_profile
+from reproduce.records import load_record, save_record
 from reproduce.stats import claims, compare_all, holm, mcnemar, paired
+from reproduce.sweep import SEED, TRIAL, backbone_lr_keys, collect, plan_trials, select
 from reproduce.tables import table2_latex
 
 ROOT = Path(__file__).parents[1]
@@ -30,25 +32,104 @@ def smoke(tmp_path_factory):
     return base
 
 
+def records_of(runs, profile="smoke"):
+    return collect(load_profile(profile), runs)
+
+
 def test_smoke_profile_end_to_end(smoke):
     out = smoke / "out" / "smoke"
-    for name in ("table1.tex", "table1.json", "table2.tex", "stats.tex", "stats.json", "claims.tex", "accuracy.png",
-                 "accuracy.pdf", "costs_Tops.png", "plans_Footwear.pdf", "report.html"):
+    for name in ("table1.tex", "table1.json", "table2.tex", "hparams.tex", "stats.tex", "stats.json", "claims.tex", "accuracy.png",
+                 "accuracy.pdf", "learning_curve.png", "costs_Tops.png", "plans_Footwear.pdf", "report.html"):
         assert (out / name).is_file(), name
-    records = load_records(smoke / "runs")
-    assert len(records) == 2 * 5 * 3
+    collected = records_of(smoke / "runs")
+    assert collected.missing == []
+    assert len(collected.trials) == 2 * 5 * 2 * 2  # datasets x searched methods x levels x trials; the probe searches nothing
+    assert len(collected.seeds) == 2 * 6 * 2 * 3  # datasets x methods x levels x seeds
     table2 = (out / "table2.tex").read_text()
     for name in ("Finetuning on target", "Consecutive finetuning on source+target", "Joint finetuning on source+target",
-                 "JTLN (fc7MKMMD)", "JTLN (fc7OT)"):
+                 "JTLN (fc7MKMMD)", "JTLN (fc7OT)", "Linear probe (outside the paper)"):
         assert name in table2
+    assert table2.index("JTLN (fc7OT)") < table2.index(r"\midrule", table2.index("JTLN (fc7OT)")) < table2.index("Linear probe")
     assert r"\textbf{" in table2 and "(paper)" not in table2  # paper values only beside the paper profile
+    assert "Trial" in (out / "hparams.tex").read_text()
     payload = json.loads((out / "stats.json").read_text())
     assert {c["verdict"] for c in payload["claims"]} <= {"supported", "contradicted", "inconclusive"}
-    record = records[0]
-    for key in ("hparams", "seed", "versions", "accuracy", "per_class_accuracy", "predictions", "timings", "profile"):
-        assert key in record
+    assert len(payload["selection"]) == 2 * 5 * 2
+    record = collected.seeds[0]
+    for key in ("hparams", "seed", "level", "versions", "accuracy", "val_accuracy", "best_epoch", "per_class_accuracy",
+                "predictions", "timings", "profile", "inputs", "id", "draw"):
+        assert key in record, key
     assert "Tops" in (out / "report.html").read_text()
 
+
+def test_selection_takes_the_best_validation_accuracy_and_the_lowest_trial_among_ties():
+    def trial(dataset, method, t, val):
+        return {"dataset": dataset, "method": method, "level": 67, "trial": t, "val_accuracy": val}
+
+    records = [trial("A", "joint", 2, 0.7), trial("A", "joint", 0, 0.6), trial("A", "joint", 1, 0.7), trial("A", "joint", 3, 0.65),
+               trial("B", "joint", 0, 0.9), trial("B", "joint", 1, 0.8)]
+    chosen = select(records)
+    assert chosen[("A", "joint", 67)]["trial"] == 1 and chosen[("B", "joint", 67)]["trial"] == 0
+
+
+def test_the_sweep_selects_on_validation_and_never_on_test(smoke):
+    collected = records_of(smoke / "runs")
+    for (dataset, method, level), chosen in collected.selection.items():
+        rivals = [r for r in collected.trials if (r["dataset"], r["method"], r["level"]) == (dataset, method, level)]
+        assert chosen["val_accuracy"] == max(r["val_accuracy"] for r in rivals)
+        seeds = [r for r in collected.seeds if (r["dataset"], r["method"], r["level"]) == (dataset, method, level)]
+        assert seeds and all(r["hparams"] == chosen["hparams"] for r in seeds)
+    for r in collected.trials:  # trials are never tested, and their search draw is not any seed's
+        assert "accuracy" not in r and "predictions" not in r and r["inputs"]["role"] == TRIAL
+    search_draws = {r["draw"] for r in collected.trials}
+    assert not search_draws & {r["draw"] for r in collected.seeds}
+
+
+def test_methods_with_one_seed_see_the_same_data_and_seeds_redraw_it(smoke):
+    seeds = records_of(smoke / "runs").seeds
+    for level in (5, 10):
+        for dataset in ("Tops", "Footwear"):
+            by_seed = {}
+            for r in seeds:
+                if r["level"] == level and r["dataset"] == dataset:
+                    by_seed.setdefault(r["seed"], set()).add(r["draw"])
+            assert all(len(draws) == 1 for draws in by_seed.values()), by_seed  # every method, the same draw
+            assert len({next(iter(d)) for d in by_seed.values()}) == len(by_seed)  # each seed its own
+
+
+def test_a_new_trial_or_method_changes_no_other_trials_configuration(tmp_path):
+    smoke = load_profile("smoke")
+    lr_keys = backbone_lr_keys(smoke)
+    bigger = tmp_path / "bigger.toml"
+    every = '["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "linear_probe"]'
+    text = Path(smoke.path).read_text().replace("n_trials = 2", "n_trials = 4").replace(every, '["jtln_ot", "joint"]')
+    bigger.write_text(text)
+
+    def configs(profile):
+        return {(j.dataset, j.method, j.level, j.index): j.hparams for j in plan_trials(profile, tmp_path, lr_keys)}
+
+    small, large = configs(smoke), configs(load_profile(bigger))
+    common = set(small) & set(large)
+    assert len(common) == 2 * 2 * 2 * 2 and all(small[k] == large[k] for k in common)
+    for cell in {k[:3] for k in large}:  # within a cell every trial tries another configuration (trial 0: the defaults)
+        trials = [large[k] for k in large if k[:3] == cell]
+        assert len(set(trials)) == len(trials) == 4
+    assert large[("Tops", "joint", 5, 1)] != large[("Footwear", "joint", 5, 1)]  # and the cells draw independently
+
+
+def test_a_changed_hyper_parameter_or_a_copied_record_is_not_reused(smoke, tmp_path):
+    runs = smoke / "runs"
+    changed = tmp_path / "smoke.toml"
+    changed.write_text(Path(load_profile("smoke").path).read_text().replace("epochs = 2", "epochs = 3"))
+    assert collect(load_profile(changed), runs).seeds == []  # nothing of the old sweep counts
+    # a record copied into another run's folder is refused: it was made by other inputs
+    collected = records_of(runs)
+    a, b = collected.seeds[0], collected.seeds[1]
+    folder = next((runs / b["dataset"] / b["method"]).glob(b["id"]))
+    copy = tmp_path / "copy"
+    save_record(copy, a)
+    assert load_record(copy) is not None and load_record(copy, b["inputs"]) is None
+    assert load_record(folder, b["inputs"]) == b
 
 
 def test_the_same_records_give_byte_identical_outputs(smoke, tmp_path):
@@ -64,7 +145,7 @@ def test_the_same_records_give_byte_identical_outputs(smoke, tmp_path):
 
 def make_record(dataset, method, seed, accuracy, predictions=None, labels=None):
     labels = labels or [0, 1, 0, 1]
-    return {"profile": "t", "dataset": dataset, "method": method, "seed": seed, "accuracy": accuracy,
+    return {"profile": "t", "role": SEED, "dataset": dataset, "method": method, "seed": seed, "level": 67, "accuracy": accuracy,
             "predictions": predictions or labels, "labels": labels, "hparams": {}, "versions": {}}
 
 
@@ -77,6 +158,8 @@ Methods & Boeing & Boeing (paper) & Airbus \\
 \midrule
 Joint finetuning on source+target & 0.5000 $\pm$ 0.1414 & 0.5395 & \textbf{0.7000 $\pm$ 0.0000} \\
 JTLN (fc7OT) & \textbf{0.6000 $\pm$ 0.0000} & 0.5436 & 0.6000 $\pm$ 0.0000 \\
+\midrule
+Linear probe (outside the paper) & 0.7000 $\pm$ 0.0000 & -- & 0.5000 \\
 \bottomrule
 \end{tabular}
 \end{table}
@@ -87,7 +170,9 @@ def test_table2_golden():
     records = [make_record("Boeing", "joint", 0, 0.4), make_record("Boeing", "joint", 1, 0.6),
                make_record("Boeing", "jtln_ot", 0, 0.6), make_record("Boeing", "jtln_ot", 1, 0.6),
                make_record("Airbus", "joint", 0, 0.7), make_record("Airbus", "joint", 1, 0.7),
-               make_record("Airbus", "jtln_ot", 0, 0.6), make_record("Airbus", "jtln_ot", 1, 0.6)]
+               make_record("Airbus", "jtln_ot", 0, 0.6), make_record("Airbus", "jtln_ot", 1, 0.6),
+               make_record("Boeing", "linear_probe", 0, 0.7), make_record("Boeing", "linear_probe", 1, 0.7),
+               make_record("Airbus", "linear_probe", 0, 0.5)]  # one seed: no spread to show
     paper = {"Boeing": {"joint": 0.5395, "jtln_ot": 0.5436}}
     assert table2_latex(records, ["Boeing", "Airbus"], "toy", paper) == GOLDEN_TABLE2
 
@@ -133,7 +218,12 @@ def test_claims_verdicts():
 
 
 def deterministic(record):
-    return {k: record[k] for k in ("dataset", "method", "seed", "accuracy", "predictions", "per_class_accuracy")}
+    return {k: record[k] for k in ("dataset", "method", "seed", "level", "id", "accuracy", "predictions", "per_class_accuracy",
+                                   "val_curve")}
+
+
+def finished(runs):
+    return {p.parent: p.stat().st_mtime_ns for p in Path(runs).glob("*/*/*/done")}
 
 
 def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
@@ -141,34 +231,37 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
     command = [sys.executable, "-m", "reproduce", "sweep", "--profile", "smoke", "--runs", str(runs)]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(list(runs.glob("*/*/seed*/done"))) < 4 and time.time() < deadline and process.poll() is None:
+    while len(finished(runs)) < 50 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = {p.parent: p.stat().st_mtime_ns for p in runs.glob("*/*/seed*/done")}
-    assert 4 <= len(finished) < 30, len(finished)
+    before = finished(runs)
+    assert 50 <= len(before) < 40 + 72, len(before)
     # a record corrupted on disk (as a crash mid-write on another filesystem could leave) is detected and redone
-    victim = sorted(finished)[0]
+    victim = sorted(before)[0]
     (victim / "record.json").write_text('{"accuracy": 0.5')
     assert load_record(victim) is None
     assert main(["sweep", "--profile", "smoke", "--runs", str(runs)]) == 0
-    for folder, mtime in finished.items():
+    for folder, mtime in before.items():
         if folder != victim:
             assert (folder / "done").stat().st_mtime_ns == mtime, f"{folder} was run again"
-    resumed = sorted((deterministic(r) for r in load_records(runs)), key=lambda r: (r["dataset"], r["method"], r["seed"]))
-    reference = sorted((deterministic(r) for r in load_records(smoke / "runs")), key=lambda r: (r["dataset"], r["method"], r["seed"]))
-    assert len(resumed) == 30 and resumed == reference
+    resumed, reference = records_of(runs), records_of(smoke / "runs")
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(map(deterministic, resumed.seeds), key=key) == sorted(map(deterministic, reference.seeds), key=key)
+    assert len(resumed.seeds) == 72 and resumed.missing == []
 
 
 MINI_PROFILE = """name = "mini"
 [data]
 dataset = "synthetic"
 groups = ["Footwear"]
-target_train_per_class = 6
+levels = [6]
 source_per_class = 4
 [model]
 backbone = "efficientnet_lite0"
 image_size = 32
+[search]
+n_trials = 2
 [run]
 methods = ["joint", "jtln_ot"]
 seeds = [0, 1]
@@ -184,7 +277,7 @@ def sweep_records(tmp_path, name, *options):
     profile = tmp_path / "mini.toml"
     profile.write_text(MINI_PROFILE)
     assert main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / name), *options]) == 0
-    return sorted((deterministic(r) for r in load_records(tmp_path / name)), key=lambda r: (r["method"], r["seed"]))
+    return sorted(map(deterministic, collect(load_profile(profile), tmp_path / name).seeds), key=lambda r: r["id"])
 
 
 def test_parallel_local_processes_give_the_same_records(tmp_path):
@@ -206,15 +299,21 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     root = make_mini_fgvc(tmp_path / "data", n_trainval=4, n_test=2)
     profile = tmp_path / "paper_mini.toml"
     profile.write_text('name = "paper_mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\n'
+                       'levels = ["all"]\nvalidation_fraction = 0.25\n'
                        '[model]\nbackbone = "alexnet"\npretrained = false\nimage_size = 64\n'
-                       '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot"]\nseeds = [0, 1]\n'
+                       '[search]\nn_trials = 2\n'
+                       '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot", "linear_probe"]\nseeds = [0, 1]\n'
                        '[hparams]\nepochs = 1\nbatch_size_target = 4\nbatch_size_source = 4\n')
     out = tmp_path / "out"
     args = ["--profile", str(profile), "--data-root", str(root), "--runs", str(tmp_path / "runs"), "--out", str(out)]
     assert main(["all", *args, "--no-report"]) == 0
-    records = load_records(tmp_path / "runs")
-    assert len(records) == 2 * 3 * 2
+    collected = collect(load_profile(profile), tmp_path / "runs")
+    records = collected.seeds
+    assert len(records) == 2 * 4 * 2 and len(collected.trials) == 2 * 3 * 2 and not collected.missing
     assert {r["dataset"] for r in records} == {"Boeing", "Airbus"}
+    # the validation split comes from the trainval images: 4 per variant, 1 for validation (a quarter)
+    assert all(r["table1"]["target_train_images"] == 4 * r["table1"]["target_categories"] for r in records)
+    assert {k for r in collected.trials for k in r["hparams"]} >= {"lr_fc"}  # AlexNet's fc6-fc7 group is searched
     assert all(len(r["cost_matrix"]) == 3 and len(r["cost_matrix"][0]) == 3 for r in records if r["dataset"] == "Boeing"
                and r["cost_matrix"])  # 3 source variants x 3 Boeing variants
     assert "(paper)" in (out / "paper_mini" / "table2.tex").read_text()  # FGVC profiles show the published values

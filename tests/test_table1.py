@@ -38,7 +38,7 @@ def test_cli_on_the_real_annotations(fgvc_root, tmp_path):
 def test_cli_on_a_miniature_tree_and_on_missing_data(tmp_path, capsys):
     root = make_mini_fgvc(tmp_path / "data")
     profile = tmp_path / "mini.toml"
-    profile.write_text('name = "mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\n')
+    profile.write_text('name = "mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\nlevels = ["all"]\n')
     assert main(["table1", "--profile", str(profile), "--data-root", str(root), "--out", str(tmp_path / "out")]) == 0
     columns = json.loads((tmp_path / "out" / "mini" / "table1.json").read_text())
     assert columns["Airbus"] == {"target_categories": 2, "target_train_images": 6, "target_test_images": 4,

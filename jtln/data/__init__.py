@@ -5,9 +5,9 @@
 * :mod:`jtln.data.fashion_mnist` — Fashion-MNIST (the offline default), ITL datasets Tops and Footwear.
 """
 
-from jtln.data.itl import ITLDataset, Sample, build_itl
+from jtln.data.itl import Draw, ITLDataset, Sample, build_itl, draw, draw_digest, restrict
 
-__all__ = ["ITLDataset", "Sample", "build_itl", "load_itl"]
+__all__ = ["Draw", "ITLDataset", "Sample", "build_itl", "draw", "draw_digest", "load_itl", "restrict"]
 
 
 def load_itl(dataset, group, **options):
@@ -23,6 +23,5 @@ def load_itl(dataset, group, **options):
     if dataset == "synthetic":
         from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 
-        options = {k: v for k, v in options.items() if k not in ("root", "download")}  # nothing to find or fetch
-        return fashion_mnist_itl(group, arrays=synthetic_arrays(), **options)
+        return fashion_mnist_itl(group, arrays=synthetic_arrays())  # nothing to find or fetch
     raise ValueError(f"dataset must be 'fgvc_aircraft', 'fashion_mnist' or 'synthetic', got {dataset!r}")

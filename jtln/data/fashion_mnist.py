@@ -3,11 +3,11 @@
 Parent groups (fine categories in brackets):
 tops [T-shirt/top, Pullover, Coat, Shirt], footwear [Sandal, Sneaker, Ankle boot],
 other [Trouser, Dress, Bag].  Fashion-MNIST has no per-image trainval/test
-beyond its two files, so: target training images = ``target_train_per_class``
-images per target class drawn (seeded) from the train file — scarce, like the
-paper's ~67 per class; target testing images = all test-file images of the
-target classes; source images = ``source_per_class`` images per source class
-from the train file (``None``: all of them).
+beyond its two files, so: labelled target images = a few per target class
+drawn by each seed from the train file (scarce, like the paper's ~67 per
+class; :func:`jtln.data.itl.draw`); target testing images = all test-file
+images of the target classes; source images = train-file images of the
+source classes (a profile may subsample them per seed).
 """
 
 import gzip
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jtln.atomic import atomic_path
 from jtln.data.itl import Sample, build_itl
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -44,10 +45,8 @@ def _prepare_from_gz_dir(gz_dir, root):
     raw.mkdir(parents=True, exist_ok=True)
     for f in FILES:
         if not (raw / f).is_file():
-            tmp = raw / f"{f}.partial"
-            with gzip.open(Path(gz_dir) / f"{f}.gz") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(raw / f)  # atomic: an interrupted unzip leaves no truncated file
+            with atomic_path(raw / f) as tmp, gzip.open(Path(gz_dir) / f"{f}.gz") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)  # an interrupted unzip leaves no truncated file
     return Path(root)
 
 
@@ -97,28 +96,23 @@ def load_arrays(root=None, download=False):
     return (train.data.numpy(), train.targets.numpy()), (test.data.numpy(), test.targets.numpy())
 
 
-def fashion_mnist_itl(group, root=None, download=False, target_train_per_class=67, source_per_class=None,
-                      split_seed=0, arrays=None):
+def fashion_mnist_itl(group, root=None, download=False, arrays=None):
     """The ITL dataset whose target categories are those of ``group`` ("Tops" or "Footwear").
 
-    Keys are ``("train", i)`` / ``("test", i)``; ``itl.loader`` maps a key to
-    a uint8 28x28 array.  ``arrays`` (as :func:`load_arrays` returns) lets
-    tests pass small synthetic data.
+    Pools: every train-file image of the target classes (each seed's
+    :func:`jtln.data.itl.draw` takes its labelled images from them), every
+    test-file image of the target classes, every train-file image of the
+    source classes.  Keys are ``("train", i)`` / ``("test", i)``;
+    ``itl.loader`` maps a key to a uint8 28x28 array.  ``arrays`` (as
+    :func:`load_arrays` returns) lets tests pass small synthetic data.
     """
-    (x_train, y_train), (x_test, y_test) = arrays if arrays is not None else load_arrays(root, download)
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r} for Fashion-MNIST; known groups: {sorted(GROUPS)}")
-    rng = np.random.default_rng(split_seed)
+    (x_train, y_train), (x_test, y_test) = arrays if arrays is not None else load_arrays(root, download)
     target = set(GROUPS[group])
     samples = []
     for c, name in enumerate(CLASSES):
-        members = np.flatnonzero(y_train == c)
-        wanted = target_train_per_class if name in target else source_per_class
-        if wanted is not None:
-            if wanted > len(members):
-                raise ValueError(f"Fashion-MNIST class {name!r} has {len(members)} training images, {wanted} requested")
-            members = np.sort(rng.choice(members, size=wanted, replace=False))
-        samples += [Sample(("train", int(i)), name, "train") for i in members]
+        samples += [Sample(("train", int(i)), name, "train") for i in np.flatnonzero(y_train == c)]
         if name in target:
             samples += [Sample(("test", int(i)), name, "test") for i in np.flatnonzero(y_test == c)]
     itl = build_itl("Fashion-MNIST", samples, GROUPS, group)

@@ -20,8 +20,6 @@ HOW_TO_GET = (
     "annotations-only archive suffices for Table 1), and pass the folder that holds fgvc-aircraft-2013b/ "
     "as root (--data-root) or in $JTLN_FGVC_ROOT."
 )
-#: The paper's ITL datasets are named by the target manufacturer.
-GROUPS_USED_BY_THE_PAPER = ("Boeing", "Airbus")
 
 
 def resolve_root(root=None):

@@ -5,14 +5,15 @@ categories all the others.  Target training images are the target
 categories' training images, target testing images their test images, and
 source images *all* images (training and test) of the source categories.
 Nothing from the target test split is ever used for training or for model
-selection: a validation split, where one is needed, is carved from the
-target training images (:meth:`ITLDataset.carve_validation`).
+selection: each seed's :class:`Draw` takes its target training *and
+validation* images from the target categories' training images only.
 """
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from jtln.seeding import stable_seed
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,13 @@ class Sample:
 
 @dataclass
 class ITLDataset:
-    """An ITL dataset: label spaces and the three (four, with validation) splits.
+    """An ITL dataset: label spaces and three pools of images.
 
     ``target_classes``/``source_classes`` are ordered; a sample's label is its
-    index in the list of its side.  Each split is a list of ``(key, label)``.
+    index in the list of its side.  Each pool is a list of ``(key, label)``:
+    ``target_train`` every training image of the target categories (what a
+    :class:`Draw` takes its labelled target images from), ``target_test``
+    their test images, ``source`` the source images.
     """
 
     name: str
@@ -38,7 +42,6 @@ class ITLDataset:
     target_train: list
     target_test: list
     source: list
-    target_val: list = field(default_factory=list)
     loader: object = None  # how to turn a key into an image, set by the dataset module
 
     @property
@@ -49,32 +52,96 @@ class ITLDataset:
     def L_t(self):
         return len(self.target_classes)
 
-    def table1_column(self):
-        """This dataset's column of Table 1 (counts before any validation carving)."""
+    def table1_column(self, draw=None):
+        """This dataset's column of Table 1; with a :class:`Draw`, its labelled target images (training + validation) and source images."""
         return {
             "target_categories": self.L_t,
-            "target_train_images": len(self.target_train) + len(self.target_val),
+            "target_train_images": len(self.target_train) if draw is None else len(draw.target_train) + len(draw.target_val),
             "target_test_images": len(self.target_test),
             "source_categories": self.L_s,
-            "source_images": len(self.source),
+            "source_images": len(self.source) if draw is None else len(draw.source),
         }
 
-    def carve_validation(self, per_class, seed):
-        """Move ``per_class`` target training images of each class to ``target_val`` (deterministic in ``seed``)."""
-        if self.target_val:
-            raise ValueError(f"{self.name}: a validation split was already carved")
-        counts = Counter(label for _, label in self.target_train)
-        short = {self.target_classes[c]: n for c, n in counts.items() if n <= per_class}
-        if per_class > 0 and short:
-            raise ValueError(f"{self.name}: validation_per_class={per_class} leaves no training image for {short}")
-        rng = np.random.default_rng(seed)
-        chosen = set()
-        for label in range(self.L_t):
-            members = [i for i, (_, y) in enumerate(self.target_train) if y == label]
-            chosen.update(rng.choice(members, size=per_class, replace=False).tolist() if per_class else [])
-        self.target_val = [s for i, s in enumerate(self.target_train) if i in chosen]
-        self.target_train = [s for i, s in enumerate(self.target_train) if i not in chosen]
-        return self
+
+@dataclass(frozen=True)
+class Draw:
+    """One seed's data at one scarcity level: positions in the pools of an :class:`ITLDataset`.
+
+    ``target_train`` and ``target_val`` (disjoint) are the labelled target
+    images, ``source`` the source images that the run sees.  The target test
+    pool is used whole.
+    """
+
+    level: object
+    seed: object
+    target_train: tuple
+    target_val: tuple
+    source: tuple
+
+
+def _by_class(pool, n_classes):
+    labels = np.array([label for _, label in pool], dtype=np.int64)
+    return [np.flatnonzero(labels == c) for c in range(n_classes)]
+
+
+def n_validation(n, fraction):
+    """How many of ``n`` labelled images of a class go to validation: ``round(fraction * n)``, at least 1, leaving 1 to train."""
+    v = max(1, round(fraction * n))
+    if n - v < 1:
+        raise ValueError(f"{n} labelled image(s) per class leave none for training after {v} for validation")
+    return v
+
+
+def draw(itl, level, seed, validation_fraction, source_per_class=None, data_seed=0):
+    """The labelled target images (``level`` per class, or "all") split into training and validation, and the source images.
+
+    Each class's images are put in an order drawn from a hash of
+    (dataset, ``data_seed``, ``seed``, class): the same for every method and
+    every level, so levels are nested (the 10 images of a class are the first
+    10 of its 67) and runs of one seed are paired.  The first
+    :func:`n_validation` of a level's images are its validation images.
+    ``source_per_class`` images of each source class (None: all) are drawn
+    the same way.
+    """
+    if level != "all" and (not isinstance(level, int) or isinstance(level, bool) or level < 2):
+        raise ValueError(f"level must be an int >= 2 (labelled images per target class) or 'all', got {level!r}")
+    train, val = [], []
+    for c, members in enumerate(_by_class(itl.target_train, itl.L_t)):
+        n = len(members) if level == "all" else level
+        if n > len(members):
+            raise ValueError(f"{itl.name}: level {level} asks for {n} labelled images of {itl.target_classes[c]!r}, "
+                             f"which has {len(members)}")
+        order = np.random.default_rng(stable_seed("target", itl.name, data_seed, seed, c)).permutation(members)
+        v = n_validation(n, validation_fraction)
+        val += order[:v].tolist()
+        train += order[v:n].tolist()
+    source = []
+    for c, members in enumerate(_by_class(itl.source, itl.L_s)):
+        if source_per_class and source_per_class > len(members):
+            raise ValueError(f"{itl.name}: source_per_class={source_per_class}, but {itl.source_classes[c]!r} has {len(members)}")
+        order = np.random.default_rng(stable_seed("source", itl.name, data_seed, seed, c)).permutation(members)
+        source += order[: source_per_class or len(members)].tolist()
+    return Draw(level, seed, tuple(sorted(train)), tuple(sorted(val)), tuple(sorted(source)))
+
+
+def draw_digest(itl, d):
+    """A short hash of the images a draw selects (their keys), for checking from records that runs were paired."""
+    import hashlib
+
+    keys = [[itl.target_train[i][0] for i in d.target_train], [itl.target_train[i][0] for i in d.target_val],
+            [itl.source[i][0] for i in d.source]]
+    return hashlib.sha256(repr(keys).encode()).hexdigest()[:16]
+
+
+def restrict(itl, draws):
+    """The dataset cut down to the images some draw uses, and the draws re-indexed into it (what the feature cache needs)."""
+    used_t = sorted({i for d in draws for i in d.target_train + d.target_val})
+    used_s = sorted({i for d in draws for i in d.source})
+    at_t, at_s = {i: k for k, i in enumerate(used_t)}, {i: k for k, i in enumerate(used_s)}
+    small = replace(itl, target_train=[itl.target_train[i] for i in used_t], source=[itl.source[i] for i in used_s])
+    moved = [replace(d, target_train=tuple(at_t[i] for i in d.target_train), target_val=tuple(at_t[i] for i in d.target_val),
+                     source=tuple(at_s[i] for i in d.source)) for d in draws]
+    return small, moved
 
 
 def build_itl(name, samples, groups, group):
