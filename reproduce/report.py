@@ -16,8 +16,8 @@ def build_notebook(out, profile_path):
         # the notebook runs in its own folder (see execute_and_render): no machine's paths in it
         new_code_cell("from pathlib import Path\nimport json\nfrom IPython.display import Image, Markdown, display\n"
                       "out = Path('.')"),
-        new_markdown_cell("## Table 1 and Table 2"),
-        new_code_cell("for name in ('table1.tex', 'table2.tex'):\n    if (out / name).exists():\n"
+        new_markdown_cell("## Table 1, Table 2 and the selected hyper-parameters"),
+        new_code_cell("for name in ('table1.tex', 'table2.tex', 'hparams.tex'):\n    if (out / name).exists():\n"
                       "        display(Markdown('```latex\\n' + (out / name).read_text() + '\\n```'))"),
         new_markdown_cell("## Statistical tests and the paper's claims"),
         new_code_cell("import pandas as pd\nstats = json.loads((out / 'stats.json').read_text())\n"

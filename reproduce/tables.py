@@ -4,12 +4,7 @@ import numpy as np
 
 from jtln.hparams import SEARCH_SPACE
 from jtln.methods import METHODS, display_name, method_order
-
-#: Table 2 of the paper, as published (multi-class accuracy), shown beside ours for the paper profile.
-PAPER_TABLE2 = {
-    "Boeing": {"target_only": 0.4796, "consecutive": 0.5286, "joint": 0.5395, "jtln_mmd": 0.5422, "jtln_ot": 0.5436},
-    "Airbus": {"target_only": 0.4965, "consecutive": 0.545, "joint": 0.5497, "jtln_mmd": 0.5982, "jtln_ot": 0.5704},
-}
+from reproduce.stats import PAPER_TABLE2, not_worse_than_best  # noqa: F401  (PAPER_TABLE2: the tables' paper values)
 
 
 def summary(records):
@@ -25,7 +20,10 @@ def table2_latex(records, datasets, caption, paper_values=None):
     """Rows: the paper's methods with the paper's names, then (below a rule) the reference rows outside the paper.
 
     Columns: ITL datasets (and the paper's published values beside them, where
-    given); cells mean ± std over seeds, the best of the paper's methods in bold.
+    given); cells mean ± std over seeds.  Bold: among the paper's methods, the
+    best mean and every method not significantly worse than it (paired t-test,
+    Holm over the rivals), or nothing when no method stands out
+    (:func:`reproduce.stats.not_worse_than_best`).
     """
     s = summary(records)
     methods = method_order({m for d in datasets for m in s.get(d, {})})
@@ -37,7 +35,7 @@ def table2_latex(records, datasets, caption, paper_values=None):
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
              r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
              "Methods & " + " & ".join(columns) + r" \\", r"\midrule"]
-    best = {d: max((s[d][m][0] for m in methods if m in s.get(d, {}) and METHODS[m].paper), default=None) for d in datasets}
+    bold = {d: not_worse_than_best(records, d, [m for m in methods if METHODS[m].paper]) for d in datasets}
     for i, m in enumerate(methods):
         if i and METHODS[methods[i - 1]].paper and not METHODS[m].paper:
             lines.append(r"\midrule")
@@ -46,7 +44,7 @@ def table2_latex(records, datasets, caption, paper_values=None):
             if m in s.get(d, {}):
                 mean, std, n = s[d][m]
                 text = f"{mean:.4f}" if n == 1 else f"{mean:.4f} $\\pm$ {std:.4f}"
-                cells.append(rf"\textbf{{{text}}}" if METHODS[m].paper and mean == best[d] else text)
+                cells.append(rf"\textbf{{{text}}}" if m in bold[d] else text)
             else:
                 cells.append("--")
             if paper_values and d in paper_values:
@@ -87,23 +85,39 @@ def _p(x):
     return "--" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
 
 
+def _ci(interval, digits=4, sign="+"):
+    lo, hi = interval
+    return "--" if lo is None else f"[{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+
+
+def _num(x, fmt):
+    return "--" if x is None else format(x, fmt)
+
+
 def stats_latex(results, caption):
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrrr}", r"\toprule",
-             r"Dataset & Comparison & $\Delta$ acc. & 95\% CI & $p_t$ & $p_{\mathrm{Holm}}$ & $p_W$ & McNemar $p<0.05$ \\",
-             r"\midrule"]
+    """Every pair of methods once per dataset: difference, interval, tests, probability of improvement, detectable difference."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrrcrr}", r"\toprule",
+             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_{\mathrm{Holm}}$ & $p_W$ & "
+             r"$P(A>B)$ [95\% CI] & MDE & McNemar \\", r"\midrule"]
     for r in results:
-        lo, hi = r["ci95"]
-        ci = "--" if lo is None else f"[{lo:+.4f}, {hi:+.4f}]"
         significant = sum(m["p"] < 0.05 for m in r["mcnemar"].values())
-        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {r['mean_diff']:+.4f} & {ci} & "
-                     f"{_p(r['p_t'])} & {_p(r.get('p_holm'))} & {_p(r['p_wilcoxon'])} & {significant}/{len(r['mcnemar'])} seeds \\\\")
+        improvement = "--" if r["p_improvement"] is None else f"{r['p_improvement']:.2f} {_ci(r['p_improvement_ci95'], 2, '')}"
+        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_num(r['mean_diff'], '+.4f')} & "
+                     f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {_p(r['p_wilcoxon'])} & {improvement} & "
+                     f"{_num(r['detectable'], '.4f')} & {significant}/{len(r['mcnemar'])} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
 def claims_latex(claims, caption):
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{llc}", r"\toprule",
-             r"Claim (from the paper's Table 2) & Dataset & Verdict \\", r"\midrule"]
-    lines += [f"{c['claim']} & {c['dataset']} & {c['verdict']} \\\\" for c in claims]
+    """Per claim: the paper's difference, ours with its 95% interval, p (Holm), power to detect the paper's effect, verdict."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrcrrl}", r"\toprule",
+             r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & "
+             r"Power & Verdict \\", r"\midrule"]
+    for c in claims:
+        ours = c.get("mean_diff")
+        lines.append(f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {c['paper_diff']:+.4f} & {_num(ours, '+.4f')} & "
+                     f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_num(c.get('power_paper'), '.2f')} & "
+                     f"{c['verdict']} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 DTYPES = [torch.float64, torch.float32]
-#: float64 agrees with the reference to 1e-10 relative, float32 to 1e-5 (issue 2)
+#: float64 agrees with the reference to 1e-10 relative, float32 to 1e-5
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 

@@ -96,7 +96,7 @@ def test_jtln_step_against_joint_step(setup):
     about 1% between runs here.
     """
     backbone, batch_t, batch_s, _, C = setup
-    network = JTLN(backbone, L_S, L_T)
+    network = JTLN(backbone, L_S, L_T).train()  # train() as jtln.train does: BatchNorm keeps its statistics
     optimizer = torch.optim.SGD(network.param_groups(HP), momentum=HP.momentum)
     steps = {name: step_fn(METHODS[name](network, HP, C), optimizer) for name in ("joint", "jtln_ot")}
     times = alternating({name: partial(step, batch_t, batch_s) for name, step in steps.items()}, STEP_ROUNDS, warmup=20)
@@ -116,7 +116,7 @@ def epoch(run_prefix, setup, step):
 
 def test_epoch_with_and_without_cache(setup):
     """Epochs with and without the cache alternate, as the steps do; each is a fraction of a second to ~2 s."""
-    step = step_fn(METHODS["joint"](JTLN(setup[0], L_S, L_T), HP))
+    step = step_fn(METHODS["joint"](JTLN(setup[0], L_S, L_T).train(), HP))
     runs = {name: partial(epoch, run_prefix, setup, step) for name, run_prefix in (("with cache", False), ("without cache", True))}
     times = alternating(runs, EPOCH_ROUNDS, warmup=1)
     RESULTS["cache_speedup_per_epoch"] = ratio_of_medians(times["without cache"], times["with cache"])

@@ -1,0 +1,109 @@
+"""Statistics against the paper's claims: the four verdicts on synthetic records, checks against statsmodels and scipy."""
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from reproduce.stats import (
+    CLAIMS,
+    PAPER_TABLE2,
+    claims,
+    compare_all,
+    comparisons,
+    detectable_difference,
+    holm,
+    not_worse_than_best,
+    power_to_detect,
+    probability_of_improvement,
+    seeds_needed,
+)
+from tests.test_reproduce import make_record
+
+PAPER = ["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"]
+
+
+def records(means, noise, n=6, seed=0, datasets=("Tops", "Footwear")):
+    """Accuracies ``means[method] + N(0, noise)`` per seed, the same for both datasets."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 0.01, n)  # a seed effect shared by every method: pairing removes it
+    return [make_record(d, m, s, 0.6 + base[s] + means.get(m, 0.0) + rng.normal(0, noise)) for d in datasets for m in PAPER
+            for s in range(n)]
+
+
+def verdicts(recs):
+    return {(c["claim"], c["dataset"]): c["verdict"] for c in claims(recs, ["Tops", "Footwear"])}
+
+
+def test_every_pair_once_in_every_family():
+    assert comparisons(PAPER) == list(combinations(PAPER, 2)) and len(comparisons(PAPER)) == 10
+    results = compare_all(records({}, 0.01))
+    pairs = [(r["dataset"], frozenset((r["a"], r["b"]))) for r in results]
+    assert len(pairs) == len(set(pairs)) == 20
+    family = [(c["claim"], c["dataset"]) for c in claims(records({}, 0.01), ["Tops", "Footwear"])]
+    assert len(family) == len(set(family)) == sum(len(cols) for *_, cols in CLAIMS)
+
+
+def test_a_large_effect_in_the_claimed_direction_is_supported_and_the_opposite_contradicted():
+    v = verdicts(records({"jtln_mmd": 0.08, "jtln_ot": -0.08}, 0.002))
+    assert v[("JTLN (fc7MKMMD) beats joint fine-tuning", "Tops")] == "supported"
+    assert v[("JTLN (fc7MKMMD) beats joint fine-tuning", "Footwear")] == "supported"
+    assert v[("JTLN (fc7OT) beats joint fine-tuning", "Footwear")] == "contradicted"
+    assert v[("the MK-MMD cost beats the OT cost", "Footwear")] == "supported"
+
+
+def test_no_difference_with_tight_intervals_rules_out_the_papers_effect_and_noise_is_inconclusive():
+    tight = verdicts(records({}, 0.0005))
+    # Airbus's JTLN (fc7MKMMD) gain over joint fine-tuning was +4.85 points: ruled out by a difference of 0 +- 0.05 points
+    assert PAPER_TABLE2["Airbus"]["jtln_mmd"] - PAPER_TABLE2["Airbus"]["joint"] == pytest.approx(0.0485)
+    assert tight[("JTLN (fc7MKMMD) beats joint fine-tuning", "Footwear")] == "paper's effect ruled out"
+    assert tight[("consecutive beats target-only fine-tuning", "Tops")] == "paper's effect ruled out"
+    noisy = verdicts(records({"jtln_mmd": 0.005}, 0.03))
+    assert set(noisy.values()) == {"inconclusive"}
+
+
+def test_claims_of_methods_not_run_read_not_run():
+    recs = [r for r in records({}, 0.01) if r["method"] != "consecutive"]
+    v = verdicts(recs)
+    assert v[("joint beats consecutive fine-tuning", "Tops")] == "not run"
+    assert v[("JTLN (fc7OT) beats joint fine-tuning", "Tops")] != "not run"
+
+
+def test_statistics_against_statsmodels_and_scipy():
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.power import TTestPower
+    from statsmodels.stats.weightstats import DescrStatsW
+
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(holm([0.5, 0.001]), multipletests([0.5, 0.001], method="holm")[1])
+    assert holm([None, 0.02]) == [None, 0.02]
+    a, b = [0.61, 0.58, 0.64, 0.60, 0.63, 0.62], [0.55, 0.57, 0.60, 0.58, 0.59, 0.63]
+    recs = [make_record("Tops", "joint", s, x) for s, x in enumerate(b)] + [make_record("Tops", "jtln_ot", s, x) for s, x in enumerate(a)]
+    claim = next(c for c in claims(recs, ["Tops"]) if c["claim"] == "JTLN (fc7OT) beats joint fine-tuning")
+    d = np.subtract(a, b)
+    assert claim["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
+    assert claim["p_t"] == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-12)
+    margin = PAPER_TABLE2["Boeing"]["jtln_ot"] - PAPER_TABLE2["Boeing"]["joint"]
+    assert claim["p_margin"] == pytest.approx(sps.ttest_1samp(d - margin, 0, alternative="less").pvalue, rel=1e-10)
+    assert claim["p_margin"] == pytest.approx(DescrStatsW(d).ttest_mean(margin, alternative="smaller")[1], rel=1e-12)
+    sd = d.std(ddof=1)
+    assert claim["power_paper"] == pytest.approx(TTestPower().power(margin / sd, 6, 0.05), rel=1e-10)
+    # the detectable difference is the one the test finds with 80% power
+    mde = detectable_difference(sd, 6)
+    assert power_to_detect(mde, sd, 6) == pytest.approx(0.8, abs=1e-6)
+    assert seeds_needed(mde, sd) == pytest.approx(6, abs=1e-3)
+
+
+def test_probability_of_improvement_and_its_bootstrap_interval():
+    p, (low, high) = probability_of_improvement([0.6, 0.7, 0.5, 0.5], [0.5, 0.6, 0.6, 0.5])
+    assert p == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+    assert 0 <= low <= p <= high <= 1
+    assert probability_of_improvement([1, 1, 1], [0, 0, 0]) == (1.0, [1.0, 1.0])
+    assert probability_of_improvement([0.1, 0.2], [0.5, 0.6], seed=3) == probability_of_improvement([0.1, 0.2], [0.5, 0.6], seed=3)
+
+
+def test_bold_marks_the_best_and_those_not_worse_or_nothing():
+    clear = records({"jtln_mmd": 0.08, "jtln_ot": 0.079}, 0.002)
+    assert not_worse_than_best(clear, "Tops", PAPER) == {"jtln_mmd", "jtln_ot"}
+    assert not_worse_than_best(records({}, 0.03), "Tops", PAPER) == set()
