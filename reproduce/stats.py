@@ -101,13 +101,24 @@ def power_to_detect(effect, sd, n, alpha=ALPHA):
 
 
 def seeds_needed(effect, sd, alpha=ALPHA, power=POWER):
-    """Seeds for the two-sided paired t-test to detect ``effect`` with ``power`` at the observed spread ``sd``."""
+    """The fewest seeds (>= 2) for the two-sided paired t-test to detect ``effect`` with ``power`` at the observed spread ``sd``.
+
+    statsmodels' ``solve_power`` rounded up; where it finds no solution (very
+    large effects), the smallest n whose power (:func:`power_to_detect`) is enough.
+    """
+    import math
+
     from statsmodels.stats.power import TTestPower
 
     if not sd > 0 or effect == 0:
         return None
-    return float(TTestPower().solve_power(effect_size=abs(effect) / sd, nobs=None, alpha=alpha, power=power,
-                                          alternative="two-sided"))
+    n = TTestPower().solve_power(effect_size=abs(effect) / sd, nobs=None, alpha=alpha, power=power, alternative="two-sided")
+    n = max(2, math.ceil(float(n) - 1e-9)) if np.isfinite(n) else 2
+    while power_to_detect(effect, sd, n, alpha) < power:
+        n += 1
+    while n > 2 and power_to_detect(effect, sd, n - 1, alpha) >= power:
+        n -= 1
+    return n
 
 
 def paired(a, b, confidence=0.95):
