@@ -109,3 +109,33 @@ def test_bold_marks_the_best_and_those_not_worse_or_nothing():
     clear = records({"jtln_mmd": 0.08, "jtln_ot": 0.079}, 0.002)
     assert not_worse_than_best(clear, "Tops", PAPER) == {"jtln_mmd", "jtln_ot"}
     assert not_worse_than_best(records({}, 0.03), "Tops", PAPER) == set()
+
+
+GOLDEN_CLAIMS = r"""\begin{table}[t]
+\centering
+\caption{toy}
+\small
+\begin{tabular}{llrrcrrl}
+\toprule
+Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & Power & Verdict \\
+\midrule
+JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.058 & 0.21 & inconclusive \\
+joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & not run \\
+\bottomrule
+\end{tabular}
+\end{table}
+"""
+
+
+def test_claims_latex_golden():
+    """Differences 0.015, 0.005, 0.005, 0.005: mean 0.0075, sd 0.005, t = 3.0 on 3 df (p = 0.058), 95% CI 0.0075 +- 3.182 * 0.0025;
+    power against the paper's +0.0041: noncentral t with 3 df and shift 0.82 * 2 beyond +-3.182, 0.213 (scipy)."""
+    from reproduce.tables import claims_latex
+
+    joint = [0.60, 0.61, 0.62, 0.63]
+    ot = [0.615, 0.615, 0.625, 0.635]
+    recs = [make_record("Tops", m, s, x) for m, xs in (("joint", joint), ("jtln_ot", ot)) for s, x in enumerate(xs)]
+    wanted = ("JTLN (fc7OT) beats joint fine-tuning", "joint beats consecutive fine-tuning")
+    chosen = [c for c in claims(recs, ["Tops"]) if c["claim"] in wanted]
+    assert chosen[0]["p_t_holm"] == pytest.approx(2 * sps.t.sf(3.0, 3), rel=1e-9)  # the only claim tested: Holm leaves it
+    assert claims_latex(chosen, "toy") == GOLDEN_CLAIMS
