@@ -107,12 +107,16 @@ def seeds_needed(effect, sd, alpha=ALPHA, power=POWER):
     large effects), the smallest n whose power (:func:`power_to_detect`) is enough.
     """
     import math
+    import warnings
 
     from statsmodels.stats.power import TTestPower
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     if not sd > 0 or effect == 0:
         return None
-    n = TTestPower().solve_power(effect_size=abs(effect) / sd, nobs=None, alpha=alpha, power=power, alternative="two-sided")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # no solution: handled below
+        n = TTestPower().solve_power(effect_size=abs(effect) / sd, nobs=None, alpha=alpha, power=power, alternative="two-sided")
     n = max(2, math.ceil(float(n) - 1e-9)) if np.isfinite(n) else 2
     while power_to_detect(effect, sd, n, alpha) < power:
         n += 1
