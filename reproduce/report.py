@@ -37,13 +37,19 @@ def build_notebook(out, profile_path):
 
 
 def execute_and_render(notebook_path, timeout=600):
+    import tempfile
+
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import ExecutePreprocessor
 
     notebook = nbformat.read(notebook_path, as_version=4)
     resources = {"metadata": {"path": str(Path(notebook_path).parent)}}
-    ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False).preprocess(notebook, resources)
+    # the kernel talks over local IPC sockets (in a temporary folder), not unencrypted TCP: no warning in the output
+    with tempfile.TemporaryDirectory() as sockets:
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
+        ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False).preprocess(notebook, resources, km=kernel)
     nbformat.write(notebook, notebook_path)
     html, _ = HTMLExporter().from_notebook_node(notebook)
     html_path = Path(notebook_path).with_suffix(".html")

@@ -59,7 +59,8 @@ def test_smoke_profile_end_to_end(smoke):
     for key in ("hparams", "seed", "level", "versions", "accuracy", "val_accuracy", "best_epoch", "per_class_accuracy",
                 "predictions", "timings", "profile", "inputs", "id", "draw"):
         assert key in record, key
-    assert "Tops" in (out / "report.html").read_text()
+    report = (out / "report.html").read_text()
+    assert "Tops" in report and "without encryption" not in report and "WARNING" not in report
 
 
 def test_selection_takes_the_best_validation_accuracy_and_the_lowest_trial_among_ties():
