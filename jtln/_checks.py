@@ -1,6 +1,7 @@
 """Input validation for the PyTorch path: clear errors that name the argument."""
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -50,6 +51,14 @@ def check_histograms(h, name):
 
 
 def check_lam(lam):
-    if not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
+    """``lam`` as a float: any finite positive real number (NumPy scalars too), not a bool."""
+    if not isinstance(lam, numbers.Real) or isinstance(lam, (bool, np.bool_)) or not math.isfinite(lam) or lam <= 0:
         raise ValueError(f"lam must be a finite positive number, got {lam!r}")
     return float(lam)
+
+
+def check_iterations(max_iter, check_every):
+    """Sinkhorn's iteration cap and check period: positive ints, named in the error."""
+    for name, value in (("max_iter", max_iter), ("check_every", check_every)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")

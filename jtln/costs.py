@@ -42,11 +42,15 @@ def median_bandwidths(features, n_kernels=5, base=2.0, max_samples=1000):
     ``max_samples`` evenly spaced rows so that it is deterministic.  The family
     spans the median scale by ``base**±2`` for the default 5 kernels, as the
     multi-kernel of Eq. 13 is meant to.
+
+    Bandwidth floor: :math:`\sigma_0^2 \ge` the dtype's machine epsilon.  When
+    most features coincide (the median distance is 0), every kernel is then
+    still finite, and identical samples give an MMD of exactly 0 instead of NaN.
     """
     x = features[:: max(1, len(features) // max_samples)][:max_samples]
     d2 = squared_distances(x, x)
     off_diagonal = d2[~torch.eye(len(x), dtype=torch.bool, device=x.device)]
-    sigma0 = off_diagonal.median().clamp_min(torch.finfo(x.dtype).tiny).sqrt()
+    sigma0 = off_diagonal.median().clamp_min(torch.finfo(x.dtype).eps).sqrt()
     ks = torch.arange(n_kernels, dtype=x.dtype, device=x.device) - (n_kernels - 1) / 2
     sigmas = sigma0 * base**ks
     betas = torch.full((n_kernels,), 1.0 / n_kernels, dtype=x.dtype, device=x.device)

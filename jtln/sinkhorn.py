@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from jtln._checks import check_finite
+from jtln._checks import check_finite, check_iterations
 from jtln._host import NUMPY, TORCH, host_view, ops, to_tensor
 
 
@@ -159,6 +159,7 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
 
 def _sinkhorn(a, b, C, lam, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """:func:`sinkhorn`, with the scaling domain's arrays left as host views (the OT loss works on them)."""
+    check_iterations(max_iter, check_every)
     if tol is None:
         tol = default_tol(C.dtype)
     if domain not in ("auto", "scaling", "log"):

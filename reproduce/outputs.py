@@ -56,7 +56,8 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     n_seeds = len({r["seed"] for r in records})
     paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
     protocol = (f"{level} labelled target images per class, each seed its own draw; every method tuned by the same random search "
-                f"({profile.search.n_trials} trials) on validation accuracy, epoch chosen on validation (early stopping)")
+                f"({profile.search.n_trials} trials, each scored on {profile.search.draws} search draws) on validation accuracy, "
+                "epoch chosen on validation (early stopping)")
     one_seed = n_seeds == 1
     incomplete = "; INCOMPLETE SWEEP" if short else ""
     caption = (("Target test accuracy, one seed" if one_seed else
@@ -68,7 +69,8 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     methods = {m for _, m, _ in collected.selection}
     write_atomic(out / "hparams.tex", hparams_latex(collected.selection, {m: searched(m, profile, lr_keys) for m in methods},
                                                     "Selected hyper-parameters: the search trial with the best validation "
-                                                    "accuracy per dataset, method and level (trial 0: the defaults)" + incomplete))
+                                                    f"accuracy (mean over {profile.search.draws} search draws) per dataset, "
+                                                    "method and level (trial 0: the defaults)" + incomplete))
     results = compare_all(paper_methods(records))
     verdicts = claims(paper_methods(records), groups)
     write_atomic(out / "stats.tex", stats_latex(results, "Exploratory: every pair of the paper's methods once per dataset, paired "
@@ -86,6 +88,7 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
                                                             "difference as large as the paper's (statsmodels ttest\\_mean); "
                                                             "Power: of our seeds against the paper's difference" + incomplete))
     selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_accuracy": r["val_accuracy"],
+                  "val_accuracies": r["val_accuracies"],
                   "hparams": {k: r["hparams"][k] for k in searched(m, profile, lr_keys)}}
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     write_atomic(out / "stats.json", json.dumps({"comparisons": results, "claims": verdicts, "selection": selection,

@@ -56,6 +56,8 @@ class ModelSpec:
 class SearchSpec:
     #: configurations tried per (dataset, method, level); trial 0 is the defaults
     n_trials: int = 6
+    #: search draws each trial is trained on; its score is the mean validation accuracy over them
+    draws: int = 2
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ def _check(profile, where):
     check_range(data.source_per_class, f"{where}: [data].source_per_class", 0)
     check_range(profile.model.image_size, f"{where}: [model].image_size", 0)
     check_range(profile.search.n_trials, f"{where}: [search].n_trials", 1)
+    check_range(profile.search.draws, f"{where}: [search].draws", 1)
     unknown = [m for m in run.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"{where}: [run].methods has unknown method(s) {unknown}; known: {sorted(METHODS)}")

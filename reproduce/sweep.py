@@ -6,11 +6,13 @@
    ``<runs>/cache``, and in memory in a :class:`Workspace`.
 2. **Search**: ``n_trials`` configurations per (dataset, method, level) —
    trial 0 the defaults, trial ``t`` drawn from :data:`jtln.hparams.SEARCH_SPACE`
-   with a seed hashed from (dataset, method, level, t) — each trained on the
-   *search draw* (its own labelled target images, no test images) and scored
-   by its best validation accuracy.
-3. **Select** the configuration with the best validation accuracy (the
-   lowest trial among ties).
+   with a seed hashed from (dataset, method, level, t) — each trained on
+   ``[search] draws`` *search draws* (labelled target images of their own,
+   no test images) and scored by its best validation accuracy, averaged over
+   the draws: a few dozen validation images make a noisy score, and
+   averaging k draws divides its variance by k.
+3. **Select** the configuration with the best score (the lowest trial among
+   ties).
 4. **Seeds**: the selected configuration trained on each seed's draw
    (early stopping on that draw's validation images) and tested.
 
@@ -35,12 +37,16 @@ from jtln.seeding import stable_seed
 from reproduce.records import canonical, load_record, run_dir, run_id, save_record
 
 TRIAL, SEED = "trial", "seed"
-SEARCH_DRAW = "search"
+
+
+def search_draw(k):
+    """The key of the ``k``-th search draw (its images are drawn like a seed's, under another name)."""
+    return f"search{k}"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One run: ``role`` "trial" (search trial ``index``, on the search draw) or "seed" (seed ``index``, on its own draw)."""
+    """One run: ``role`` "trial" (search trial ``index`` on search draw ``repeat``) or "seed" (seed ``index``, on its own draw)."""
 
     profile: object
     dataset: str
@@ -52,6 +58,7 @@ class Job:
     runs: str
     data_root: str = None
     download: bool = False
+    repeat: int = 0
 
     @property
     def hp(self):
@@ -59,19 +66,21 @@ class Job:
 
     @property
     def draw_seed(self):
-        return SEARCH_DRAW if self.role == TRIAL else self.index
+        return search_draw(self.repeat) if self.role == TRIAL else self.index
 
     @property
     def train_seed(self):
         """The seed of weights and batch order: the seed itself, or one hashed from the trial's cell and index."""
-        return self.index if self.role == SEED else stable_seed(TRIAL, self.dataset, self.method, self.level, self.index) % 2**31
+        if self.role == SEED:
+            return self.index
+        return stable_seed(TRIAL, self.dataset, self.method, self.level, self.index, self.repeat) % 2**31
 
     @property
     def inputs(self):
         p = self.profile
         return canonical({"data": p.data.identity(), "model": p.model.identity(), "device": p.run.device, "dataset": self.dataset,
                           "method": self.method, "level": self.level, "role": self.role, "index": self.index,
-                          "hparams": dict(self.hparams)})
+                          "repeat": self.repeat, "hparams": dict(self.hparams)})
 
     @property
     def folder(self):
@@ -130,7 +139,8 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     data = profile.data
     hp = resolve(profile.hparams)
     full = load_itl(data.dataset, dataset, root=data_root or data.root or None, download=download or data.download)
-    keys = [(level, seed) for level in data.levels for seed in (SEARCH_DRAW, *profile.run.seeds)]
+    searches = [search_draw(k) for k in range(profile.search.draws)]
+    keys = [(level, seed) for level in data.levels for seed in (*searches, *profile.run.seeds)]
     draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed) for level, seed in keys]
     itl, draws = restrict(full, draws)
     draws = dict(zip(keys, draws))
@@ -185,17 +195,27 @@ def cells(profile):
 
 def plan_trials(profile, runs, lr_keys, data_root=None, download=False):
     """Every search trial of the profile; a method that searches nothing has none (it runs with the defaults)."""
-    return [Job(profile, d, m, level, TRIAL, t, trial_hparams(profile, d, m, level, t, lr_keys), str(runs), data_root, download)
-            for d, m, level in cells(profile) if searched(m, profile, lr_keys) for t in range(profile.search.n_trials)]
+    return [Job(profile, d, m, level, TRIAL, t, trial_hparams(profile, d, m, level, t, lr_keys), str(runs), data_root, download, k)
+            for d, m, level in cells(profile) if searched(m, profile, lr_keys) for t in range(profile.search.n_trials)
+            for k in range(profile.search.draws)]
 
 
 def select(trial_records):
-    """``{(dataset, method, level): record}``: the trial with the best validation accuracy, the lowest trial index among ties."""
+    """``{(dataset, method, level): trial}``: the trial with the best validation accuracy averaged over its search draws.
+
+    The lowest trial index wins among ties.  Each trial is summarised as
+    ``{"trial", "hparams", "val_accuracy" (the mean), "val_accuracies" (per draw)}``.
+    """
+    trials = {}
+    for r in trial_records:
+        trials.setdefault((r["dataset"], r["method"], r["level"], r["trial"]), []).append(r)
     best = {}
-    for r in sorted(trial_records, key=lambda r: r["trial"]):
-        key = (r["dataset"], r["method"], r["level"])
-        if key not in best or r["val_accuracy"] > best[key]["val_accuracy"]:
-            best[key] = r
+    for (d, m, level, t), runs in sorted(trials.items(), key=lambda kv: kv[0][3]):
+        runs = sorted(runs, key=lambda r: r["inputs"].get("repeat", 0))
+        summary = {"trial": t, "hparams": runs[0]["hparams"], "val_accuracies": [r["val_accuracy"] for r in runs],
+                   "val_accuracy": sum(r["val_accuracy"] for r in runs) / len(runs)}
+        if (d, m, level) not in best or summary["val_accuracy"] > best[(d, m, level)]["val_accuracy"]:
+            best[(d, m, level)] = summary
     return best
 
 
@@ -262,6 +282,7 @@ def execute(job):
                  probes=prep.probes[(job.level, job.draw_seed)], device=job.profile.run.device, test=tested)
     record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
               "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
+              "draw_key": str(job.draw_seed),
               "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
               "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
               "probe_C": prep.probes[(job.level, job.draw_seed)][0].C, **result, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}

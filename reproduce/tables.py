@@ -68,7 +68,7 @@ def _value(name, value):
 def hparams_latex(selection, searched, caption):
     """The selected configuration of each (dataset, method, level): its searched values, trial and validation accuracy.
 
-    ``selection``: ``{(dataset, method, level): trial record}``;
+    ``selection``: ``{(dataset, method, level): selected trial}`` (:func:`reproduce.sweep.select`);
     ``searched``: ``{method: [names]}``, what each method was tuned on.
     """
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",

@@ -40,6 +40,7 @@ def test_committed_profiles_load(name):
         (DATA + '[run]\nseeds = ["a"]\n', r"seeds item 'a' must be of type int"),
         (DATA + '[run]\ndevice = "tpu"\n', "device must be"),
         (DATA + "[search]\nn_trials = 0\n", r"n_trials must be >= 1"),
+        (DATA + "[search]\ndraws = 0\n", r"draws must be >= 1"),
         ('name = "../../escape"\n' + DATA, "must be letters, digits"),
         (DATA + "[trainer]\n", r"unknown key\(s\) \['trainer'\]"),
         ('name = "x"\n', "has no \\[data\\] section"),
