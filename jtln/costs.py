@@ -150,37 +150,58 @@ def _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k):
 
 
 def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, normalize="minmax",
-                   tol=1e-6, max_iter=10_000):
+                   tol=1e-6, max_iter=10_000, pairs_per_chunk=256):
     r"""Cost matrix :math:`C_{ij} = \langle\gamma_0, C^{ij}\rangle_F` by entropic OT (Sec. 3.4.2, Eq. 16), [L_s, L_t].
 
     For each class pair, uniform masses on the two classes' samples (Eq. 15),
     ground cost :math:`C^{ij}_{ab} = \lVert x^s_a - x^t_b\rVert_2^2` and the
-    plan of Eq. 16 by the matrix scaling of Algorithm 1 (log domain), all pairs
-    in one padded batch.  ``lam`` is in units of 1/cost, as in
+    plan of Eq. 16 by the matrix scaling of Algorithm 1 (log domain).  The
+    pairs are solved in chunks of whole source classes against every target
+    class, at most ``pairs_per_chunk`` pairs (at least one source class) a
+    chunk: memory is bounded by the chunk's ground costs, a chunk's worth of
+    one pair's [n_s, n_t] distance matrix, however many classes there are.
+    ``lam`` is in units of 1/cost, as in
     :func:`reference.class_ot.class_ot_distance`; by default
-    ``lam = 10 / median`` of the ground costs, so that the entropic blur is a
-    tenth of a typical distance whatever the feature scale.
+    ``lam = 10 / median`` of the squared distances between source and target
+    samples (at most 1000 evenly spaced ones of each side, as
+    :func:`median_bandwidths`), so that the entropic blur is a tenth of a
+    typical distance whatever the feature scale.
     """
     _check_pair(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     Ls, Lt = len(n_s), len(n_t)
-    ground = squared_distances(X_s[:, None], X_t[None, :])  # [L_s, L_t, n_s_max, n_t_max]
-    valid_s = torch.arange(X_s.shape[1], device=X_s.device)[None, :] < n_s[:, None]
-    valid_t = torch.arange(X_t.shape[1], device=X_t.device)[None, :] < n_t[:, None]
-    valid = valid_s[:, None, :, None] & valid_t[None, :, None, :]
-    ground = torch.where(valid, ground, torch.zeros((), dtype=ground.dtype, device=ground.device))
     if lam is None:
-        lam = 10.0 / ground[valid].median().clamp_min(torch.finfo(ground.dtype).tiny).item()
+        lam = 10.0 / _median_squared_distance(feat_s, feat_t)
     lam = check_lam(lam)
-    # uniform masses; padded samples carry none
-    dtype = ground.dtype
-    a = (valid_s.to(dtype) / n_s[:, None].to(dtype))[:, None, :].expand(Ls, Lt, -1).reshape(Ls * Lt, -1)
-    b = (valid_t.to(dtype) / n_t[:, None].to(dtype))[None, :, :].expand(Ls, Lt, -1).reshape(Ls * Lt, -1)
-    M = ground.reshape(Ls * Lt, *ground.shape[2:])
-    scalings = sinkhorn(a, b, M, lam, tol=tol, max_iter=max_iter, domain="log")
-    C = transport_cost(scalings, M, lam).reshape(Ls, Lt)
+    dtype, device = X_s.dtype, X_s.device
+    valid_s = torch.arange(X_s.shape[1], device=device)[None, :] < n_s[:, None]  # [L_s, n_s_max]
+    valid_t = torch.arange(X_t.shape[1], device=device)[None, :] < n_t[:, None]
+    a_all = valid_s.to(dtype) / n_s[:, None].to(dtype)  # uniform masses; padded samples carry none
+    b_all = valid_t.to(dtype) / n_t[:, None].to(dtype)
+    C = torch.empty((Ls, Lt), dtype=dtype, device=device)
+    per_chunk = max(1, pairs_per_chunk // max(Lt, 1))  # source classes per chunk
+    targets = X_t.reshape(-1, X_t.shape[2])  # [L_t * n_t_max, D], a view
+    for i0 in range(0, Ls, per_chunk):
+        i1 = min(Ls, i0 + per_chunk)
+        c = i1 - i0
+        # one cdist of the chunk's source samples against every target sample: no broadcast copies
+        ground = squared_distances(X_s[i0:i1].reshape(-1, X_s.shape[2]), targets)
+        ground = ground.reshape(c, X_s.shape[1], Lt, X_t.shape[1]).permute(0, 2, 1, 3)  # [c, L_t, n_s_max, n_t_max]
+        valid = valid_s[i0:i1, None, :, None] & valid_t[None, :, None, :]
+        M = torch.where(valid, ground, torch.zeros((), dtype=dtype, device=device)).reshape(c * Lt, *ground.shape[2:])
+        a = a_all[i0:i1, None, :].expand(c, Lt, -1).reshape(c * Lt, -1)
+        b = b_all[None, :, :].expand(c, Lt, -1).reshape(c * Lt, -1)
+        scalings = sinkhorn(a, b, M, lam, tol=tol, max_iter=max_iter, domain="log")
+        C[i0:i1] = transport_cost(scalings, M, lam).reshape(c, Lt)
     return normalize_cost(C, normalize)
+
+
+def _median_squared_distance(feat_s, feat_t, max_samples=1000):
+    """The median squared distance between (at most ``max_samples`` evenly spaced) source and target samples, floored at eps."""
+    xs = feat_s[:: max(1, len(feat_s) // max_samples)][:max_samples]
+    xt = feat_t[:: max(1, len(feat_t) // max_samples)][:max_samples]
+    return squared_distances(xs, xt).median().clamp_min(torch.finfo(feat_s.dtype).eps).item()
 
 
 #: the cost matrix of each kind (Sec. 3.4.1 and 3.4.2)

@@ -150,14 +150,16 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class)
     path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
     stored = _load_prepared(path)
+    device = profile.run.device
     if stored is None:
         stored = {"costs": {}, "probes": {}}
         for (level, seed), d in draws.items():
             P_t, y_t = cached.P["target_train"][list(d.target_train)], cached.y["target_train"][list(d.target_train)]
             P_v, y_v = cached.P["target_train"][list(d.target_val)], cached.y["target_train"][list(d.target_val)]
             P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
-            for kind in COST_KINDS:
-                stored["costs"][(level, seed, kind)] = class_cost_matrix(kind, P_s, y_s, P_t, y_t, itl.L_s, itl.L_t, hp)
+            for kind in COST_KINDS:  # on the profile's device, kept on the CPU
+                C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P_t.to(device), y_t.to(device), itl.L_s, itl.L_t, hp)
+                stored["costs"][(level, seed, kind)] = C.cpu()
             probe_t = fit_probe(P_t, y_t, P_v, y_v, itl.L_t)
             stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
         with atomic_path(path) as tmp:
