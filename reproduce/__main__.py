@@ -77,6 +77,16 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished runs are kept, and the same command resumes", file=sys.stderr)
+        return 130
+    except Exception as error:
+        from reproduce.sweep import Terminated
+
+        if not isinstance(error, Terminated):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -14,6 +14,7 @@ redone.
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 from jtln.atomic import write_atomic
@@ -46,8 +47,37 @@ def save_record(folder, record):
     write_atomic(folder / "done", "")
 
 
+def problem(record, folder=None):
+    """What is wrong with a record's content, or None: fields, types and ranges, and (given its folder) where it lies."""
+    if not isinstance(record, dict) or record.get("role") not in REQUIRED:
+        return "not a run record (no role 'trial' or 'seed')"
+    missing = [k for k in REQUIRED[record["role"]] if k not in record]
+    if missing:
+        return f"lacks {missing}"
+    for key in ("val_accuracy", "accuracy"):
+        value = record.get(key)
+        if key in record and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+            return f"{key} = {value!r} is not an accuracy in [0, 1]"
+    if record["role"] == "seed":
+        predictions, labels = record["predictions"], record["labels"]
+        if not (isinstance(predictions, list) and isinstance(labels, list)) or len(predictions) != len(labels) or not labels:
+            return "predictions and labels are not two lists of the same, non-zero length"
+        correct = sum(p == t for p, t in zip(predictions, labels)) / len(labels)
+        if abs(correct - record["accuracy"]) > 1e-6:  # accuracies are computed in float32
+            return f"accuracy {record['accuracy']} disagrees with its predictions ({correct})"
+    if record["id"] != run_id(record["inputs"]):
+        return "its id is not the hash of its inputs"
+    if folder is not None and Path(folder).resolve() != run_dir(Path(folder).parents[2], record["inputs"]).resolve():
+        return "it lies in another run's folder (its inputs name another method, dataset or configuration)"
+    return None
+
+
 def load_record(folder, inputs=None):
-    """The record of a finished run, or None if it is missing, unfinished, corrupt, or (given ``inputs``) of another run."""
+    """The record of a finished run, or None if it is missing, unfinished, corrupt, or (given ``inputs``) of another run.
+
+    A record that parses but fails :func:`problem` is reported (a warning
+    naming its path and the problem) and treated as missing, so it is redone.
+    """
     folder = Path(folder)
     if not (folder / "done").is_file():
         return None
@@ -55,10 +85,10 @@ def load_record(folder, inputs=None):
         record = json.loads((folder / "record.json").read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("role") not in REQUIRED:
-        return None
-    if any(k not in record for k in REQUIRED[record["role"]]):
-        return None
-    if inputs is not None and (record["inputs"] != canonical(inputs) or record["id"] != run_id(inputs)):
+    wrong = problem(record, folder if inputs is not None else None)
+    if wrong is None and inputs is not None and record["inputs"] != canonical(inputs):
+        wrong = "its inputs are not those of the run asked for"
+    if wrong is not None:
+        warnings.warn(f"run record {folder / 'record.json'} is refused and will be redone: {wrong}", RuntimeWarning, stacklevel=2)
         return None
     return record

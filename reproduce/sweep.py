@@ -18,12 +18,21 @@
 
 Every run's record is written atomically as it finishes, in a folder named
 by the hash of its inputs (:mod:`reproduce.records`); an interrupted sweep
-resumes where it stopped.  Executors: local processes (``--workers``) or
-SLURM through submitit.
+resumes where it stopped.  SIGTERM and SIGINT stop a parallel sweep
+promptly: queued runs are cancelled and worker processes ended, finished
+records kept.  A run holds a lock (``flock`` on ``<run folder>/lock``) while
+it trains, so sweeps started at once on one runs folder share the work: a
+run locked by another sweep is skipped, then waited for at the end, and run
+here only if that sweep died without finishing it.  Executors: local
+processes (``--workers``) or SLURM through submitit.
 """
 
+import contextlib
 import copy
+import fcntl
 import os
+import platform
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,14 +275,37 @@ def collect(profile, runs, lr_keys=None):
 _WORKSPACE = Workspace()  # this process's prepared datasets (each worker process has its own)
 
 
-def execute(job):
-    """Run one job unless it already finished; returns its record."""
-    from jtln.data import draw_digest
-    from jtln.train import RunData, run
+@contextlib.contextmanager
+def run_lock(folder, wait):
+    """Hold the run's lock (True), or yield False at once if another process holds it and ``wait`` is false."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
+
+def execute(job, wait=False):
+    """Run one job unless it already finished; its record, or None if another process holds its lock (and ``wait`` is false)."""
     record = load_record(job.folder, job.inputs)
     if record is not None:
         return record
+    with run_lock(job.folder, wait) as held:
+        if not held:
+            return None
+        return load_record(job.folder, job.inputs) or _train_and_save(job)
+
+
+def _train_and_save(job):
+    from jtln.data import draw_digest
+    from jtln.train import RunData, run
+
     prep = _WORKSPACE.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
     draw = prep.draws[(job.level, job.draw_seed)]
     tested = job.role == SEED
@@ -287,7 +319,8 @@ def execute(job):
               "draw_key": str(job.draw_seed),
               "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
               "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
-              "probe_C": prep.probes[(job.level, job.draw_seed)][0].C, **result, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+              "probe_C": prep.probes[(job.level, job.draw_seed)][0].C, **result, "run_by": f"{platform.node()}:{os.getpid()}",
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     save_record(job.folder, record)
     return record
 
@@ -309,7 +342,7 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     workers = workers or profile.run.workers
     trials = plan_trials(profile, runs, lr_keys, data_root, download)
     _run(trials, "search trials", profile, executor, workers, slurm, runs)
-    selection = select(execute(job) for job in trials)  # all finished: loads their records
+    selection = select(load_record(job.folder, job.inputs) for job in trials)  # all finished
     seeds = plan_seeds(profile, runs, selection, lr_keys, data_root, download)
     _run(seeds, "seed runs", profile, executor, workers, slurm, runs)
     return collect(profile, runs, lr_keys)
@@ -321,15 +354,37 @@ def _run(jobs, what, profile, executor, workers, slurm, runs):
     todo = [j for j in jobs if load_record(j.folder, j.inputs) is None]
     print(f"sweep {profile.name}: {len(jobs)} {what}, {len(jobs) - len(todo)} done, {len(todo)} to run -> {runs}", flush=True)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=what, unit="run")
-    if executor == "slurm":
-        _run_on_slurm(todo, runs, slurm or {}, bar)
-    elif workers <= 1 or len(todo) <= 1:
-        for job in todo:
-            execute(job)
-            bar.update()
-    else:
-        _run_in_processes(todo, workers, bar)
-    bar.close()
+    previous = signal.signal(signal.SIGTERM, _terminated) if _main_thread() else None
+    try:
+        if executor == "slurm":
+            _run_on_slurm(todo, runs, slurm or {}, bar)
+        elif workers <= 1 or len(todo) <= 1:
+            for job in todo:
+                execute(job)
+                bar.update()
+        else:
+            _run_in_processes(todo, workers, bar)
+        for job in todo:  # runs another sweep held: wait for it, and run them here if it died
+            if load_record(job.folder, job.inputs) is None:
+                execute(job, wait=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        bar.close()
+
+
+class Terminated(Exception):
+    """SIGTERM, raised in the driver so that it stops its workers before it exits."""
+
+
+def _terminated(signum, frame):
+    raise Terminated(f"stopped by signal {signum}; finished runs are kept, and the same command resumes")
+
+
+def _main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _run_in_processes(todo, workers, bar):
@@ -338,11 +393,22 @@ def _run_in_processes(todo, workers, bar):
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    try:
         futures = {pool.submit(execute, job): job for job in todo}
         for future in as_completed(futures):
             future.result()
             bar.update()
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failed run: cancel what is queued and end the workers now, not after the queue
+        processes = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=30)
+        raise
+    pool.shutdown()
 
 
 def _run_on_slurm(todo, runs, options, bar):

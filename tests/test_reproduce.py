@@ -310,3 +310,96 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     assert all(len(r["cost_matrix"]) == 3 and len(r["cost_matrix"][0]) == 3 for r in records if r["dataset"] == "Boeing"
                and r["cost_matrix"])  # 3 source variants x 3 Boeing variants
     assert "(paper)" in (out / "paper_mini" / "table2.tex").read_text()  # FGVC profiles show the published values
+
+
+def test_records_are_checked_by_content_and_a_bad_one_is_reported_and_redone(smoke, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(smoke / "runs", runs)
+    collected = records_of(runs)
+    record = next(r for r in collected.seeds if r["method"] == "joint")
+    folder = runs / record["dataset"] / record["method"] / record["id"]
+    assert load_record(folder, record["inputs"]) == record
+    for change, message in (({"accuracy": 1.7}, r"accuracy = 1.7 is not an accuracy in \[0, 1\]"),
+                            ({"accuracy": 0.0 if record["accuracy"] else 1.0}, "disagrees with its predictions"),
+                            ({"predictions": record["predictions"][:-1]}, "same, non-zero length")):
+        save_record(folder, {**record, **change})
+        with pytest.warns(RuntimeWarning, match=message):
+            assert load_record(folder, record["inputs"]) is None
+    # a target_only record copied into joint's folder under its own id is refused as lying in another run's folder
+    other = next(r for r in collected.seeds if r["method"] == "target_only")
+    intruder = runs / record["dataset"] / "joint" / other["id"]
+    save_record(intruder, other)
+    with pytest.warns(RuntimeWarning, match="another run's folder"):
+        assert load_record(intruder, other["inputs"]) is None
+    save_record(folder, {**record, "accuracy": 1.7})
+    with pytest.warns(RuntimeWarning, match="refused and will be redone"):
+        assert main(["sweep", "--profile", "smoke", "--runs", str(runs)]) == 0  # the bad record is redone ...
+    assert load_record(folder, record["inputs"])["accuracy"] == record["accuracy"]  # ... to the same result
+
+
+def test_a_run_locked_by_another_process_is_skipped_then_waited_for(tmp_path):
+    import fcntl
+
+    from reproduce.sweep import execute
+
+    profile = tmp_path / "mini.toml"
+    profile.write_text(MINI_PROFILE)
+    loaded = load_profile(profile)
+    job = plan_trials(loaded, tmp_path / "runs", backbone_lr_keys(loaded))[0]
+    job.folder.mkdir(parents=True)
+    with open(job.folder / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another sweep training this run would
+        assert execute(job) is None and not (job.folder / "done").exists()
+    record = execute(job)
+    assert record is not None and load_record(job.folder, job.inputs) == record
+
+
+def session_alive(pgid, within=15):
+    """Whether a process of the group is still there after ``within`` seconds (init reaps a zombie soon after its parent exits)."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_parallel_sweep_stops_promptly_on_a_signal_leaves_no_process_and_resumes(smoke, tmp_path, sig, code):
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", "smoke", "--runs", str(runs), "--workers", "2"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    while len(finished(runs)) < 10 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert process.poll() is None, process.stderr.read().decode()
+    # SIGTERM to the driver (as a scheduler sends it); SIGINT to the whole group (as Ctrl-C does)
+    os.killpg(process.pid, sig) if sig == signal.SIGINT else process.send_signal(sig)
+    stopped = time.time()
+    assert process.wait(timeout=60) == code
+    assert time.time() - stopped < 30
+    assert not session_alive(process.pid), "a worker process outlived the sweep"
+    kept = finished(runs)
+    assert 10 <= len(kept) < 80 + 72
+    assert main(["sweep", "--profile", "smoke", "--runs", str(runs)]) == 0
+    assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
+    resumed, reference = records_of(runs), records_of(smoke / "runs")
+    assert sorted(r["id"] for r in resumed.seeds) == sorted(r["id"] for r in reference.seeds) and not resumed.missing
+
+
+def test_two_sweeps_at_once_share_the_work_and_write_each_record_once(tmp_path):
+    profile = tmp_path / "mini.toml"
+    profile.write_text(MINI_PROFILE)
+    runs = tmp_path / "shared"
+    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(profile), "--runs", str(runs)]
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in processes] == [0, 0]
+    collected = collect(load_profile(profile), runs)
+    assert not collected.missing and len(collected.seeds) == 4 and len(collected.trials) == 2 * 2 * 2
+    assert sorted(map(deterministic, collected.seeds), key=lambda r: r["id"]) == sweep_records(tmp_path, "sequential")
+    writers = {r["run_by"] for r in collected.seeds + collected.trials}
+    assert len(writers) <= 2  # every run was written by one of the two sweeps, once (its lock held while it trained)
