@@ -9,7 +9,9 @@ memory.  Eq. 11 is the gradient of the entropy-regularised optimum
 :math:`\langle\gamma_0, C\rangle + \frac1\lambda\sum\gamma_0\log\gamma_0`
 (see :func:`reference.algorithm1.ot_loss_grad`), as in Frogner et al. [5].
 ``C`` is a constant of the loss (Sec. 3.4 computes it beforehand) and gets no
-gradient.
+gradient.  float16 and bfloat16 inputs are checked in their own dtype,
+solved in float32 (their range cannot hold the scalings) and the loss and its
+gradients returned in the input dtype.
 """
 
 import math
@@ -21,6 +23,14 @@ from torch.autograd.function import once_differentiable
 from jtln._checks import check_finite, check_histograms, check_lam
 from jtln._host import host_view, ops, to_tensor
 from jtln.sinkhorn import GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost
+
+#: dtypes too narrow for Sinkhorn's scalings: the OT loss is computed in float32 and returned in the input dtype
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype):
+    """The dtype the OT loss computes in: float32 for float16 and bfloat16 inputs, else the input's own."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
 
 
 def _check_pair(x_s, x_t, C, names):
@@ -45,12 +55,19 @@ def _check_pair(x_s, x_t, C, names):
 def _histograms(h_s, h_t, C, lam):
     """Validated marginals ``a``, ``b`` (host views, see :func:`jtln._host.host_view`) and ``lam``.
 
-    The histograms are renormalised to sum exactly 1 after validation:
+    The histograms are checked in their own dtype, then renormalised to sum
+    exactly 1 in the dtype the loss computes in (:func:`compute_dtype`):
     Algorithm 1 has no fixed point for unequal masses.
     """
     sums_s, sums_t = check_histograms(h_s, "h_s"), check_histograms(h_t, "h_t")
     _check_pair(h_s, h_t, C, ("h_s", "h_t"))
-    return host_view(h_s) / sums_s[:, None], host_view(h_t) / sums_t[:, None], check_lam(lam)
+    work = compute_dtype(h_s.dtype)
+    if work != h_s.dtype:
+        a, b = host_view(h_s.to(work)), host_view(h_t.to(work))
+        sums_s, sums_t = ops(a).rowsum(a), ops(b).rowsum(b)
+    else:
+        a, b = host_view(h_s), host_view(h_t)
+    return a / sums_s[:, None], b / sums_t[:, None], check_lam(lam)
 
 
 def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
@@ -127,13 +144,15 @@ class _OTLossFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_s, x_t, C, lam, logits, reduction, options):
+        work = compute_dtype(x_s.dtype)
         if logits:
             _logits(x_s, "z_s")
             _logits(x_t, "z_t")
             _check_pair(x_s, x_t, C, ("z_s", "z_t"))
-            a, b, lam = _softmax(x_s, "z_s"), _softmax(x_t, "z_t"), check_lam(lam)
+            a, b, lam = _softmax(x_s.to(work), "z_s"), _softmax(x_t.to(work), "z_t"), check_lam(lam)
         else:
-            a, b, lam = _histograms(x_s, x_t, C, lam)
+            a, b, lam = _histograms(x_s, x_t, C, lam)  # checked in their own dtype, renormalised in ``work``
+        C = C.to(work)
         scalings = _sinkhorn(a, b, C, lam, **options)
         losses = host_view(transport_cost(scalings, C, lam))  # line 6
         weight = 1.0
@@ -142,14 +161,16 @@ class _OTLossFunction(torch.autograd.Function):
         # host views, not inputs or outputs: kept on ctx rather than by save_for_backward
         ctx.gradients = _gradients(scalings, a, b, lam, logits, weight)
         ctx.per_sample = reduction == "none"
-        return to_tensor(losses if ctx.per_sample else ops(losses).sum(losses) * weight)
+        ctx.dtype = x_s.dtype
+        return to_tensor(losses if ctx.per_sample else ops(losses).sum(losses) * weight).to(x_s.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
         alpha, beta = (to_tensor(g) for g in ctx.gradients)
-        g = grad_loss.unsqueeze(1) if ctx.per_sample else grad_loss
-        return g * alpha, g * beta, None, None, None, None, None
+        g = grad_loss.to(alpha.dtype)
+        g = g.unsqueeze(1) if ctx.per_sample else g
+        return (g * alpha).to(ctx.dtype), (g * beta).to(ctx.dtype), None, None, None, None, None
 
 
 def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
@@ -242,7 +263,7 @@ class OTLoss(nn.Module):
     def forward(self, x_s, x_t):
         C = self.C.to(x_s.dtype)
         loss = ot_loss_with_logits if self.logits else ot_loss
-        return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(C.dtype), **self.options)
+        return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(compute_dtype(x_s.dtype)), **self.options)
 
     def extra_repr(self):
         return f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}, logits={self.logits}"

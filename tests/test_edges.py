@@ -42,3 +42,26 @@ def test_identical_or_constant_features_give_a_finite_cost_matrix():
     for estimator in ("linear", "unbiased"):
         cost = mmd_cost_matrix(same, labels, same, labels % 2, estimator=estimator)
         assert torch.isfinite(cost).all() and torch.equal(cost, torch.zeros(3, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_is_computed_in_float32_and_returned_in_its_own_dtype(dtype):
+    g = torch.Generator().manual_seed(0)
+    cost = torch.rand(87, 13, generator=g).to(dtype)
+    z_s, z_t = (torch.randn(32, n, generator=g) * 3 for n in (87, 13))
+    for logits in (True, False):
+        x_s = (z_s if logits else z_s.softmax(1)).to(dtype).requires_grad_()
+        x_t = (z_t if logits else z_t.softmax(1)).to(dtype).requires_grad_()
+        # the reference: the same inputs in float32 (histograms renormalised there, as the loss does)
+        ref_s, ref_t = (x.detach().float() if logits else x.detach().float() / x.detach().float().sum(1, keepdim=True)
+                        for x in (x_s, x_t))
+        ref_s, ref_t = ref_s.requires_grad_(), ref_t.requires_grad_()
+        loss = OTLoss(cost, 20.0, logits=logits)
+        value, reference = loss(x_s, x_t), loss(ref_s, ref_t)
+        value.backward()
+        reference.backward()
+        assert value.dtype == dtype and x_s.grad.dtype == dtype and torch.isfinite(x_s.grad).all()
+        # the float32 computation rounded to the input dtype (to its resolution: the reference normalises twice)
+        torch.testing.assert_close(value, reference.to(dtype))  # torch's tolerance for the dtype (float16: 1e-3 rel.)
+        torch.testing.assert_close(x_s.grad, ref_s.grad.to(dtype))
+        torch.testing.assert_close(x_t.grad, ref_t.grad.to(dtype))
