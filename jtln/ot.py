@@ -22,7 +22,7 @@ from torch.autograd.function import once_differentiable
 
 from jtln._checks import check_finite, check_histograms, check_lam
 from jtln._host import host_view, ops, to_tensor
-from jtln.sinkhorn import GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost
+from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost
 
 #: dtypes too narrow for Sinkhorn's scalings: the OT loss is computed in float32 and returned in the input dtype
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -154,6 +154,11 @@ class _OTLossFunction(torch.autograd.Function):
             a, b, lam = _histograms(x_s, x_t, C, lam)  # checked in their own dtype, renormalised in ``work``
         C = C.to(work)
         scalings = _sinkhorn(a, b, C, lam, **options)
+        if scalings.marginal_error > GROSS_ERROR:
+            raise FloatingPointError(
+                f"the OT loss did not converge: after {scalings.n_iter} iterations at lam={lam:g} the plan's marginals are off by "
+                f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; lower lam "
+                f"(a blur 1/lam under ~1e-4 of the cost range rarely converges) or raise max_iter")
         losses = host_view(transport_cost(scalings, C, lam))  # line 6
         weight = 1.0
         if reduction == "mean":
@@ -193,8 +198,11 @@ def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, ch
     tol : float, optional
         Marginal-error tolerance; default 1e-9 in float64, 1e-6 in float32.
     max_iter, check_every : int
-        Iteration cap (a RuntimeWarning reports the final error) and how often
-        convergence is checked.
+        Iteration cap and how often convergence is checked.  Reaching the cap
+        warns with the final marginal error; a final error over
+        :data:`jtln.sinkhorn.GROSS_ERROR` raises FloatingPointError instead
+        (the value would be wrong).  Large ``lam`` is annealed in the log
+        domain (:func:`jtln.sinkhorn.sinkhorn`).
     domain : {"auto", "scaling", "log"}
         "auto" iterates on ``u, v`` unless ``exp(-lam C - 1)`` would leave the
         dtype's range, then on ``log u, log v`` (slower, always finite).

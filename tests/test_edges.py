@@ -1,5 +1,7 @@
 """The numerical core at its edges: arguments refused by name, and finite answers where the inputs are degenerate."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -65,3 +67,30 @@ def test_half_precision_is_computed_in_float32_and_returned_in_its_own_dtype(dty
         torch.testing.assert_close(value, reference.to(dtype))  # torch's tolerance for the dtype (float16: 1e-3 rel.)
         torch.testing.assert_close(x_s.grad, ref_s.grad.to(dtype))
         torch.testing.assert_close(x_t.grad, ref_t.grad.to(dtype))
+
+
+@pytest.mark.parametrize("lam, tolerance", [(1e3, 1e-4), (1e4, 1e-6)])
+def test_large_lam_is_annealed_to_the_right_plan(lam, tolerance):
+    """The entropic OT cost tends to the exact one (POT's ot.emd2) as lam grows; annealing reaches it where plain Sinkhorn did not."""
+    import ot
+
+    g = torch.Generator().manual_seed(1)
+    cost = torch.rand(7, 5, generator=g, dtype=torch.float64)
+    a, b = (torch.rand(3, n, generator=g, dtype=torch.float64) + 0.1 for n in (7, 5))
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    exact = torch.tensor([ot.emd2(a[i].numpy(), b[i].numpy(), cost.numpy()) for i in range(3)], dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converged: no warning
+        loss = ot_loss(a, b, cost, lam, max_iter=100_000)  # lam = 1e4 takes ~14,000 iterations here
+        scalings = sinkhorn(a, b, cost, lam, max_iter=100_000)
+    torch.testing.assert_close(loss, exact, rtol=0, atol=tolerance)
+    assert scalings.marginal_error < 1e-9 and scalings.domain == "log"
+
+
+def test_lam_too_large_to_converge_raises_instead_of_returning_a_wrong_loss():
+    g = torch.Generator().manual_seed(1)
+    cost = torch.rand(7, 5, generator=g, dtype=torch.float64)
+    a, b = (torch.full((3, n), 1.0 / n, dtype=torch.float64) for n in (7, 5))
+    with pytest.raises(FloatingPointError, match=r"at lam=1e\+06 the plan's marginals are off by .* lower lam"):
+        with pytest.warns(RuntimeWarning, match="did not converge"):
+            ot_loss(a, b, cost, 1e6)

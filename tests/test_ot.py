@@ -171,10 +171,13 @@ def test_bad_input_raises_value_error_naming_the_argument(rng):
             ot_loss(*args)
 
 
-def test_non_convergence_warns_with_final_error(rng):
+def test_non_convergence_warns_with_final_error_and_a_gross_miss_raises(rng):
     _, (Hs, Ht, Ct) = batch(rng, torch.float64)
-    with pytest.warns(RuntimeWarning, match=r"did not converge in 20 iterations: marginal error \d"):
-        ot_loss(Hs, Ht, Ct, 50.0, max_iter=20)
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 50 iterations: marginal error 5.9\d*e-03"):
+        ot_loss(Hs, Ht, Ct, 50.0, max_iter=50)  # a near miss: 0.6% of the mass
+    with pytest.raises(FloatingPointError, match=r"after 20 iterations at lam=50 the plan's marginals are off by 0.264"):
+        with pytest.warns(RuntimeWarning):
+            ot_loss(Hs, Ht, Ct, 50.0, max_iter=20)
 
 
 def test_logits_entry_equals_softmax_then_ot_loss(rng, dtype):
