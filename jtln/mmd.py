@@ -43,6 +43,8 @@ def check_samples(xs, xt):
             raise ValueError(f"{name} needs at least 2 samples for MK-MMD, got {len(x)}")
     if xs.shape[1] != xt.shape[1]:
         raise ValueError(f"xs and xt must have the same feature dimension, got {xs.shape[1]} and {xt.shape[1]}")
+    if xs.dtype != xt.dtype:
+        raise ValueError(f"xs and xt must share a dtype, got {xs.dtype} and {xt.dtype}")
 
 
 def mk_mmd2(xs, xt, sigmas, betas, estimator="linear"):
@@ -53,9 +55,13 @@ def mk_mmd2(xs, xt, sigmas, betas, estimator="linear"):
     of the first ``n`` samples (``n`` the largest even number
     ``<= min(m, len(xt))``), in the order given; O(n D).
     ``estimator="unbiased"`` is the U-statistic of Eq. 12 over all pairs; O(m n D).
+    float16 and bfloat16 samples are computed in float32 and the estimate
+    returned in their dtype (their kernel sums would lose all precision).
     """
     check_samples(xs, xt)
     check_kernel(sigmas, betas)
+    if xs.dtype in (torch.float16, torch.bfloat16):
+        return mk_mmd2(xs.float(), xt.float(), sigmas, betas, estimator).to(xs.dtype)
     if estimator == "linear":
         n = min(len(xs), len(xt)) // 2 * 2
         s1, s2, t1, t2 = xs[0:n:2], xs[1:n:2], xt[0:n:2], xt[1:n:2]

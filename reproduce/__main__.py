@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 from reproduce.profile import load_profile
@@ -69,10 +70,35 @@ def build_parser():
     return parser
 
 
+def check_writable(path, flag):
+    """Create ``path`` and write a file there, or raise ValueError naming the flag: before any work, not after the first run."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(f"{flag} {path} is not a folder this user can write: {error.strerror or error}") from error
+
+
+def check_device(profile):
+    import torch
+
+    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         profile = load_profile(args.profile)  # parsed and checked once, before any work
+        if args.command in ("table1", "tables", "all"):
+            check_writable(args.out, "--out")
+        if args.command in ("sweep", "all"):
+            check_writable(args.runs or Path("runs") / profile.name, "--runs")
+            check_device(profile)
         args.func(profile, args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -331,8 +331,9 @@ def _init_worker(threads):
 
 def sweep(profile, runs=None, data_root=None, download=False, executor="local", workers=None, slurm=None):
     """Prepare, search, select and run every seed of ``profile`` (a :class:`reproduce.profile.Profile`); returns the collected records."""
-    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
+    from reproduce.__main__ import check_device
+
+    check_device(profile)
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())

@@ -174,3 +174,35 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
                                                             "target_test_images": 4000, "source_categories": 6, "source_images": 600}
     image = itl.loader(itl.target_train[0][0])
     assert image.shape == (28, 28) and image.dtype == np.uint8 and image.max() > 0
+
+
+def test_damaged_fashion_mnist_files_are_named_with_how_to_get_a_good_copy(tmp_path, monkeypatch):
+    from jtln.data import fashion_mnist
+
+    monkeypatch.delenv("JTLN_DATA", raising=False)
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, size in fashion_mnist.SIZES.items():
+        (raw / name).write_bytes(b"\0" * (size if name != "t10k-labels-idx1-ubyte" else 100))  # one truncated file
+    with pytest.raises(FileNotFoundError, match=r"t10k-labels-idx1-ubyte is damaged: 100 bytes, expected 10008.*--download"):
+        fashion_mnist.load_arrays(tmp_path)
+    broken = tmp_path / "gz"
+    (broken / "FashionMNIST" / "raw").mkdir(parents=True)
+    for name in fashion_mnist.FILES:
+        (broken / "FashionMNIST" / "raw" / f"{name}.gz").write_bytes(b"not gzip")
+    with pytest.raises(FileNotFoundError, match=r"train-images-idx3-ubyte.gz is damaged .*apt-get install dataset-fashion-mnist"):
+        fashion_mnist.load_arrays(broken)
+
+
+def test_a_root_holding_only_the_gz_files_is_unzipped_and_loads(tmp_path, monkeypatch):
+    from jtln.data import fashion_mnist
+
+    if not all((fashion_mnist.DEBIAN_DIR / f"{f}.gz").is_file() for f in fashion_mnist.FILES):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    monkeypatch.delenv("JTLN_DATA", raising=False)
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for f in fashion_mnist.FILES:
+        (raw / f"{f}.gz").write_bytes((fashion_mnist.DEBIAN_DIR / f"{f}.gz").read_bytes())
+    (x_train, y_train), (x_test, y_test) = fashion_mnist.load_arrays(tmp_path)
+    assert x_train.shape == (60000, 28, 28) and y_test.shape == (10000,)

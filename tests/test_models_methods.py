@@ -190,3 +190,22 @@ def test_alexnet_protocol_groups():
     assert sum(isinstance(m, torch.nn.Linear) for m in net.trunk[1]) == 2  # fc6, fc7
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("vgg16")
+
+
+def test_the_feature_cache_key_hashes_the_weights_files_content(tmp_path):
+    from jtln.cache import cache_key
+
+    itl = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(3, 2))
+    torch.manual_seed(0)
+    path = tmp_path / "alexnet.pth"
+    torch.save(torchvision_alexnet_state(0), path)
+    first = cache_key(alexnet(weights=str(path)), itl, "fake")
+    torch.save(torchvision_alexnet_state(1), path)  # another checkpoint at the same path
+    assert cache_key(alexnet(weights=str(path)), itl, "fake") != first
+
+
+def torchvision_alexnet_state(seed):
+    from torchvision.models import alexnet as tv_alexnet
+
+    torch.manual_seed(seed)
+    return tv_alexnet(weights=None).state_dict()

@@ -67,3 +67,28 @@ def test_a_bad_profile_exits_2_before_any_run(tmp_path, capsys):
 def test_unknown_profile_name_lists_the_available_ones():
     with pytest.raises(FileNotFoundError, match=r"available: \[.*fashion_mnist.*\]"):
         load_profile("no_such_profile")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--runs"])
+def test_an_output_folder_that_cannot_be_written_exits_2_before_any_work(tmp_path, capsys, flag):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    other = "--runs" if flag == "--out" else "--out"
+    for target, message in ((a_file, "is a file, not a folder"), (a_file / "below", "is not a folder this user can write")):
+        argv = ["all", "--profile", "smoke", flag, str(target), other, str(tmp_path / "elsewhere")]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert flag in err and message in err, err
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").rglob("record.json"))
+
+
+def test_a_cuda_profile_without_cuda_exits_2_before_any_work(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    path = tmp_path / "gpu.toml"
+    path.write_text(DATA.replace('"fashion_mnist"', '"synthetic"') + '[run]\ndevice = "cuda"\n')
+    assert main(["all", "--profile", str(path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err and not (tmp_path / "out" / "bad").exists()
+    assert not list((tmp_path / "out").rglob("table1.tex"))  # not even Table 1 was written

@@ -28,6 +28,11 @@ GROUPS = {
 }
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+#: the size of each unzipped file: an idx header (16 bytes for images, 8 for labels) and 28x28 bytes an image, 1 a label
+SIZES = {"train-images-idx3-ubyte": 16 + 60_000 * 784, "train-labels-idx1-ubyte": 8 + 60_000,
+         "t10k-images-idx3-ubyte": 16 + 10_000 * 784, "t10k-labels-idx1-ubyte": 8 + 10_000}
+HOW_TO_GET = ("Delete it and run again with --download (download=True), or install Debian's dataset-fashion-mnist "
+              "(apt-get install dataset-fashion-mnist) and omit the root.")
 
 
 def cache_dir():
@@ -45,9 +50,22 @@ def _prepare_from_gz_dir(gz_dir, root):
     raw.mkdir(parents=True, exist_ok=True)
     for f in FILES:
         if not (raw / f).is_file():
-            with atomic_path(raw / f) as tmp, gzip.open(Path(gz_dir) / f"{f}.gz") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)  # an interrupted unzip leaves no truncated file
+            try:
+                with atomic_path(raw / f) as tmp, gzip.open(Path(gz_dir) / f"{f}.gz") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)  # an interrupted unzip leaves no truncated file
+            except (OSError, EOFError) as error:
+                raise FileNotFoundError(f"Fashion-MNIST file {Path(gz_dir) / f'{f}.gz'} is damaged ({error}). {HOW_TO_GET}") from error
     return Path(root)
+
+
+def check_files(root):
+    """Raise FileNotFoundError naming the first unzipped file of ``<root>/FashionMNIST/raw`` whose size is not its format's."""
+    raw = Path(root) / "FashionMNIST" / "raw"
+    for f, size in SIZES.items():
+        found = (raw / f).stat().st_size
+        if found != size:
+            raise FileNotFoundError(f"Fashion-MNIST file {raw / f} is damaged: {found} bytes, expected {size} "
+                                    f"(truncated download?). {HOW_TO_GET}")
 
 
 def locate(root=None, download=False):
@@ -61,8 +79,8 @@ def locate(root=None, download=False):
     """
     candidates = [Path(p) for p in (root, os.environ.get("JTLN_DATA")) if p]
     for candidate in candidates:
-        if _has_raw(candidate):
-            return candidate
+        if _has_raw(candidate):  # unzip files found only as .gz, where torchvision expects them unzipped
+            return _prepare_from_gz_dir(candidate / "FashionMNIST" / "raw", candidate)
     if root is not None and not download:
         raise FileNotFoundError(
             f"Fashion-MNIST not found under {Path(root) / 'FashionMNIST' / 'raw'} (the root you gave). "
@@ -70,7 +88,7 @@ def locate(root=None, download=False):
         )
     cache = cache_dir()
     if _has_raw(cache):
-        return cache
+        return _prepare_from_gz_dir(cache / "FashionMNIST" / "raw", cache)
     if all((DEBIAN_DIR / f"{f}.gz").is_file() for f in FILES):
         return _prepare_from_gz_dir(DEBIAN_DIR, cache)
     if download:
@@ -91,6 +109,7 @@ def load_arrays(root=None, download=False):
     from torchvision.datasets import FashionMNIST
 
     root = locate(root, download)
+    check_files(root)
     train = FashionMNIST(root, train=True, download=False)
     test = FashionMNIST(root, train=False, download=False)
     return (train.data.numpy(), train.targets.numpy()), (test.data.numpy(), test.targets.numpy())
