@@ -157,8 +157,8 @@ class _OTLossFunction(torch.autograd.Function):
         if scalings.marginal_error > GROSS_ERROR:
             raise FloatingPointError(
                 f"the OT loss did not converge: after {scalings.n_iter} iterations at lam={lam:g} the plan's marginals are off by "
-                f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; lower lam "
-                f"(a blur 1/lam under ~1e-4 of the cost range rarely converges) or raise max_iter")
+                f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; raise max_iter "
+                f"(lam = 1e4 on costs in [0, 1] takes ~14,000 iterations) or lower lam")
         losses = host_view(transport_cost(scalings, C, lam))  # line 6
         weight = 1.0
         if reduction == "mean":

@@ -283,9 +283,9 @@ def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
     return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
 
 
-#: a final marginal error above which the OT loss raises instead of warning: over 1% of the mass misplaced, the value
+#: a final marginal error above which the OT loss raises instead of warning: over 0.1% of the mass misplaced, the value
 #: is no longer the regularised OT of its arguments (a solver, :func:`sinkhorn`, still returns its result with a warning)
-GROSS_ERROR = 1e-2
+GROSS_ERROR = 1e-3
 #: lam times the cost range above which the log domain anneals (epsilon-scaling): a blur under 1% of the range
 ANNEAL_ABOVE = 100.0
 #: the factor between the lam of successive annealing stages

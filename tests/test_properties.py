@@ -13,7 +13,8 @@ from jtln.sinkhorn import transport_plan
 from reference.algorithm1 import ot_loss as reference_loss
 from tests.test_algorithm1 import directional_fd, regularised_objective
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+#: the same examples on every run (derandomised, no database of past failures)
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
@@ -72,7 +73,9 @@ def test_the_gradient_is_that_of_the_regularised_objective(problem, seed):
         d = rng.standard_normal(len(h))
         d -= d.mean()  # a direction within the simplex
         d *= min(1.0, 0.5 * h.min() / max(np.abs(d).max(), 1e-300) / 1e-6)  # keep h +- 1e-6 d inside it
-        np.testing.assert_allclose(grad @ d, directional_fd(f, h, d), rtol=1e-4, atol=1e-7)
+        # 1e-3: near the simplex's boundary (bins of mass 1e-3) the entropy term's higher derivatives (~1/h^2) limit central
+        # differences to ~4e-4 relative; a wrong gradient (sign, centring, a missing factor) is off by O(1)
+        np.testing.assert_allclose(grad @ d, directional_fd(f, h, d), rtol=1e-3, atol=1e-7)
 
 
 @SETTINGS
