@@ -30,7 +30,7 @@ def write_table1(profile, columns, out):
     return out
 
 
-def short_cells(profile, collected):
+def short_cells(collected):
     """``{(dataset, method, level): runs missing}`` of an unfinished sweep."""
     return dict(Counter((j.dataset, j.method, j.level) for j in collected.missing))
 
@@ -46,7 +46,7 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     if not collected.seeds:
         raise FileNotFoundError(f"no finished seed runs for profile {profile.name}: run `python -m reproduce sweep --profile "
                                 f"{profile.name}` first")
-    short = short_cells(profile, collected)
+    short = short_cells(collected)
     if short:
         print(f"warning: the sweep is unfinished; tables use what exists. Runs missing per cell: {short}", file=sys.stderr)
     out = out_dir(out, profile)

@@ -4,7 +4,7 @@ import numpy as np
 
 from jtln.hparams import SEARCH_SPACE
 from jtln.methods import METHODS, display_name, method_order
-from reproduce.stats import PAPER_TABLE2, not_worse_than_best  # noqa: F401  (PAPER_TABLE2: the tables' paper values)
+from reproduce.stats import not_worse_than_best
 
 
 def summary(records):

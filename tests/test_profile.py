@@ -37,6 +37,8 @@ def test_committed_profiles_load(name):
         (DATA + "[run]\nmethods = []\n", r"\[run\].methods is empty"),
         (DATA + '[run]\nmethods = ["jtln", "joint"]\n', r"unknown method\(s\) \['jtln'\]"),
         (DATA + "[run]\nseeds = [0, 0]\n", "lists an entry twice"),
+        (DATA + "[run]\nseeds = []\n", r"\[run\].seeds is empty"),
+        (DATA + "[run]\nseeds = [-1]\n", r"seeds item must be >= 0"),
         (DATA + '[run]\nseeds = ["a"]\n', r"seeds item 'a' must be of type int"),
         (DATA + '[run]\ndevice = "tpu"\n', "device must be"),
         (DATA + "[search]\nn_trials = 0\n", r"n_trials must be >= 1"),
