@@ -41,7 +41,7 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     from reproduce.report import build_notebook, environment, execute_and_render
     from reproduce.stats import PAPER_TABLE2, claims, compare_all, paper_methods
     from reproduce.sweep import searched
-    from reproduce.tables import claims_latex, hparams_latex, stats_latex, table2_latex
+    from reproduce.tables import claims_latex, hparams_latex, stats_latex, table2_latex, table2_rows
 
     if not collected.seeds:
         raise FileNotFoundError(f"no finished seed runs for profile {profile.name}: run `python -m reproduce sweep --profile "
@@ -91,8 +91,9 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
                   "val_accuracies": r["val_accuracies"],
                   "hparams": {k: r["hparams"][k] for k in searched(m, profile, lr_keys)}}
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
-    write_atomic(out / "stats.json", json.dumps({"comparisons": results, "claims": verdicts, "selection": selection,
-                                                 "environment": environment(records)}, indent=1, default=str) + "\n")
+    write_atomic(out / "stats.json", json.dumps({"table2": table2_rows(records, groups, paper), "comparisons": results,
+                                                 "claims": verdicts, "selection": selection, "environment": environment(records)},
+                                                indent=1, default=str) + "\n")
     accuracy_figure(records, groups, out)
     learning_curve_figure(collected.seeds, groups, out)
     cost_and_plan_figures(records, groups, out)

@@ -16,17 +16,34 @@ def summary(records):
             for d, ms in cells.items()}
 
 
+def table2_rows(records, datasets, paper_values=None):
+    """Table 2 as data: one row per method in the tables' order, a cell per dataset (mean, std, n, bold, the paper's value).
+
+    Bold: among the paper's methods, the best mean and every method not
+    significantly worse than it (paired t-test, Holm over the rivals), or
+    nothing when no method stands out (:func:`reproduce.stats.not_worse_than_best`).
+    The LaTeX table and the report's HTML table are both made from these rows.
+    """
+    s = summary(records)
+    methods = method_order({m for d in datasets for m in s.get(d, {})})
+    bold = {d: not_worse_than_best(records, d, [m for m in methods if METHODS[m].paper]) for d in datasets}
+    rows = []
+    for m in methods:
+        cells = {}
+        for d in datasets:
+            mean, std, n = s.get(d, {}).get(m, (None, None, 0))
+            paper = (paper_values or {}).get(d, {}).get(m)
+            cells[d] = {"mean": mean, "std": std, "n": n, "bold": m in bold[d], "paper": paper}
+        rows.append({"method": m, "name": display_name(m), "paper_method": METHODS[m].paper, "cells": cells})
+    return rows
+
+
 def table2_latex(records, datasets, caption, paper_values=None):
     """Rows: the paper's methods with the paper's names, then (below a rule) the reference rows outside the paper.
 
     Columns: ITL datasets (and the paper's published values beside them, where
-    given); cells mean ± std over seeds.  Bold: among the paper's methods, the
-    best mean and every method not significantly worse than it (paired t-test,
-    Holm over the rivals), or nothing when no method stands out
-    (:func:`reproduce.stats.not_worse_than_best`).
+    given); cells mean ± std over seeds, bold as :func:`table2_rows` says.
     """
-    s = summary(records)
-    methods = method_order({m for d in datasets for m in s.get(d, {})})
     columns = []
     for d in datasets:
         columns.append(d)
@@ -35,21 +52,21 @@ def table2_latex(records, datasets, caption, paper_values=None):
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
              r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
              "Methods & " + " & ".join(columns) + r" \\", r"\midrule"]
-    bold = {d: not_worse_than_best(records, d, [m for m in methods if METHODS[m].paper]) for d in datasets}
-    for i, m in enumerate(methods):
-        if i and METHODS[methods[i - 1]].paper and not METHODS[m].paper:
+    rows = table2_rows(records, datasets, paper_values)
+    for i, row in enumerate(rows):
+        if i and rows[i - 1]["paper_method"] and not row["paper_method"]:
             lines.append(r"\midrule")
         cells = []
         for d in datasets:
-            if m in s.get(d, {}):
-                mean, std, n = s[d][m]
-                text = f"{mean:.4f}" if n == 1 else f"{mean:.4f} $\\pm$ {std:.4f}"
-                cells.append(rf"\textbf{{{text}}}" if m in bold[d] else text)
+            cell = row["cells"][d]
+            if cell["n"]:
+                text = f"{cell['mean']:.4f}" if cell["n"] == 1 else f"{cell['mean']:.4f} $\\pm$ {cell['std']:.4f}"
+                cells.append(rf"\textbf{{{text}}}" if cell["bold"] else text)
             else:
                 cells.append("--")
             if paper_values and d in paper_values:
-                cells.append(f"{paper_values[d][m]:.4f}" if m in paper_values[d] else "--")
-        lines.append(f"{display_name(m)} & " + " & ".join(cells) + r" \\")
+                cells.append("--" if cell["paper"] is None else f"{cell['paper']:.4f}")
+        lines.append(f"{row['name']} & " + " & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

@@ -45,7 +45,7 @@ def test_smoke_profile_end_to_end(smoke):
     assert collected.missing == []
     assert len(collected.trials) == 2 * 5 * 2 * 2 * 2  # datasets x searched methods x levels x trials x search draws
     assert len(collected.seeds) == 2 * 6 * 2 * 3  # datasets x methods x levels x seeds
-    table2 = (out / "table2.tex").read_text()
+    table2 = table2_tex = (out / "table2.tex").read_text()
     for name in ("Finetuning on target", "Consecutive finetuning on source+target", "Joint finetuning on source+target",
                  "JTLN (fc7MKMMD)", "JTLN (fc7OT)", "Linear probe (outside the paper)"):
         assert name in table2
@@ -61,6 +61,18 @@ def test_smoke_profile_end_to_end(smoke):
         assert key in record, key
     report = (out / "report.html").read_text()
     assert "Tops" in report and "without encryption" not in report and "WARNING" not in report
+    assert r"\begin{table}" not in report  # tables as HTML, not raw LaTeX
+    from bs4 import BeautifulSoup
+
+    tables = BeautifulSoup(report, "html.parser").find_all("table")
+    rows = {tr.find("th").get_text(strip=True): [td.get_text(strip=True) for td in tr.find_all("td")]
+            for table in tables for tr in table.find_all("tr") if tr.find("th")}
+    table2 = json.loads((out / "stats.json").read_text())["table2"]
+    for row in table2:  # Table 2's rows, with the numbers of the LaTeX table
+        cell = row["cells"]["Tops"]
+        assert rows[row["name"]][0] == f"{cell['mean']:.4f} ± {cell['std']:.4f}", row["name"]
+        assert f"{cell['mean']:.4f} $\\pm$ {cell['std']:.4f}" in table2_tex
+    assert "Linear probe (outside the paper)" in rows and "Footwear" in report
 
 
 def test_selection_takes_the_best_mean_validation_accuracy_and_the_lowest_trial_among_ties():
