@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reproduce.profile import load_profile
+from reproduce.profile import check_device, load_profile
 
 DEFAULT_OUT = Path("paper_tables")
 
@@ -81,13 +81,6 @@ def check_writable(path, flag):
             pass
     except OSError as error:
         raise ValueError(f"{flag} {path} is not a folder this user can write: {error.strerror or error}") from error
-
-
-def check_device(profile):
-    import torch
-
-    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
 
 
 def main(argv=None):

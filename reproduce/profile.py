@@ -155,6 +155,14 @@ def _check(profile, where):
         raise ValueError(f"{where}: name {profile.name!r} must be letters, digits, '_', '.' or '-' (it names output folders)")
 
 
+def check_device(profile):
+    """The profile's device is present here (checked before any work, not when the first run starts)."""
+    import torch
+
+    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
+
+
 def resolve_path(name_or_path):
     """A profile name (``fashion_mnist``) or a path to a TOML file."""
     path = Path(name_or_path)

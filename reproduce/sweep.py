@@ -43,6 +43,7 @@ from jtln.atomic import atomic_path, write_atomic
 from jtln.hparams import resolve, sample
 from jtln.methods import METHODS
 from jtln.seeding import stable_seed
+from reproduce.profile import check_device
 from reproduce.records import canonical, load_record, run_dir, run_id, save_record
 
 TRIAL, SEED = "trial", "seed"
@@ -331,8 +332,6 @@ def _init_worker(threads):
 
 def sweep(profile, runs=None, data_root=None, download=False, executor="local", workers=None, slurm=None):
     """Prepare, search, select and run every seed of ``profile`` (a :class:`reproduce.profile.Profile`); returns the collected records."""
-    from reproduce.__main__ import check_device
-
     check_device(profile)
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
