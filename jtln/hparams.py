@@ -43,7 +43,7 @@ class HParams:
     lr_head: float = 0.001
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    #: the most target epochs; the epoch with the best validation accuracy is kept (early stopping).
+    #: the most target epochs; the epoch with the lowest validation cross-entropy is kept (early stopping).
     epochs: int = 20
     #: each step sees one target batch and (for joint/JTLN) one source batch.
     batch_size_target: int = 32

@@ -15,18 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: the L2 strengths tried (scikit-learn's C, the inverse of the penalty), chosen on validation accuracy
+#: the L2 strengths tried (scikit-learn's C, the inverse of the penalty), chosen on validation cross-entropy
 PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 @dataclass(frozen=True)
 class Probe:
-    """A linear classifier on raw features: ``logits = x @ weight.T + bias``; ``C`` and ``val_accuracy`` of its selection."""
+    """A linear classifier on raw features: ``logits = x @ weight.T + bias``; ``C``, and the validation scores of its selection."""
 
     weight: torch.Tensor  # [L, D]
     bias: torch.Tensor  # [L]
     C: float
     val_accuracy: float = None
+    val_loss: float = None
 
 
 class _Standardised:
@@ -54,21 +55,26 @@ class _Standardised:
         return Probe(torch.from_numpy(W).float(), torch.from_numpy(b - W @ self.mu).float(), float(C))
 
 
-def accuracy(probe, X, y):
+def scores(probe, X, y):
+    """``(accuracy, cross_entropy)`` of ``probe`` on ``(X, y)``, as :func:`jtln.train.validation` measures a network."""
     logits = torch.as_tensor(X, dtype=torch.float32) @ probe.weight.T + probe.bias
-    return float((logits.argmax(1) == torch.as_tensor(y)).float().mean())
+    y = torch.as_tensor(y)
+    return float((logits.argmax(1) == y).float().mean()), float(torch.nn.functional.cross_entropy(logits, y))
 
 
 def fit_probe(X_train, y_train, X_val, y_val, n_classes, Cs=PROBE_CS):
-    """The probe whose ``C`` (among ``Cs``) has the best validation accuracy; ties go to the smaller ``C`` (stronger penalty)."""
+    """The probe whose ``C`` (among ``Cs``) has the lowest validation cross-entropy; ties go to the smaller ``C``.
+
+    The same selection rule as the fine-tuning runs' (:mod:`jtln.train`).
+    """
     if len(y_val) == 0:
         raise ValueError("the probe's L2 strength is chosen on a validation split, and it is empty")
     data, best = _Standardised(X_train, y_train, n_classes), None
     for C in sorted(Cs):  # increasing C: each fit starts from the last one's solution
         probe = data.fit(C)
-        score = accuracy(probe, X_val, y_val)
-        if best is None or score > best.val_accuracy:
-            best = Probe(probe.weight, probe.bias, probe.C, score)
+        accuracy, cross_entropy = scores(probe, X_val, y_val)
+        if best is None or cross_entropy < best.val_loss:
+            best = Probe(probe.weight, probe.bias, probe.C, accuracy, cross_entropy)
     return best
 
 

@@ -56,7 +56,7 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     n_seeds = len({r["seed"] for r in records})
     paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
     protocol = (f"{level} labelled target images per class, each seed its own draw; every method tuned by the same random search "
-                f"({profile.search.n_trials} trials, each scored on {profile.search.draws} search draws) on validation accuracy, "
+                f"({profile.search.n_trials} trials, each scored on {profile.search.draws} search draws) on validation cross-entropy, "
                 "epoch chosen on validation (early stopping)")
     one_seed = n_seeds == 1
     incomplete = "; INCOMPLETE SWEEP" if short else ""
@@ -87,8 +87,8 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
                                                             "paper's effect ruled out: a one-sided paired t-test rejects a "
                                                             "difference as large as the paper's (statsmodels ttest\\_mean); "
                                                             "Power: of our seeds against the paper's difference" + incomplete))
-    selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_accuracy": r["val_accuracy"],
-                  "val_accuracies": r["val_accuracies"],
+    selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_loss": r["val_loss"],
+                  "val_losses": r["val_losses"], "val_accuracy": r["val_accuracy"], "val_accuracies": r["val_accuracies"],
                   "hparams": {k: r["hparams"][k] for k in searched(m, profile, lr_keys)}}
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     write_atomic(out / "stats.json", json.dumps({"table2": table2_rows(records, groups, paper), "comparisons": results,

@@ -56,7 +56,7 @@ class ModelSpec:
 class SearchSpec:
     #: configurations tried per (dataset, method, level); trial 0 is the defaults
     n_trials: int = 6
-    #: search draws each trial is trained on; its score is the mean validation accuracy over them
+    #: search draws each trial is trained on; its score is the mean validation cross-entropy over them
     draws: int = 2
 
 

@@ -25,8 +25,8 @@ display(Markdown('**Table 2**: target test accuracy, mean ± std over seeds; in 
                  'every method not significantly worse (none if no method stands out); the linear probe is outside the paper'))
 styled = table2.style.set_uuid('table2').apply(lambda column: ['font-weight: bold' if b else '' for b in bold[column.name]])
 display(HTML(styled.to_html()))  # the HTML alone: a Styler's text form holds its memory address
-display(Markdown('**Selected hyper-parameters** (mean validation accuracy over the search draws)'))
-display(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_accuracy')}, **s['hparams']}
+display(Markdown('**Selected hyper-parameters** (lowest mean validation cross-entropy over the search draws; its accuracy beside)'))
+display(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_loss', 'val_accuracy')}, **s['hparams']}
                       for s in stats['selection']]))"""
 CLAIMS_CELL = """claims = pd.DataFrame(stats['claims'])
 columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'mean_diff', 'ci95', 'p_t_holm', 'power_paper', 'seeds_needed', 'verdict']

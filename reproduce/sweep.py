@@ -8,11 +8,11 @@
    trial 0 the defaults, trial ``t`` drawn from :data:`jtln.hparams.SEARCH_SPACE`
    with a seed hashed from (dataset, method, level, t) — each trained on
    ``[search] draws`` *search draws* (labelled target images of their own,
-   no test images) and scored by its best validation accuracy, averaged over
-   the draws: a few dozen validation images make a noisy score, and
-   averaging k draws divides its variance by k.
-3. **Select** the configuration with the best score (the lowest trial among
-   ties).
+   no test images) and scored by its validation cross-entropy at its
+   early-stopped epoch, averaged over the draws: a few dozen validation
+   images make a noisy score, and averaging k draws divides its variance by k.
+3. **Select** the configuration with the lowest score (the lowest trial
+   among ties).
 4. **Seeds**: the selected configuration trained on each seed's draw
    (early stopping on that draw's validation images) and tested.
 
@@ -43,6 +43,7 @@ from jtln.atomic import atomic_path, write_atomic
 from jtln.hparams import resolve, sample
 from jtln.methods import METHODS
 from jtln.seeding import stable_seed
+from jtln.train import PROTOCOL
 from reproduce.profile import check_device
 from reproduce.records import canonical, load_record, run_dir, run_id, save_record
 
@@ -88,7 +89,8 @@ class Job:
     @property
     def inputs(self):
         p = self.profile
-        return canonical({"data": p.data.identity(), "model": p.model.identity(), "device": p.run.device, "dataset": self.dataset,
+        return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), "device": p.run.device,
+                          "dataset": self.dataset,
                           "method": self.method, "level": self.level, "role": self.role, "index": self.index,
                           "repeat": self.repeat, "hparams": dict(self.hparams)})
 
@@ -213,10 +215,12 @@ def plan_trials(profile, runs, lr_keys, data_root=None, download=False):
 
 
 def select(trial_records):
-    """``{(dataset, method, level): trial}``: the trial with the best validation accuracy averaged over its search draws.
+    """``{(dataset, method, level): trial}``: the trial with the lowest validation cross-entropy averaged over its search draws.
 
-    The lowest trial index wins among ties.  Each trial is summarised as
-    ``{"trial", "hparams", "val_accuracy" (the mean), "val_accuracies" (per draw)}``.
+    The lowest trial index wins among ties (the rule of :mod:`jtln.train`).
+    Each trial is summarised as ``{"trial", "hparams", "val_loss" and
+    "val_accuracy" (means over the draws), "val_losses" and "val_accuracies"
+    (per draw)}``.
     """
     trials = {}
     for r in trial_records:
@@ -224,9 +228,10 @@ def select(trial_records):
     best = {}
     for (d, m, level, t), runs in sorted(trials.items(), key=lambda kv: kv[0][3]):
         runs = sorted(runs, key=lambda r: r["inputs"].get("repeat", 0))
-        summary = {"trial": t, "hparams": runs[0]["hparams"], "val_accuracies": [r["val_accuracy"] for r in runs],
-                   "val_accuracy": sum(r["val_accuracy"] for r in runs) / len(runs)}
-        if (d, m, level) not in best or summary["val_accuracy"] > best[(d, m, level)]["val_accuracy"]:
+        losses, accuracies = [r["val_loss"] for r in runs], [r["val_accuracy"] for r in runs]
+        summary = {"trial": t, "hparams": runs[0]["hparams"], "val_losses": losses, "val_accuracies": accuracies,
+                   "val_loss": sum(losses) / len(losses), "val_accuracy": sum(accuracies) / len(accuracies)}
+        if (d, m, level) not in best or summary["val_loss"] < best[(d, m, level)]["val_loss"]:
             best[(d, m, level)] = summary
     return best
 

@@ -83,17 +83,17 @@ def _value(name, value):
 
 
 def hparams_latex(selection, searched, caption):
-    """The selected configuration of each (dataset, method, level): its searched values, trial and validation accuracy.
+    """The selected configuration of each (dataset, method, level): its searched values, trial, validation cross-entropy and accuracy.
 
     ``selection``: ``{(dataset, method, level): selected trial}`` (:func:`reproduce.sweep.select`);
     ``searched``: ``{method: [names]}``, what each method was tuned on.
     """
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrl}", r"\toprule",
-             r"Dataset & Method & Level & Trial & Val. acc. & Selected hyper-parameters \\", r"\midrule"]
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrrl}", r"\toprule",
+             r"Dataset & Method & Level & Trial & Val. CE & Val. acc. & Selected hyper-parameters \\", r"\midrule"]
     order = {m: i for i, m in enumerate(method_order({m for _, m, _ in selection}))}
     for (d, m, level), r in sorted(selection.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], level_key(kv[0][2]))):
         values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_value(name, r['hparams'][name])}" for name in searched[m])
-        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_accuracy']:.4f} & {values} \\\\")
+        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_loss']:.4f} & {r['val_accuracy']:.4f} & {values} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

@@ -63,7 +63,11 @@ def test_every_method_trains_what_it_should(tiny, name):
     assert not changed["trunk.0.1.running_mean"] and not changed["trunk.0.1.running_var"]
     assert all(np.isfinite(v) for entry in log["steps"] for v in entry.values())
     assert 1 <= log["best_epoch"] <= len(log["val_curve"]) == HP.epochs
-    assert log["val_accuracy"] == max(log["val_curve"]) == log["val_curve"][log["best_epoch"] - 1]
+    # early stopping keeps the epoch of the lowest validation cross-entropy (the earliest among ties), and reports its accuracy
+    assert len(log["val_loss_curve"]) == HP.epochs
+    assert log["val_loss"] == min(log["val_loss_curve"]) == log["val_loss_curve"][log["best_epoch"] - 1]
+    assert log["best_epoch"] - 1 == log["val_loss_curve"].index(log["val_loss"])
+    assert log["val_accuracy"] == log["val_curve"][log["best_epoch"] - 1]
     # the prefix stays frozen and is not part of what is trained
     assert not any(p.requires_grad for p in backbone.prefix.parameters())
     assert not set(map(id, backbone.prefix.parameters())) & set(map(id, after.parameters()))
@@ -141,17 +145,20 @@ def test_the_linear_probe_method_predicts_as_the_probe(tiny):
     logits = data.P["target_test"] @ probes[0].weight.T + probes[0].bias
     assert record["predictions"] == logits.argmax(1).tolist() and record["n_steps"] == 0 and record["best_epoch"] == 0
     assert record["val_accuracy"] == pytest.approx(probes[0].val_accuracy, abs=1e-12)
+    assert record["val_loss"] == pytest.approx(probes[0].val_loss, rel=1e-5)  # float32 logits, summed per batch
 
 
 def test_probe_selection_picks_the_best_validation_strength():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 5))
     y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0).astype(int)  # 3 classes
-    from jtln.probe import PROBE_CS, accuracy
+    from jtln.probe import PROBE_CS, scores
 
     probe = fit_probe(X[:40], y[:40], X[40:], y[40:], 3)
-    scores = [accuracy(fit_with(X[:40], y[:40], 3, C), X[40:], y[40:]) for C in PROBE_CS]
-    assert probe.val_accuracy == max(scores) and probe.C == PROBE_CS[scores.index(max(scores))]
+    losses = [scores(fit_with(X[:40], y[:40], 3, C), X[40:], y[40:])[1] for C in PROBE_CS]
+    assert len(set(losses)) == len(losses)  # no tie: the test decides between five different scores
+    # fit_probe warm-starts each fit from the last, fit_with starts cold: both stop at lbfgs tolerance, ~1e-4 apart
+    assert probe.val_loss == pytest.approx(min(losses), rel=1e-3) and probe.C == PROBE_CS[losses.index(min(losses))]
     with pytest.raises(ValueError, match=r"classes \[2\] have none"):
         fit_probe(X[:40][y[:40] < 2], y[:40][y[:40] < 2], X[40:], y[40:], 3)
 
