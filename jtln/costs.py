@@ -17,7 +17,7 @@ do not change), so min-max scaling is a pure change of the unit of ``lam``.
 import torch
 
 from jtln._checks import check_finite, check_lam
-from jtln.mmd import check_kernel, multi_kernel, squared_distances
+from jtln.mmd import check_kernel, linear_statistics, multi_kernel, optimal_kernel_weights, squared_distances
 from jtln.sinkhorn import sinkhorn, transport_cost
 
 NORMALIZATIONS = ("minmax", "max", "none")
@@ -85,8 +85,12 @@ def _check_pair(feat_s, feat_t):
         raise ValueError(f"feat_s and feat_t must have the same feature dimension, got {feat_s.shape[1]} and {feat_t.shape[1]}")
 
 
+#: how the kernels of Eq. 13 are weighed: uniform, or per class pair for the most powerful test ([16])
+KERNEL_WEIGHTS = ("uniform", "optimal")
+
+
 def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None, betas=None,
-                    estimator="linear", normalize="minmax"):
+                    estimator="linear", normalize="minmax", kernel_weights="uniform"):
     r"""Cost matrix :math:`C_{ij} = d_k^2(\mu^s_i, \mu^t_j)` by MK-MMD (Sec. 3.4.1), [L_s, L_t].
 
     ``estimator="linear"`` applies Eq. 14 to each class pair, with the
@@ -96,7 +100,21 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
     :func:`jtln.mmd.mk_mmd2`.  ``"unbiased"`` uses Eq. 12 on all samples.
     ``sigmas``/``betas`` default to :func:`median_bandwidths` of the pooled
     features.  Every class needs at least 2 samples.
+
+    ``kernel_weights="optimal"`` replaces ``betas`` for each class pair by the
+    weights that maximise the power of that pair's linear-time test
+    (Gretton et al. 2012 [16], :func:`jtln.mmd.optimal_kernel_weights`).  As
+    in [16] the weights are chosen on the first half of the pair's
+    quad-tuples and Eq. 14 is estimated on the second: weights chosen on the
+    same quads would favour whichever kernel's noise came out positive, and
+    bias the entries of similar classes upwards.  It needs
+    ``estimator="linear"`` (the power criterion is that of the linear-time
+    statistic) and at least 4 samples per class.
     """
+    if kernel_weights not in KERNEL_WEIGHTS:
+        raise ValueError(f"kernel_weights must be one of {KERNEL_WEIGHTS}, got {kernel_weights!r}")
+    if kernel_weights == "optimal" and estimator != "linear":
+        raise ValueError(f"kernel_weights='optimal' needs estimator='linear' (Eq. 14), got estimator={estimator!r}")
     _check_pair(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
@@ -110,6 +128,8 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
     def k(d2):
         return multi_kernel(d2, sigmas, betas)
 
+    if kernel_weights == "optimal":
+        return normalize_cost(_optimal_weights_mmd2(X_s, n_s, X_t, n_t, sigmas), normalize)
     if estimator == "linear":
         P = int(min(n_s.max(), n_t.max())) // 2  # most quad-tuples any pair can use
         S1, S2 = X_s[:, 0 : 2 * P : 2], X_s[:, 1 : 2 * P : 2]  # [L_s, P, D]
@@ -127,6 +147,20 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
     else:
         raise ValueError(f"estimator must be 'linear' or 'unbiased', got {estimator!r}")
     return normalize_cost(C, normalize)
+
+
+def _optimal_weights_mmd2(X_s, n_s, X_t, n_t, sigmas):
+    """Eq. 14 for every class pair, each with the kernel weights of its own most powerful test (chosen on half its quads)."""
+    for name, n in (("y_s", n_s), ("y_t", n_t)):
+        if bool((n < 4).any()):
+            raise ValueError(f"optimal kernel weights need at least 4 samples in every class of {name}, got counts {n.tolist()}")
+    C = torch.empty((len(n_s), len(n_t)), dtype=X_s.dtype, device=X_s.device)
+    for i in range(len(n_s)):
+        for j in range(len(n_t)):
+            h = linear_statistics(X_s[i, : n_s[i]], X_t[j, : n_t[j]], sigmas)  # [quads, U]
+            half = len(h) // 2
+            C[i, j] = h[half:].mean(0) @ optimal_kernel_weights(h[:half]).to(h.dtype)
+    return C
 
 
 def _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k):
@@ -218,7 +252,7 @@ def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp):
         raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
     P_s, y_s = _first_per_class(P_s, y_s, hp.cost_samples_per_class)
     P_t, y_t = _first_per_class(P_t, y_t, hp.cost_samples_per_class)
-    options = {"estimator": hp.mmd_estimator} if kind == "mmd" else {}
+    options = {"estimator": hp.mmd_estimator, "kernel_weights": hp.mmd_kernel_weights} if kind == "mmd" else {}
     return COST_KINDS[kind](P_s.double(), y_s, P_t.double(), y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize, **options).float()
 
 

@@ -32,6 +32,9 @@ class HParams:
     cost_normalize: str = "minmax"
     #: Eq. 14 (the paper's choice) or "unbiased" (Eq. 12).
     mmd_estimator: str = "linear"
+    #: Eq. 13's kernel weights: uniform (the paper's unstated default), or per class pair those of the most powerful
+    #: linear-time test (Gretton et al. 2012, the paper's reference [16]); searched.
+    mmd_kernel_weights: str = "uniform"
     #: at most this many samples per class enter the cost matrix (bounds Eq. 16's O(n^2) plans).
     cost_samples_per_class: int = 500
     # --- optimisation: SGD with momentum, per layer group (Sec. 4, after Yosinski et al. [3]) ---
@@ -88,7 +91,8 @@ RANGES = {
     "lr_head": (0, None, False), "momentum": (0, 1, False), "weight_decay": (0, None, False), "epochs": (1, None, False),
     "batch_size_target": (1, None, False), "batch_size_source": (1, None, False), "source_epochs": (1, None, False),
 }
-CHOICES = {"cost_normalize": ("minmax", "max", "none"), "mmd_estimator": ("linear", "unbiased")}
+CHOICES = {"cost_normalize": ("minmax", "max", "none"), "mmd_estimator": ("linear", "unbiased"),
+           "mmd_kernel_weights": ("uniform", "optimal")}
 
 
 def check_overrides(overrides, where="hparams"):

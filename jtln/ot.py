@@ -8,10 +8,20 @@ Eq. 11 through a custom autograd Function: no unrolled iteration is kept in
 memory.  Eq. 11 is the gradient of the entropy-regularised optimum
 :math:`\langle\gamma_0, C\rangle + \frac1\lambda\sum\gamma_0\log\gamma_0`
 (see :func:`reference.algorithm1.ot_loss_grad`), as in Frogner et al. [5].
-``C`` is a constant of the loss (Sec. 3.4 computes it beforehand) and gets no
-gradient.  float16 and bfloat16 inputs are checked in their own dtype,
-solved in float32 (their range cannot hold the scalings) and the loss and its
-gradients returned in the input dtype.
+
+``C`` is a constant in the paper (Sec. 3.4 computes it beforehand).  A ``C``
+that requires grad gets the gradient of the same regularised optimum: by the
+envelope theorem it is the optimal plan :math:`\gamma_0` (summed over the
+batch with the loss's weights), which is what POT's
+``ot.solve(..., grad="envelope")`` returns for its cost matrix
+(:func:`reference.algorithm1.ot_loss_grad_C`).  Like Eq. 11 it is not the
+derivative of the returned line-6 cost :math:`\langle\gamma_0, C\rangle` alone,
+which would add the plan's own change with ``C``; the two agree as ``lam``
+grows.  The plans are formed only when ``C`` requires grad.
+
+float16 and bfloat16 inputs are checked in their own dtype, solved in float32
+(their range cannot hold the scalings) and the loss and its gradients
+returned in the input dtype.
 """
 
 import math
@@ -22,7 +32,7 @@ from torch.autograd.function import once_differentiable
 
 from jtln._checks import check_finite, check_histograms, check_lam
 from jtln._host import host_view, ops, to_tensor
-from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost
+from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost, transport_plan
 
 #: dtypes too narrow for Sinkhorn's scalings: the OT loss is computed in float32 and returned in the input dtype
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -34,7 +44,7 @@ def compute_dtype(dtype):
 
 
 def _check_pair(x_s, x_t, C, names):
-    """What histograms and logits share: batch sizes, C [L_s, L_t] constant, one dtype.
+    """What histograms and logits share: batch sizes, C [L_s, L_t], one dtype.
 
     ``C``'s values are checked where Sinkhorn meets them (:func:`jtln.sinkhorn.sinkhorn`,
     or once per kernel that :class:`OTLoss` keeps).
@@ -48,8 +58,6 @@ def _check_pair(x_s, x_t, C, names):
         raise ValueError(f"C must have shape [L_s, L_t] = {list(expected)}, got {list(C.shape)}")
     if x_s.dtype != C.dtype or x_t.dtype != C.dtype:
         raise ValueError(f"{names[0]}, {names[1]} and C must share a dtype, got {x_s.dtype}, {x_t.dtype}, {C.dtype}")
-    if C.requires_grad:
-        raise ValueError("C requires grad, but the OT loss treats the cost matrix as a constant: pass C.detach()")
 
 
 def _histograms(h_s, h_t, C, lam):
@@ -121,6 +129,12 @@ def _gradients(scalings, a, b, lam, logits, weight):
     return (alpha, beta) if weight == 1.0 else (alpha * weight, beta * weight)
 
 
+def _plans(scalings, C, lam, weight):
+    r"""Each row's plan :math:`\gamma_0` times ``weight`` [B, L_s, L_t]: the gradient of its regularised optimum in ``C``."""
+    plans = transport_plan(scalings.as_tensors(), C, lam)
+    return plans if weight == 1.0 else plans * weight
+
+
 #: the reductions of the OT loss over the batch
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -152,7 +166,7 @@ class _OTLossFunction(torch.autograd.Function):
             a, b, lam = _softmax(x_s.to(work), "z_s"), _softmax(x_t.to(work), "z_t"), check_lam(lam)
         else:
             a, b, lam = _histograms(x_s, x_t, C, lam)  # checked in their own dtype, renormalised in ``work``
-        C = C.to(work)
+        C = C.detach().to(work)
         scalings = _sinkhorn(a, b, C, lam, **options)
         if scalings.marginal_error > GROSS_ERROR:
             raise FloatingPointError(
@@ -165,6 +179,7 @@ class _OTLossFunction(torch.autograd.Function):
             weight = 1.0 / len(losses) if len(losses) else math.nan  # an empty mean is NaN, as in torch
         # host views, not inputs or outputs: kept on ctx rather than by save_for_backward
         ctx.gradients = _gradients(scalings, a, b, lam, logits, weight)
+        ctx.plans = _plans(scalings, C, lam, weight) if ctx.needs_input_grad[2] else None
         ctx.per_sample = reduction == "none"
         ctx.dtype = x_s.dtype
         return to_tensor(losses if ctx.per_sample else ops(losses).sum(losses) * weight).to(x_s.dtype)
@@ -174,8 +189,11 @@ class _OTLossFunction(torch.autograd.Function):
     def backward(ctx, grad_loss):
         alpha, beta = (to_tensor(g) for g in ctx.gradients)
         g = grad_loss.to(alpha.dtype)
+        grad_C = None
+        if ctx.plans is not None:  # sum_b g_b w gamma_b (w folded into the plans); a reduced loss has one g for every row
+            grad_C = (torch.tensordot(g, ctx.plans, dims=1) if ctx.per_sample else g * ctx.plans.sum(0)).to(ctx.dtype)
         g = g.unsqueeze(1) if ctx.per_sample else g
-        return (g * alpha).to(ctx.dtype), (g * beta).to(ctx.dtype), None, None, None, None, None
+        return (g * alpha).to(ctx.dtype), (g * beta).to(ctx.dtype), grad_C, None, None, None, None
 
 
 def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
@@ -189,7 +207,8 @@ def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, ch
     h_t : Tensor [B, L_t]
         Target-head softmax outputs.
     C : Tensor [L_s, L_t]
-        Cost matrix, a constant (same dtype and device as ``h_s``).
+        Cost matrix (same dtype and device as ``h_s``); if it requires grad it gets
+        the envelope gradient, the plans (see the module docstring).
     lam : float
         :math:`\lambda > 0` of Algorithm 1.
     reduction : {"none", "mean", "sum"}
@@ -248,14 +267,20 @@ class OTLoss(nn.Module):
 
     ``OTLoss(C, lam)(h_s, h_t)`` with ``reduction`` "mean" (Eq. 3), "sum" or
     "none"; with ``logits=True`` it takes the heads' logits instead
-    (:func:`ot_loss_with_logits`).  ``C`` is stored as a buffer, so
-    ``.to(device)`` moves it.  Other keywords go to :func:`ot_loss`.
+    (:func:`ot_loss_with_logits`).  A constant ``C`` is copied into a
+    buffer; an ``nn.Parameter`` is kept as this module's parameter (the same
+    object, so an optimiser holding it updates the cost), and gets the
+    envelope gradient.  Either way ``.to(device)`` moves it.  Other keywords
+    go to :func:`ot_loss`.
     """
 
     def __init__(self, C, lam, reduction="mean", logits=False, **options):
         super().__init__()
         self.reduction = _reduction(reduction)
-        self.register_buffer("C", torch.as_tensor(C).detach().clone())
+        if isinstance(C, nn.Parameter):
+            self.C = C
+        else:
+            self.register_buffer("C", torch.as_tensor(C).detach().clone())
         self.lam = check_lam(lam)
         self.logits = bool(logits)
         self.options = options
@@ -265,7 +290,7 @@ class OTLoss(nn.Module):
         """The :class:`GibbsKernel` of ``C`` in ``dtype``, rebuilt when ``C`` is replaced, moved or changed in place."""
         key = (self.C.data_ptr(), self.C._version, self.C.device, dtype)
         if key != self._kernel_key:
-            self._kernel, self._kernel_key = GibbsKernel.of(self.C.to(dtype), self.lam), key
+            self._kernel, self._kernel_key = GibbsKernel.of(self.C.detach().to(dtype), self.lam), key
         return self._kernel
 
     def forward(self, x_s, x_t):

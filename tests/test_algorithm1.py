@@ -7,19 +7,13 @@ import ot
 import pytest
 import torch
 
-from reference.algorithm1 import ot_loss, ot_loss_grad
+from reference.algorithm1 import ot_loss, ot_loss_grad, ot_loss_grad_C, regularised_optimum
 from tests.conftest import random_histograms
 
 
 def problem(rng, L_s=7, L_t=5):
     h_s, h_t = random_histograms(rng, 1, L_s)[0], random_histograms(rng, 1, L_t)[0]
     return h_s, h_t, rng.random((L_s, L_t))
-
-
-def regularised_objective(h_s, h_t, C, lam):
-    """W_lam = <gamma_0, C> + 1/lam sum gamma_0 log gamma_0, the value whose gradient Eq. 11 is."""
-    plan = ot_loss(h_s, h_t, C, lam, tol=1e-14).plan
-    return np.sum(plan * C) + np.sum(plan * np.log(plan)) / lam
 
 
 def test_loss_and_plan_match_pot_sinkhorn(rng):
@@ -64,14 +58,14 @@ def directional_fd(f, x, d, eps=1e-6):
 
 
 @pytest.mark.parametrize("lam", [1.0, 10.0, 50.0])
-def test_eq11_is_the_gradient_of_the_regularised_objective(rng, lam):
+def test_eq11_is_the_gradient_of_the_regularised_optimum(rng, lam):
     h_s, h_t, C = problem(rng)
     r = ot_loss(h_s, h_t, C, lam, tol=1e-14)
     alpha, beta = ot_loss_grad(r.u, r.v, lam)
     for _ in range(3):
         d_s, d_t = simplex_direction(rng, len(h_s)), simplex_direction(rng, len(h_t))
-        fd_s = directional_fd(lambda x: regularised_objective(x, h_t, C, lam), h_s, d_s)
-        fd_t = directional_fd(lambda x: regularised_objective(h_s, x, C, lam), h_t, d_t)
+        fd_s = directional_fd(lambda x: regularised_optimum(x, h_t, C, lam), h_s, d_s)
+        fd_t = directional_fd(lambda x: regularised_optimum(h_s, x, C, lam), h_t, d_t)
         # central differences: O(eps^2 lam^2) truncation, O(1e-14 / eps) round-off
         np.testing.assert_allclose(alpha @ d_s, fd_s, rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(beta @ d_t, fd_t, rtol=1e-5, atol=1e-8)
@@ -126,3 +120,25 @@ def test_non_convergence_warns_with_final_error(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ot_loss(h_s, h_t, C, 50.0)  # converges: no warning
+
+
+def test_the_gradient_in_C_equals_pot_envelope_gradient_for_M(rng):
+    h_s, h_t, C = problem(rng)
+    for lam in (1.0, 10.0, 50.0):
+        r = ot_loss(h_s, h_t, C, lam, tol=1e-14)
+        M = torch.tensor(C, requires_grad=True)
+        res = ot.solve(M, torch.tensor(h_s), torch.tensor(h_t), reg=1 / lam, reg_type="entropy", grad="envelope", tol=1e-14,
+                       max_iter=100_000)
+        res.value.backward()
+        np.testing.assert_allclose(ot_loss_grad_C(r.u, r.v, C, lam), M.grad.numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("lam", [1.0, 10.0, 50.0])
+def test_the_gradient_in_C_is_the_gradient_of_the_regularised_optimum(rng, lam):
+    h_s, h_t, C = problem(rng)
+    r = ot_loss(h_s, h_t, C, lam, tol=1e-14)
+    grad = ot_loss_grad_C(r.u, r.v, C, lam)
+    for _ in range(3):  # any direction: C is unconstrained
+        D = rng.standard_normal(C.shape)
+        fd = directional_fd(lambda X: regularised_optimum(h_s, h_t, X, lam, tol=1e-14), C, D)
+        np.testing.assert_allclose(np.sum(grad * D), fd, rtol=1e-5, atol=1e-8)  # central differences, as for Eq. 11

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from jtln.ot import ot_loss, solve
 from jtln.sinkhorn import transport_plan
 from reference.algorithm1 import ot_loss as reference_loss
-from tests.test_algorithm1 import directional_fd, regularised_objective
+from reference.algorithm1 import regularised_optimum
+from tests.test_algorithm1 import directional_fd
 
 #: the same examples on every run (derandomised, no database of past failures)
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -60,7 +61,7 @@ def test_the_loss_is_finite_equals_the_reference_and_its_plan_has_the_marginals(
 
 @SETTINGS
 @given(problems(), st.integers(0, 2**32 - 1))
-def test_the_gradient_is_that_of_the_regularised_objective(problem, seed):
+def test_the_gradient_is_that_of_the_regularised_optimum(problem, seed):
     h_s, h_t, C, lam, _ = problem
     h_s, h_t = h_s[:1], h_t[:1]
     if (h_s == 0).any() or (h_t == 0).any():  # on the simplex's boundary only one-sided differences exist
@@ -68,8 +69,8 @@ def test_the_gradient_is_that_of_the_regularised_objective(problem, seed):
     rng = np.random.default_rng(seed)
     x_s, x_t = (torch.tensor(h, dtype=torch.float64, requires_grad=True) for h in (h_s, h_t))
     ot_loss(x_s, x_t, torch.tensor(C), lam).sum().backward()
-    for grad, h, f in ((x_s.grad[0].numpy(), h_s[0], lambda x: regularised_objective(x, h_t[0], C, lam)),
-                       (x_t.grad[0].numpy(), h_t[0], lambda x: regularised_objective(h_s[0], x, C, lam))):
+    for grad, h, f in ((x_s.grad[0].numpy(), h_s[0], lambda x: regularised_optimum(x, h_t[0], C, lam)),
+                       (x_t.grad[0].numpy(), h_t[0], lambda x: regularised_optimum(h_s[0], x, C, lam))):
         d = rng.standard_normal(len(h))
         d -= d.mean()  # a direction within the simplex
         d *= min(1.0, 0.5 * h.min() / max(np.abs(d).max(), 1e-300) / 1e-6)  # keep h +- 1e-6 d inside it
