@@ -240,6 +240,24 @@ def _median_squared_distance(feat_s, feat_t, max_samples=1000):
 
 #: the cost matrix of each kind (Sec. 3.4.1 and 3.4.2)
 COST_KINDS = {"mmd": mmd_cost_matrix, "ot": ot_cost_matrix}
+#: the cost matrices a sweep prepares per draw, by key: (kind, MK-MMD kernel weights)
+COST_KEYS = {"mmd": ("mmd", "uniform"), "mmd-optimal": ("mmd", "optimal"), "ot": ("ot", None)}
+
+
+def cost_key(kind, hp):
+    """The key (in :data:`COST_KEYS`) of the cost matrix of ``kind`` that ``hp`` asks for."""
+    if kind not in COST_KINDS:
+        raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
+    return "mmd-optimal" if kind == "mmd" and hp.mmd_kernel_weights == "optimal" else kind
+
+
+def prepared_cost_matrices(P_s, y_s, P_t, y_t, L_s, L_t, hp, keys=tuple(COST_KEYS)):
+    """The cost matrices of ``keys`` (in :data:`COST_KEYS`) from the same features, by key."""
+    from dataclasses import replace
+
+    return {key: class_cost_matrix(COST_KEYS[key][0], P_s, y_s, P_t, y_t, L_s, L_t,
+                                   replace(hp, mmd_kernel_weights=COST_KEYS[key][1]) if COST_KEYS[key][1] else hp)
+            for key in keys}
 
 
 def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp):

@@ -13,7 +13,7 @@ resolved values.
 
 from dataclasses import asdict, dataclass, fields, replace
 
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,21 @@ class HParams:
     batch_size_source: int = 64
     #: consecutive fine-tuning: epochs on the source before continuing on the target.
     source_epochs: int = 2
+    # --- beyond the paper (jtln.methods, block "beyond") ---
+    #: the cost kind the dynamic and learned-cost variants start from ("mmd": Sec. 3.4.1, "ot": Sec. 3.4.2).
+    cost_kind: str = "mmd"
+    #: jtln_dynamic: C is recomputed from the current network's features every this many target epochs.
+    #: 5 keeps the recomputation's share of a run small (the benchmark bounds it at 1.10x a joint step).
+    cost_every: int = 5
+    #: jtln_dynamic: the weight of the previous C in each update, C <- m C + (1 - m) C_new (0: no smoothing).
+    cost_momentum: float = 0.0
+    #: jtln_learned_cost: the learning rate of the cost matrix (0: C stays the initial cost, exactly fixed-cost JTLN).
+    lr_cost: float = 0.01
+    #: jtln_learned_cost: rho of the pull rho * ||C - C_0||^2 toward the initial cost.  Without it the OT loss alone
+    #: drives every entry that carries mass toward 0 (its gradient in C is the plan, which is >= 0): a collapse.
+    cost_pull: float = 1.0
+    #: co_tuning: lambda of You et al. (2020), the weight of the source head's cross-entropy against p(y_s | y_t).
+    lambda_co: float = 1.0
 
     def to_dict(self):
         return asdict(self)
@@ -81,6 +96,18 @@ SEARCH_SPACE = {
     "lam": FloatDistribution(2.0, 20.0, log=True),
     # consecutive: from one to five passes over the source before the target
     "source_epochs": IntDistribution(1, 5),
+    # Eq. 13's weights: the paper's reference [16] chooses them for test power; uniform is the plain reading
+    "mmd_kernel_weights": CategoricalDistribution(("uniform", "optimal")),
+    # beyond the paper: which cost to start from, how often to recompute it (in epochs) and how much to smooth it
+    "cost_kind": CategoricalDistribution(("mmd", "ot")),
+    "cost_every": IntDistribution(1, 10),
+    "cost_momentum": FloatDistribution(0.0, 0.9),
+    # the learned cost: from a barely moving C to one that moves by a tenth of its range within an epoch; the pull from weak
+    # to strong.  lr_cost * cost_pull <= 1 keeps the pull's gradient step stable (jtln.methods.JTLNLearnedCost)
+    "lr_cost": FloatDistribution(1e-3, 0.1, log=True),
+    "cost_pull": FloatDistribution(0.1, 10.0, log=True),
+    # Co-Tuning's lambda: from a tenth to ten times the target term
+    "lambda_co": FloatDistribution(0.1, 10.0, log=True),
 }
 
 
@@ -90,9 +117,11 @@ RANGES = {
     "cost_samples_per_class": (2, None, False), "lr_backbone": (0, None, False), "lr_fc": (0, None, False),
     "lr_head": (0, None, False), "momentum": (0, 1, False), "weight_decay": (0, None, False), "epochs": (1, None, False),
     "batch_size_target": (1, None, False), "batch_size_source": (1, None, False), "source_epochs": (1, None, False),
+    "cost_every": (1, None, False), "cost_momentum": (0, 1, False), "lr_cost": (0, None, False), "cost_pull": (0, None, False),
+    "lambda_co": (0, None, False),
 }
 CHOICES = {"cost_normalize": ("minmax", "max", "none"), "mmd_estimator": ("linear", "unbiased"),
-           "mmd_kernel_weights": ("uniform", "optimal")}
+           "mmd_kernel_weights": ("uniform", "optimal"), "cost_kind": ("mmd", "ot")}
 
 
 def check_overrides(overrides, where="hparams"):

@@ -1,15 +1,23 @@
-"""The five methods of Table 2, and the linear probe as a reference row, registered by name.
+r"""The five methods of Table 2, three beyond the paper, and the linear probe as a reference row, registered by name.
 
 Each method has DomainBed's small interface: ``phases(n_t, n_s)`` says what
 a training run consists of, ``loss(batch_t, batch_s)`` returns the objective
-of one step and its parts, ``predict(z)`` the target logits.
+of one step and its parts, ``predict(z)`` the target logits.  Hooks with
+defaults that do nothing: ``start(data)`` before the first step (the run's
+:class:`jtln.train.RunData`), ``after_epoch(epoch)`` after each target epoch,
+``param_groups()`` what the optimiser trains, ``summary()`` what the record
+keeps of the method itself.
+
+Table 2's blocks (:data:`BLOCKS`): the paper's five methods; "beyond the
+paper" (the dynamic and the learned cost of the paper's Sec. 5, and
+Co-Tuning, the closest later peer); references outside the paper.
 
 JTLN's objective is Eq. 4 with its first term read as the target
 cross-entropy of Eq. 2 (the paper prints the source term twice):
 
-.. math:: \\frac{1}{n_t}\\sum \\ell_{ce}(h_t(x^t), y^t)
-        + \\frac{\\lambda_s}{n_s}\\sum \\ell_{ce}(h_s(x^s), y^s)
-        + \\frac{\\lambda_{ot}}{n_t}\\sum \\ell_{ot}(h_s(x^t), h_t(x^t))
+.. math:: \frac{1}{n_t}\sum \ell_{ce}(h_t(x^t), y^t)
+        + \frac{\lambda_s}{n_s}\sum \ell_{ce}(h_s(x^s), y^s)
+        + \frac{\lambda_{ot}}{n_t}\sum \ell_{ot}(h_s(x^t), h_t(x^t))
 
 each sum estimated on a target batch and a source batch.
 """
@@ -19,28 +27,37 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from jtln.ot import OTLoss
+from jtln.costs import class_cost_matrix, cost_key
+from jtln.ot import OTLoss, ot_loss_with_logits
 
 METHODS = {}
+#: Table 2's blocks, in row order: the paper's methods, the methods beyond the paper, references outside the paper
+BLOCKS = ("paper", "beyond", "reference")
 #: what every fine-tuning method searches (lr_fc only where the backbone has fc6-fc7, see jtln.models)
 FINE_TUNING = ("lr_backbone", "lr_fc", "lr_head", "weight_decay", "epochs")
+#: what every JTLN variant searches besides fine-tuning: Eq. 4's weights and Algorithm 1's lambda
+JTLN_TERMS = ("lambda_s", "lambda_ot", "lam")
 
 
-def register(name, *, display, order, searches=(), cost=None, paper=True):
+def register(name, *, display, order, searches=(), cost=None, block="paper"):
     """Register a method class under ``name`` with what tables and the sweep need to know of it.
 
     ``display``: its name in the tables (the paper's, for the paper's methods);
-    ``order``: its row; ``searches``: the hyper-parameters of
-    :data:`jtln.hparams.SEARCH_SPACE` it is tuned on; ``cost``: the cost matrix
-    it needs ("mmd", "ot" or None); ``paper``: one of the paper's Table 2
-    methods, or a reference row outside the paper.
+    ``order``: its row within its block; ``searches``: the hyper-parameters of
+    :data:`jtln.hparams.SEARCH_SPACE` it is tuned on; ``cost``: the kind of
+    cost matrix it needs ("mmd", "ot", "searched" for ``hp.cost_kind``, or
+    None); ``block``: its block of Table 2 (:data:`BLOCKS`).
     """
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
 
     def decorator(cls):
         if name in METHODS:
             raise ValueError(f"method {name!r} registered twice")
-        cls.name, cls.display, cls.order, cls.searches, cls.cost, cls.paper = name, display, order, tuple(searches), cost, paper
+        cls.name, cls.display, cls.order, cls.searches, cls.cost = name, display, order, tuple(searches), cost
+        cls.block, cls.paper = block, block == "paper"
         METHODS[name] = cls
         return cls
 
@@ -48,8 +65,8 @@ def register(name, *, display, order, searches=(), cost=None, paper=True):
 
 
 def method_order(names):
-    """``names`` in the tables' row order: the paper's methods first, then the others."""
-    return sorted(names, key=lambda m: (not METHODS[m].paper, METHODS[m].order))
+    """``names`` in the tables' row order: block by block (:data:`BLOCKS`), by ``order`` within a block."""
+    return sorted(names, key=lambda m: (BLOCKS.index(METHODS[m].block), METHODS[m].order))
 
 
 def display_name(name):
@@ -67,10 +84,17 @@ class Phase:
 
 class Method:
     name = display = "method"
-    order, searches, cost, paper = 0, (), None, True
+    order, searches, cost, block, paper = 0, (), None, "paper", True
 
     def __init__(self, network, hp, C=None):
         self.network, self.hp = network, hp
+
+    @classmethod
+    def cost_key(cls, hp):
+        """The key of the prepared cost matrix this method starts from (:data:`jtln.costs.COST_KEYS`), or None."""
+        if cls.cost is None:
+            return None
+        return cost_key(hp.cost_kind if cls.cost == "searched" else cls.cost, hp)
 
     def phases(self, n_t, n_s):
         raise NotImplementedError
@@ -80,6 +104,20 @@ class Method:
 
     def predict(self, z):
         return self.network(z)[1]
+
+    def start(self, data):
+        """Called once before the first step with the run's :class:`jtln.train.RunData`."""
+
+    def after_epoch(self, epoch):
+        """Called after each target epoch (1-based), before it is validated."""
+
+    def param_groups(self):
+        """The optimiser's parameter groups: the network's layer groups with their learning rates."""
+        return self.network.param_groups(self.hp)
+
+    def summary(self):
+        """What a record keeps of the method itself (a learned cost, a relationship), as JSON-ready values."""
+        return {}
 
     def _epochs(self, n, batch_size, epochs):
         return epochs * math.ceil(n / batch_size)
@@ -155,17 +193,155 @@ class JTLNMethod(Joint):
         return self.ot_loss(logits_s_on_target, logits_t_on_target)
 
 
-@register("jtln_mmd", display="JTLN (fc7MKMMD)", order=3, cost="mmd", searches=FINE_TUNING + ("lambda_s", "lambda_ot", "lam"))
+@register("jtln_mmd", display="JTLN (fc7MKMMD)", order=3, cost="mmd",
+          searches=FINE_TUNING + JTLN_TERMS + ("mmd_kernel_weights",))
 class JTLNMMD(JTLNMethod):
-    """JTLN (fc7MKMMD): cost matrix by MK-MMD (Eq. 14) between pretrained penultimate features."""
+    """JTLN (fc7MKMMD): cost matrix by MK-MMD (Eq. 14) between pretrained penultimate features; Eq. 13's weights searched."""
 
 
-@register("jtln_ot", display="JTLN (fc7OT)", order=4, cost="ot", searches=FINE_TUNING + ("lambda_s", "lambda_ot", "lam"))
+@register("jtln_ot", display="JTLN (fc7OT)", order=4, cost="ot", searches=FINE_TUNING + JTLN_TERMS)
 class JTLNOT(JTLNMethod):
     """JTLN (fc7OT): cost matrix by entropic OT (Eq. 16) between the same features."""
 
 
-@register("linear_probe", display="Linear probe (outside the paper)", order=0, paper=False)
+@torch.no_grad()
+def _features(network, Z, batch_size=512):
+    """The network's current penultimate features of the cached prefix outputs ``Z``, in eval mode."""
+    was_training = network.training
+    network.eval()
+    device = next(network.parameters()).device
+    features = torch.cat([network.features(z.to(device)) for z in Z.split(batch_size)])
+    network.train(was_training)
+    return features
+
+
+@register("jtln_dynamic", display="JTLN, dynamic cost (beyond the paper)", order=0, cost="searched", block="beyond",
+          searches=FINE_TUNING + JTLN_TERMS + ("cost_kind", "cost_every", "cost_momentum"))
+class JTLNDynamic(JTLNMethod):
+    r"""JTLN whose cost matrix follows the network: the paper's Sec. 5 future work, read as recomputing C.
+
+    C starts as the fixed-cost JTLN's (Sec. 3.4 on pretrained features, of
+    kind ``hp.cost_kind``).  After every ``hp.cost_every`` target epochs it is
+    recomputed by the same Sec. 3.4 formula from the *current* network's
+    penultimate features of the run's source and target training images,
+    and smoothed: :math:`C \leftarrow m C + (1 - m) C_{new}` with
+    ``m = hp.cost_momentum``.  With ``cost_every`` beyond the run's epochs it
+    is fixed-cost JTLN exactly.
+    """
+
+    def start(self, data):
+        self.data, self.updates = data, 0
+
+    def after_epoch(self, epoch):
+        if epoch % self.hp.cost_every:
+            return
+        d, C = self.data, self.ot_loss.C
+        C_new = class_cost_matrix(self.hp.cost_kind, _features(self.network, d.Z["source"]), d.y["source"].to(C.device),
+                                  _features(self.network, d.Z["target_train"]), d.y["target_train"].to(C.device),
+                                  C.shape[0], C.shape[1], self.hp).to(C.dtype)
+        with torch.no_grad():  # in place: OTLoss rebuilds its kernel when C's version changes
+            C.mul_(self.hp.cost_momentum).add_(C_new, alpha=1.0 - self.hp.cost_momentum)
+        self.updates += 1
+
+    def summary(self):
+        return {"cost_updates": self.updates, "final_cost_matrix": self.ot_loss.C.tolist()}
+
+
+@register("jtln_learned_cost", display="JTLN, learned cost (beyond the paper)", order=1, cost="searched", block="beyond",
+          searches=FINE_TUNING + JTLN_TERMS + ("cost_kind", "lr_cost", "cost_pull"))
+class JTLNLearnedCost(JTLNMethod):
+    r"""JTLN with C a parameter learned end to end: the paper's Sec. 5 future work, read as gradient descent on C.
+
+    :math:`C = \max(C_0 + \Delta, 0)` with :math:`C_0` the Sec. 3.4 cost of
+    kind ``hp.cost_kind`` and :math:`\Delta` (initially 0) trained with its own
+    learning rate ``hp.lr_cost`` on Eq. 4 plus the pull
+    :math:`\rho\lVert C - C_0\rVert_F^2` (``rho = hp.cost_pull``).  The OT
+    loss's gradient in C is the plan (:mod:`jtln.ot`), which is >= 0, so
+    without the pull every entry carrying mass would only fall: a collapse of
+    C toward 0 that makes the OT term vanish.  Costs stay >= 0.  With
+    ``lr_cost = 0``, C never moves and this is fixed-cost JTLN exactly.
+    """
+
+    def __init__(self, network, hp, C=None):
+        # SGD with momentum m on the pull rho ||Delta||^2 (curvature 2 rho) is stable only for lr * 2 rho < 2 (1 + m)
+        if hp.lr_cost * 2 * hp.cost_pull >= 2 * (1 + hp.momentum):
+            raise ValueError(f"lr_cost * cost_pull = {hp.lr_cost * hp.cost_pull:g} makes the pull toward the initial cost diverge "
+                             f"(SGD with momentum {hp.momentum:g} needs it below {1 + hp.momentum:g}): lower lr_cost or cost_pull")
+        super().__init__(network, hp, C)
+        self.C0 = self.ot_loss.C
+        self.delta = nn.Parameter(torch.zeros_like(self.C0))
+
+    @property
+    def C(self):
+        return (self.C0 + self.delta).clamp_min(0.0)
+
+    def extra(self, logits_s_on_target, logits_t_on_target):
+        if self.hp.lambda_ot == 0:
+            return None
+        return ot_loss_with_logits(logits_s_on_target, logits_t_on_target, self.C.to(logits_t_on_target.dtype), self.hp.lam,
+                                   reduction="mean")
+
+    def loss(self, batch_t, batch_s):
+        total, parts = super().loss(batch_t, batch_s)
+        pull = self.hp.cost_pull * (self.C - self.C0).square().sum()
+        parts["pull"] = pull.item()
+        return total + pull, parts
+
+    def param_groups(self):
+        return super().param_groups() + [{"params": [self.delta], "lr": self.hp.lr_cost, "weight_decay": 0.0, "name": "lr_cost"}]
+
+    def summary(self):
+        return {"learned_cost_matrix": self.C.detach().cpu().tolist()}
+
+
+@register("co_tuning", display="Co-Tuning (You et al. 2020; beyond the paper)", order=2, block="beyond",
+          searches=FINE_TUNING + ("lambda_co",))
+class CoTuning(Method):
+    r"""Co-Tuning (You, Kou, Jiang, Wang & Long, NeurIPS 2020), on target images only.
+
+    Before fine-tuning, the category relationship :math:`p(y_s \mid y_t)` is
+    estimated from the source head's calibrated predictions on the target
+    training images (:mod:`jtln.relationship`, their direct approach, Eq. 4;
+    the temperature fitted on the run's source images, the source head's own
+    training images, since this setting has no held-out source split).  Then
+    both heads are fine-tuned on target batches with their Eq. 5:
+
+    .. math:: \frac1{n_t}\sum \ell_{ce}(h_t(x^t), y^t)
+              + \lambda\,\frac1{n_t}\sum \ell_{ce}(h_s(x^t), p(y_s \mid y^t))
+
+    the second term the cross-entropy of the source head against the soft
+    labels of the relationship (``lambda = hp.lambda_co``).
+    """
+
+    def phases(self, n_t, n_s):
+        return [Phase(self._epochs(n_t, self.hp.batch_size_target, self.hp.epochs), target=True, source=False)]
+
+    def start(self, data):
+        from jtln.relationship import calibrate_temperature, relationship
+
+        device = next(self.network.parameters()).device
+        with torch.no_grad():
+            was_training = self.network.training
+            self.network.eval()
+            logits_source = torch.cat([self.network(z.to(device))[0] for z in data.Z["source"].split(512)])
+            logits_target = torch.cat([self.network(z.to(device))[0] for z in data.Z["target_train"].split(512)])
+            self.network.train(was_training)
+        self.temperature = calibrate_temperature(logits_source, data.y["source"])
+        probabilities = (logits_target.double() / self.temperature).softmax(1)
+        self.R = relationship(probabilities, data.y["target_train"].to(device), int(data.y["target_train"].max()) + 1)
+        self.R = self.R.to(logits_target.dtype)
+
+    def loss(self, batch_t, batch_s):
+        logits_s, logits_t = self.network(batch_t[0])
+        ce_t = F.cross_entropy(logits_t, batch_t[1])
+        ce_co = F.cross_entropy(logits_s, self.R[batch_t[1]])  # soft labels: a row of p(y_s | y_t) per image
+        return ce_t + self.hp.lambda_co * ce_co, {"ce_t": ce_t.item(), "ce_co": ce_co.item()}
+
+    def summary(self):
+        return {"relationship": self.R.cpu().tolist(), "temperature": self.temperature}
+
+
+@register("linear_probe", display="Linear probe (outside the paper)", order=0, block="reference")
 class LinearProbe(Method):
     """Logistic regression on the frozen pretrained penultimate features: what a user gets without fine-tuning.
 

@@ -109,7 +109,9 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     log: ``steps`` (one dict of loss parts per step), ``val_curve`` and
     ``val_loss_curve`` (validation accuracy and cross-entropy after each
     target epoch), ``best_epoch`` (1-based, the lowest cross-entropy; 0 for a
-    method that trains nothing), ``val_loss`` and ``val_accuracy`` (at it).
+    method that trains nothing), ``val_loss`` and ``val_accuracy`` (at it),
+    and ``method``: the method's own summary (a learned cost, a relationship)
+    at that epoch.
     """
     from tqdm.auto import tqdm
 
@@ -122,18 +124,19 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     n_t = len(data.y["target_train"])
     epoch_steps = math.ceil(n_t / hp.batch_size_target)
     phases = method.phases(n_t, len(data.y["source"]))
+    method.start(data)
 
     def val():
         return validation(network, data.Z["target_val"], data.y["target_val"], device)
 
     steps, curve, loss_curve = [], [], []
-    best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None}
+    best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
     if not phases:
         best["accuracy"], best["loss"] = val()
     bar = tqdm(total=sum(p.steps for p in phases), desc=f"{method_name} seed {seed}", disable=not progress, leave=False)
     network.train()
     for phase in phases:
-        optimizer = torch.optim.SGD(network.param_groups(hp), momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.SGD(method.param_groups(), momentum=hp.momentum, weight_decay=hp.weight_decay)
         for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
@@ -146,12 +149,13 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
             steps.append(parts)
             bar.update()
             if phase.target and (step % epoch_steps == 0 or step == phase.steps):
+                method.after_epoch(len(curve) + 1)
                 accuracy, cross_entropy = val()
                 curve.append(accuracy)
                 loss_curve.append(cross_entropy)
                 if cross_entropy < best["loss"]:
                     best = {"epoch": len(curve), "accuracy": accuracy, "loss": cross_entropy,
-                            "state": copy.deepcopy(network.state_dict())}
+                            "state": copy.deepcopy(network.state_dict()), "summary": method.summary()}
     bar.close()
     if best["state"] is not None:
         network.load_state_dict(best["state"])
@@ -159,7 +163,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     if not math.isfinite(best["loss"]):
         raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({loss_curve})")
     return method, {"steps": steps, "val_curve": curve, "val_loss_curve": loss_curve, "best_epoch": best["epoch"],
-                    "val_accuracy": best["accuracy"], "val_loss": best["loss"]}
+                    "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"]}
 
 
 @torch.no_grad()
@@ -187,10 +191,12 @@ def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=
     trained = time.perf_counter()
     record = {"val_accuracy": log["val_accuracy"], "val_loss": log["val_loss"], "best_epoch": log["best_epoch"],
               "val_curve": log["val_curve"], "val_loss_curve": log["val_loss_curve"],
-              "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {},
+              "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {}, **log["method"],
               "versions": library_versions(), "device": str(device)}
     if test:
-        record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C, lam=hp.lam))
+        final = log["method"].get("learned_cost_matrix", log["method"].get("final_cost_matrix"))  # a cost that moved
+        C_plan = C if final is None else torch.tensor(final, dtype=C.dtype)
+        record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C_plan, lam=hp.lam))
         record["cost_matrix"] = None if C is None else C.tolist()
     record["timings"] = {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained}
     return record

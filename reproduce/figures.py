@@ -105,18 +105,30 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     return paths
 
 
+#: what a record holds of the cost a method ends with, beside the initial ``cost_matrix``
+FINAL_COSTS = {"jtln_learned_cost": "learned_cost_matrix", "jtln_dynamic": "final_cost_matrix"}
+
+
 def cost_and_plan_figures(records, datasets, out):
-    """Per dataset: the two cost matrices, and the mean transport plan on target test images (averaged over seeds)."""
+    """Per dataset: the cost matrices (the learned and dynamic costs of seed 0 beside their initial ones), and the mean plans."""
     paths = []
     for d in datasets:
-        runs = {m: [r for r in records if r["dataset"] == d and r["method"] == m] for m in ("jtln_mmd", "jtln_ot")}
+        runs = {m: sorted((r for r in records if r["dataset"] == d and r["method"] == m), key=lambda r: r["seed"])
+                for m in ("jtln_mmd", "jtln_ot", *FINAL_COSTS)}
         present = [m for m in runs if runs[m]]
         if not present:
             continue
         first = runs[present[0]][0]
         rows, cols = first["source_classes"], first["target_classes"]
-        paths += _heatmaps([runs[m][0]["cost_matrix"] for m in present], [f"C for {display_name(m)}" for m in present],
-                           rows, cols, f"{d}: cost matrices (min-max scaled)", out, f"costs_{d}")
+        matrices, titles = [], []
+        for m in present:
+            matrices.append(runs[m][0]["cost_matrix"])
+            titles.append(f"C for {display_name(m)}" + (" (initial)" if m in FINAL_COSTS else ""))
+            if m in FINAL_COSTS:
+                matrices.append(runs[m][0][FINAL_COSTS[m]])
+                titles.append(f"{'learned' if m == 'jtln_learned_cost' else 'final'} C, seed {runs[m][0]['seed']}")
+        paths += _heatmaps(matrices, titles, rows, cols, f"{d}: cost matrices (min-max scaled; learned and dynamic: at the kept "
+                           "epoch)", out, f"costs_{d}")
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
         paths += _heatmaps(plans, [display_name(m) for m in present], rows, cols,
                            f"{d}: mean transport plan between the heads on target test images", out, f"plans_{d}")

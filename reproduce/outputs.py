@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from jtln.atomic import write_atomic
+from jtln.methods import display_name
 
 
 def out_dir(out, profile):
@@ -39,9 +40,9 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     """Table 2, the selected hyper-parameters, statistics, claims, figures and the report from the collected records."""
     from reproduce.figures import accuracy_figure, cost_and_plan_figures, learning_curve_figure
     from reproduce.report import build_notebook, environment, execute_and_render
-    from reproduce.stats import PAPER_TABLE2, claims, compare_all, paper_methods
+    from reproduce.stats import BEYOND_RIVALS, PAPER_TABLE2, claims, compare_all, compare_beyond, paper_methods
     from reproduce.sweep import searched
-    from reproduce.tables import claims_latex, hparams_latex, stats_latex, table2_latex, table2_rows
+    from reproduce.tables import beyond_latex, claims_latex, hparams_latex, stats_latex, table2_latex, table2_rows
 
     if not collected.seeds:
         raise FileNotFoundError(f"no finished seed runs for profile {profile.name}: run `python -m reproduce sweep --profile "
@@ -63,13 +64,14 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
     caption = (("Target test accuracy, one seed" if one_seed else
                 f"Target test accuracy, mean $\\pm$ std (ddof=1) over {n_seeds} seeds") + f" ({profile.description}); {protocol}; in bold "
                "among the paper's methods: the best mean and every method not significantly worse (paired t-test, Holm), none if "
-               "no method stands out; below the rule, a reference outside the paper"
+               "no method stands out; below the rules, methods beyond the paper (same search, selection and seeds) and a "
+               "reference outside the paper"
                + ("; columns marked (paper) are the values published in the paper's Table 2" if paper else "") + incomplete)
     write_atomic(out / "table2.tex", table2_latex(records, groups, caption, paper))
     methods = {m for _, m, _ in collected.selection}
     write_atomic(out / "hparams.tex", hparams_latex(collected.selection, {m: searched(m, profile, lr_keys) for m in methods},
-                                                    "Selected hyper-parameters: the search trial with the best validation "
-                                                    f"accuracy (mean over {profile.search.draws} search draws) per dataset, "
+                                                    "Selected hyper-parameters: the search trial with the lowest validation "
+                                                    f"cross-entropy (mean over {profile.search.draws} search draws) per dataset, "
                                                     "method and level (trial 0: the defaults)" + incomplete))
     results = compare_all(paper_methods(records))
     verdicts = claims(paper_methods(records), groups)
@@ -87,12 +89,20 @@ def write_tables(profile, collected, out, report=True, lr_keys=()):
                                                             "paper's effect ruled out: a one-sided paired t-test rejects a "
                                                             "difference as large as the paper's (statsmodels ttest\\_mean); "
                                                             "Power: of our seeds against the paper's difference" + incomplete))
+    beyond = compare_beyond(records)
+    if beyond:
+        rivals = ", ".join(display_name(m) for m in BEYOND_RIVALS)
+        write_atomic(out / "beyond.tex", beyond_latex(beyond, "Beyond the paper: each new method against " + rivals + ", paired "
+                                                      "over seeds; mean accuracy difference A$-$B with 95\\% CI, paired t-test "
+                                                      "$p_t$, Holm-corrected within each dataset ($\\alpha=0.05$). Supported / "
+                                                      "contradicted: significant in / against the direction A beats B" + incomplete))
     selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_loss": r["val_loss"],
                   "val_losses": r["val_losses"], "val_accuracy": r["val_accuracy"], "val_accuracies": r["val_accuracies"],
                   "hparams": {k: r["hparams"][k] for k in searched(m, profile, lr_keys)}}
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     write_atomic(out / "stats.json", json.dumps({"table2": table2_rows(records, groups, paper), "comparisons": results,
-                                                 "claims": verdicts, "selection": selection, "environment": environment(records)},
+                                                 "claims": verdicts, "beyond": beyond, "selection": selection,
+                                                 "environment": environment(records)},
                                                 indent=1, default=str) + "\n")
     accuracy_figure(records, groups, out)
     learning_curve_figure(collected.seeds, groups, out)

@@ -274,3 +274,24 @@ def not_worse_than_best(records, dataset, candidates):
 
 def paper_methods(records):
     return [r for r in records if METHODS[r["method"]].paper]
+
+
+#: what each method beyond the paper is compared with: the paper's two JTLN variants and joint fine-tuning
+BEYOND_RIVALS = ("jtln_mmd", "jtln_ot", "joint")
+
+
+def compare_beyond(records):
+    """Each method beyond the paper against each of :data:`BEYOND_RIVALS`, per dataset, as the claim "A beats B".
+
+    One family per dataset, Holm-corrected; a verdict each (:func:`verdict`
+    without a paper margin: *supported*, *contradicted* or *inconclusive*).
+    """
+    results = []
+    for dataset, methods in by_cell(records).items():
+        pairs = [(a, b) for a in method_order(methods) if METHODS[a].block == "beyond" for b in BEYOND_RIVALS if b in methods]
+        rows = [compare(methods, a, b, dataset) for a, b in pairs]
+        for row, adjusted in zip(rows, holm([r["p_t"] for r in rows])):
+            row["p_holm"] = adjusted
+            row["verdict"] = verdict(row["mean_diff"], adjusted, None)
+        results += rows
+    return results

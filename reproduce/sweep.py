@@ -144,7 +144,7 @@ class Workspace:
 def prepare(profile, dataset, runs, data_root=None, download=False):
     """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
     from jtln.cache import cached_features
-    from jtln.costs import COST_KINDS, class_cost_matrix
+    from jtln.costs import prepared_cost_matrices
     from jtln.data import draw, load_itl, restrict
     from jtln.probe import fit_probe, fit_with
 
@@ -159,7 +159,9 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     backbone = make_backbone(profile)
     cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
     cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
-    settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class)
+    keys = cost_keys(profile)
+    settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
+                *keys)
     path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
     stored = _load_prepared(path)
     device = profile.run.device
@@ -169,9 +171,10 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
             P_t, y_t = cached.P["target_train"][list(d.target_train)], cached.y["target_train"][list(d.target_train)]
             P_v, y_v = cached.P["target_train"][list(d.target_val)], cached.y["target_train"][list(d.target_val)]
             P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
-            for kind in COST_KINDS:  # on the profile's device, kept on the CPU
-                C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P_t.to(device), y_t.to(device), itl.L_s, itl.L_t, hp)
-                stored["costs"][(level, seed, kind)] = C.cpu()
+            matrices = prepared_cost_matrices(P_s.to(device), y_s.to(device), P_t.to(device), y_t.to(device), itl.L_s, itl.L_t, hp,
+                                              keys)
+            for key, C in matrices.items():  # computed on the profile's device, kept on the CPU
+                stored["costs"][(level, seed, key)] = C.cpu()
             probe_t = fit_probe(P_t, y_t, P_v, y_v, itl.L_t)
             stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
         with atomic_path(path) as tmp:
@@ -189,6 +192,22 @@ def _load_prepared(path):
 
 
 # ---------------------------------------------------------------------------------------------- planning
+
+
+def cost_keys(profile):
+    """The prepared cost matrices (:data:`jtln.costs.COST_KEYS`) that the profile's methods can ask for, in a fixed order."""
+    from jtln.hparams import CHOICES
+
+    keys = set()
+    for m in profile.run.methods:
+        names = set(searched(m, profile, ()))
+        for kind in CHOICES["cost_kind"] if "cost_kind" in names else (None,):
+            for weights in CHOICES["mmd_kernel_weights"] if "mmd_kernel_weights" in names else (None,):
+                chosen = {k: v for k, v in (("cost_kind", kind), ("mmd_kernel_weights", weights)) if v is not None}
+                key = METHODS[m].cost_key(resolve({**profile.hparams, **chosen}))
+                if key is not None:
+                    keys.add(key)
+    return sorted(keys)
 
 
 def searched(method, profile, lr_keys):
@@ -315,8 +334,8 @@ def _train_and_save(job):
     prep = _WORKSPACE.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
     draw = prep.draws[(job.level, job.draw_seed)]
     tested = job.role == SEED
-    cost = METHODS[job.method].cost
     hp = job.hp
+    cost = METHODS[job.method].cost_key(hp)
     result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, with_test=tested), hp,
                  job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
                  probes=prep.probes[(job.level, job.draw_seed)], device=job.profile.run.device, test=tested)

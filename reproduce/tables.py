@@ -34,12 +34,13 @@ def table2_rows(records, datasets, paper_values=None):
             mean, std, n = s.get(d, {}).get(m, (None, None, 0))
             paper = (paper_values or {}).get(d, {}).get(m)
             cells[d] = {"mean": mean, "std": std, "n": n, "bold": m in bold[d], "paper": paper}
-        rows.append({"method": m, "name": display_name(m), "paper_method": METHODS[m].paper, "cells": cells})
+        rows.append({"method": m, "name": display_name(m), "paper_method": METHODS[m].paper, "block": METHODS[m].block,
+                     "cells": cells})
     return rows
 
 
 def table2_latex(records, datasets, caption, paper_values=None):
-    """Rows: the paper's methods with the paper's names, then (below a rule) the reference rows outside the paper.
+    """Rows block by block: the paper's methods with the paper's names; below a rule, "Beyond the paper"; below another, the references.
 
     Columns: ITL datasets (and the paper's published values beside them, where
     given); cells mean ± std over seeds, bold as :func:`table2_rows` says.
@@ -54,8 +55,10 @@ def table2_latex(records, datasets, caption, paper_values=None):
              "Methods & " + " & ".join(columns) + r" \\", r"\midrule"]
     rows = table2_rows(records, datasets, paper_values)
     for i, row in enumerate(rows):
-        if i and rows[i - 1]["paper_method"] and not row["paper_method"]:
+        if i and rows[i - 1]["block"] != row["block"]:
             lines.append(r"\midrule")
+        if row["block"] == "beyond" and (i == 0 or rows[i - 1]["block"] != "beyond"):
+            lines.append(rf"\multicolumn{{{len(columns) + 1}}}{{l}}{{\textit{{Beyond the paper}}}} \\")
         cells = []
         for d in datasets:
             cell = row["cells"][d]
@@ -122,6 +125,18 @@ def stats_latex(results, caption):
         lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_num(r['mean_diff'], '+.4f')} & "
                      f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {_p(r['p_wilcoxon'])} & {improvement} & "
                      f"{_num(r['detectable'], '.4f')} & {significant}/{len(r['mcnemar'])} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
+    return "\n".join(lines)
+
+
+def beyond_latex(results, caption):
+    """Each method beyond the paper against the paper's JTLN and joint fine-tuning: difference, interval, Holm p, verdict."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrl}", r"\toprule",
+             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_{\mathrm{Holm}}$ & Verdict on ``A beats B'' \\",
+             r"\midrule"]
+    for r in results:
+        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_num(r['mean_diff'], '+.4f')} & "
+                     f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {r['verdict']} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

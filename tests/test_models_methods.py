@@ -40,10 +40,15 @@ def tiny():
     return itl, backbone, factory, cached, costs, data, probes
 
 
-def test_registry_holds_the_five_methods_of_table2_and_the_probe_outside_it():
+def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe_outside_it():
     assert [m for m in method_order(METHODS) if METHODS[m].paper] == ["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot"]
-    assert [m for m in METHODS if not METHODS[m].paper] == ["linear_probe"]
+    assert method_order(METHODS)[5:] == ["jtln_dynamic", "jtln_learned_cost", "co_tuning", "linear_probe"]
+    assert [METHODS[m].block for m in method_order(METHODS)[5:]] == ["beyond"] * 3 + ["reference"]
     assert METHODS["jtln_mmd"].cost == "mmd" and METHODS["jtln_ot"].cost == "ot" and METHODS["joint"].cost is None
+    optimal = resolve({"mmd_kernel_weights": "optimal", "cost_kind": "ot"})
+    assert METHODS["jtln_mmd"].cost_key(HP) == "mmd" and METHODS["jtln_mmd"].cost_key(optimal) == "mmd-optimal"
+    assert METHODS["jtln_dynamic"].cost_key(HP) == "mmd" and METHODS["jtln_dynamic"].cost_key(optimal) == "ot"
+    assert METHODS["co_tuning"].cost_key(optimal) is None
     assert METHODS["jtln_ot"].display == "JTLN (fc7OT)" and METHODS["linear_probe"].searches == ()
     for name, cls in METHODS.items():
         assert set(cls.searches) <= set(__import__("jtln.hparams").hparams.SEARCH_SPACE), name
@@ -52,7 +57,7 @@ def test_registry_holds_the_five_methods_of_table2_and_the_probe_outside_it():
 @pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].paper))
 def test_every_method_trains_what_it_should(tiny, name):
     itl, backbone, factory, cached, costs, data, probes = tiny
-    C = costs.get(METHODS[name].cost)
+    C = costs.get(METHODS[name].cost_key(HP))
     before = JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes)
     method, log = train(name, factory, data, HP, seed=0, L_s=itl.L_s, L_t=itl.L_t, C=C, probes=probes)
     after = method.network
@@ -78,7 +83,7 @@ def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
     joint, _ = train("joint", factory, data, HP, 3, itl.L_s, itl.L_t, probes=probes)
     for name in ("jtln_mmd", "jtln_ot"):
         jtln, _ = train(name, factory, data, resolve({**HP.to_dict(), "lambda_ot": 0.0}), 3, itl.L_s, itl.L_t,
-                        C=costs[METHODS[name].cost], probes=probes)
+                        C=costs[METHODS[name].cost_key(HP)], probes=probes)
         for k, v in joint.network.state_dict().items():
             assert torch.equal(v, jtln.network.state_dict()[k]), k
 

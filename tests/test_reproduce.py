@@ -43,18 +43,29 @@ def test_smoke_profile_end_to_end(smoke):
         assert (out / name).is_file(), name
     collected = records_of(smoke / "runs")
     assert collected.missing == []
-    assert len(collected.trials) == 2 * 5 * 2 * 2 * 2  # datasets x searched methods x levels x trials x search draws
-    assert len(collected.seeds) == 2 * 6 * 2 * 3  # datasets x methods x levels x seeds
+    assert len(collected.trials) == 2 * 8 * 2 * 2 * 2  # datasets x searched methods x levels x trials x search draws
+    assert len(collected.seeds) == 2 * 9 * 2 * 3  # datasets x methods x levels x seeds
     table2 = table2_tex = (out / "table2.tex").read_text()
     for name in ("Finetuning on target", "Consecutive finetuning on source+target", "Joint finetuning on source+target",
                  "JTLN (fc7MKMMD)", "JTLN (fc7OT)", "Linear probe (outside the paper)"):
         assert name in table2
-    assert table2.index("JTLN (fc7OT)") < table2.index(r"\midrule", table2.index("JTLN (fc7OT)")) < table2.index("Linear probe")
+    # blocks: the paper's five, a rule, "Beyond the paper" and its three, a rule, the probe
+    beyond = table2.index("Beyond the paper")
+    assert table2.index("JTLN (fc7OT)") < table2.index(r"\midrule", table2.index("JTLN (fc7OT)")) < beyond
+    assert beyond < table2.index("JTLN, dynamic cost") < table2.index("JTLN, learned cost") < table2.index("Co-Tuning")
+    assert table2.index("Co-Tuning") < table2.index(r"\midrule", table2.index("Co-Tuning")) < table2.index("Linear probe")
+    assert "Co-Tuning" not in (out / "stats.tex").read_text()  # the exploratory pairs are the paper's methods'
     assert "not significantly worse" in table2 and "(paper)" not in table2  # paper values only beside the paper profile
     assert "Trial" in (out / "hparams.tex").read_text()
     payload = json.loads((out / "stats.json").read_text())
     assert {c["verdict"] for c in payload["claims"]} <= {"supported", "contradicted", "paper's effect ruled out", "inconclusive"}
-    assert len(payload["selection"]) == 2 * 5 * 2
+    # each new method against JTLN (both costs) and joint fine-tuning, per dataset
+    assert sorted((c["dataset"], c["a"], c["b"]) for c in payload["beyond"]) == sorted(
+        (d, a, b) for d in ("Tops", "Footwear") for a in ("jtln_dynamic", "jtln_learned_cost", "co_tuning")
+        for b in ("jtln_mmd", "jtln_ot", "joint"))
+    assert {c["verdict"] for c in payload["beyond"]} <= {"supported", "contradicted", "inconclusive"}
+    assert (out / "beyond.tex").is_file() and "Beyond the paper" in (out / "report.html").read_text()
+    assert len(payload["selection"]) == 2 * 8 * 2  # datasets x searched methods x levels
     record = collected.seeds[0]
     for key in ("hparams", "seed", "level", "versions", "accuracy", "val_accuracy", "val_loss", "best_epoch", "per_class_accuracy",
                 "predictions", "timings", "profile", "inputs", "id", "draw"):
@@ -125,7 +136,8 @@ def test_a_new_trial_or_method_changes_no_other_trials_configuration(tmp_path):
     smoke = load_profile("smoke")
     lr_keys = backbone_lr_keys(smoke)
     bigger = tmp_path / "bigger.toml"
-    every = '["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "linear_probe"]'
+    every = ('["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost", "co_tuning",\n'
+             '           "linear_probe"]')
     text = Path(smoke.path).read_text().replace("n_trials = 2", "n_trials = 4").replace(every, '["jtln_ot", "joint"]')
     bigger.write_text(text)
 
@@ -250,7 +262,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = finished(runs)
-    assert 50 <= len(before) < 80 + 72, len(before)
+    assert 50 <= len(before) < 128 + 108, len(before)
     # a record corrupted on disk (as a crash mid-write on another filesystem could leave) is detected and redone
     victim = sorted(before)[0]
     (victim / "record.json").write_text('{"accuracy": 0.5')
@@ -262,7 +274,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(smoke, tmp_path):
     resumed, reference = records_of(runs), records_of(smoke / "runs")
     key = lambda r: r["id"]  # noqa: E731
     assert sorted(map(deterministic, resumed.seeds), key=key) == sorted(map(deterministic, reference.seeds), key=key)
-    assert len(resumed.seeds) == 72 and resumed.missing == []
+    assert len(resumed.seeds) == 108 and resumed.missing == []
 
 
 MINI_PROFILE = """name = "mini"
@@ -329,7 +341,8 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
                        '[model]\nbackbone = "alexnet"\npretrained = false\nimage_size = 64\n'
                        '[search]\nn_trials = 2\n'
                        '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot", "linear_probe"]\nseeds = [0, 1]\n'
-                       '[hparams]\nepochs = 1\nbatch_size_target = 4\nbatch_size_source = 4\n')
+                       '[hparams]\nepochs = 1\nbatch_size_target = 4\nbatch_size_source = 4\n'
+                       'mmd_kernel_weights = "uniform"\n')  # 3 images per class: too few for optimal weights (>= 4)
     out = tmp_path / "out"
     args = ["--profile", str(profile), "--data-root", str(root), "--runs", str(tmp_path / "runs"), "--out", str(out)]
     assert main(["all", *args, "--no-report"]) == 0
@@ -418,7 +431,7 @@ def test_a_parallel_sweep_stops_promptly_on_a_signal_leaves_no_process_and_resum
     assert time.time() - stopped < 30
     assert not session_alive(process.pid), "a worker process outlived the sweep"
     kept = finished(runs)
-    assert 10 <= len(kept) < 80 + 72
+    assert 10 <= len(kept) < 128 + 108
     assert main(["sweep", "--profile", "smoke", "--runs", str(runs)]) == 0
     assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
     resumed, reference = records_of(runs), records_of(smoke / "runs")
@@ -437,3 +450,18 @@ def test_two_sweeps_at_once_share_the_work_and_write_each_record_once(tmp_path):
     assert sorted(map(deterministic, collected.seeds), key=lambda r: r["id"]) == sweep_records(tmp_path, "sequential")
     writers = {r["run_by"] for r in collected.seeds + collected.trials}
     assert len(writers) <= 2  # every run was written by one of the two sweeps, once (its lock held while it trained)
+
+
+def test_only_the_cost_matrices_the_methods_can_ask_for_are_prepared(tmp_path):
+    from reproduce.sweep import cost_keys
+
+    smoke = load_profile("smoke")
+    assert cost_keys(smoke) == ["mmd", "mmd-optimal", "ot"]  # jtln_mmd searches the kernel weights
+    fixed = tmp_path / "fixed.toml"
+    fixed.write_text(Path(smoke.path).read_text().replace("[hparams]\n", '[hparams]\nmmd_kernel_weights = "uniform"\n'))
+    assert cost_keys(load_profile(fixed)) == ["mmd", "ot"]
+    joint = tmp_path / "joint.toml"
+    joint.write_text(Path(fixed).read_text().replace(
+        '"jtln_dynamic", "jtln_learned_cost", "co_tuning",\n           "linear_probe"]', '"co_tuning"]').replace(
+        '["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", ', '["joint", '))
+    assert list(load_profile(joint).run.methods) == ["joint", "co_tuning"] and cost_keys(load_profile(joint)) == []
