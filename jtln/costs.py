@@ -260,18 +260,25 @@ def prepared_cost_matrices(P_s, y_s, P_t, y_t, L_s, L_t, hp, keys=tuple(COST_KEY
             for key in keys}
 
 
-def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp):
-    """The Sec. 3.4 cost matrix of ``kind`` from pretrained penultimate features of source and target *training* images.
+def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp, dtype=torch.float64, median_samples=1000):
+    """The Sec. 3.4 cost matrix of ``kind`` from penultimate features of source and target *training* images.
 
     At most ``hp.cost_samples_per_class`` images per class enter (the first
-    ones in the order given); computed in float64, returned in float32.
+    ones in the order given); computed in ``dtype`` (float64 for the costs
+    prepared once), returned in float32.  The median heuristic (the MK-MMD
+    bandwidths, the OT cost's ``lam``) reads at most ``median_samples``
+    evenly spaced samples.
     """
     if kind not in COST_KINDS:
         raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
-    P_s, y_s = _first_per_class(P_s, y_s, hp.cost_samples_per_class)
-    P_t, y_t = _first_per_class(P_t, y_t, hp.cost_samples_per_class)
-    options = {"estimator": hp.mmd_estimator, "kernel_weights": hp.mmd_kernel_weights} if kind == "mmd" else {}
-    return COST_KINDS[kind](P_s.double(), y_s, P_t.double(), y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize, **options).float()
+    P_s, y_s = _first_per_class(P_s.to(dtype), y_s, hp.cost_samples_per_class)
+    P_t, y_t = _first_per_class(P_t.to(dtype), y_t, hp.cost_samples_per_class)
+    if kind == "mmd":
+        sigmas, betas = median_bandwidths(torch.cat([P_s, P_t]), max_samples=median_samples)
+        options = {"estimator": hp.mmd_estimator, "kernel_weights": hp.mmd_kernel_weights, "sigmas": sigmas, "betas": betas}
+    else:
+        options = {"lam": 10.0 / _median_squared_distance(P_s, P_t, max_samples=median_samples)}
+    return COST_KINDS[kind](P_s, y_s, P_t, y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize, **options).float()
 
 
 def _first_per_class(P, y, limit):

@@ -58,8 +58,8 @@ class HParams:
     #: the cost kind the dynamic and learned-cost variants start from ("mmd": Sec. 3.4.1, "ot": Sec. 3.4.2).
     cost_kind: str = "mmd"
     #: jtln_dynamic: C is recomputed from the current network's features every this many target epochs.
-    #: 5 keeps the recomputation's share of a run small (the benchmark bounds it at 1.10x a joint step).
-    cost_every: int = 5
+    #: 10 keeps the recomputation's share of a run small (tox -e bench: a dynamic run's step against a joint step).
+    cost_every: int = 10
     #: jtln_dynamic: the weight of the previous C in each update, C <- m C + (1 - m) C_new (0: no smoothing).
     cost_momentum: float = 0.0
     #: jtln_learned_cost: the learning rate of the cost matrix (0: C stays the initial cost, exactly fixed-cost JTLN).
@@ -100,7 +100,7 @@ SEARCH_SPACE = {
     "mmd_kernel_weights": CategoricalDistribution(("uniform", "optimal")),
     # beyond the paper: which cost to start from, how often to recompute it (in epochs) and how much to smooth it
     "cost_kind": CategoricalDistribution(("mmd", "ot")),
-    "cost_every": IntDistribution(1, 10),
+    "cost_every": IntDistribution(1, 20),
     "cost_momentum": FloatDistribution(0.0, 0.9),
     # the learned cost: from a barely moving C to one that moves by a tenth of its range within an epoch; the pull from weak
     # to strong.  lr_cost * cost_pull <= 1 keeps the pull's gradient step stable (jtln.methods.JTLNLearnedCost)

@@ -23,6 +23,7 @@ each sum estimated on a target batch and a source batch.
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -161,8 +162,10 @@ class Joint(Method):
     def loss(self, batch_t, batch_s):
         # one forward pass over the concatenated batch: shared features, two heads
         z = torch.cat([batch_t[0], batch_s[0]])
-        logits_s, logits_t = self.network(z)
+        f = self.network.features(z)
+        logits_s, logits_t = self.network.head_s(f), self.network.head_t(f)  # as self.network(z), keeping f
         n_t = len(batch_t[0])
+        self.observe(f, batch_t[1], batch_s[1])
         logits_t_on_target = logits_t[:n_t]  # one slice for both terms: one autograd node, one gradient buffer
         ce_t = F.cross_entropy(logits_t_on_target, batch_t[1])
         ce_s = F.cross_entropy(logits_s[n_t:], batch_s[1])
@@ -176,6 +179,9 @@ class Joint(Method):
 
     def extra(self, logits_s_on_target, logits_t_on_target):
         return None
+
+    def observe(self, features, y_t, y_s):
+        """Sees each step's penultimate features (target rows first, then source) and labels; nothing by default."""
 
 
 class JTLNMethod(Joint):
@@ -204,17 +210,6 @@ class JTLNOT(JTLNMethod):
     """JTLN (fc7OT): cost matrix by entropic OT (Eq. 16) between the same features."""
 
 
-@torch.no_grad()
-def _features(network, Z, batch_size=512):
-    """The network's current penultimate features of the cached prefix outputs ``Z``, in eval mode."""
-    was_training = network.training
-    network.eval()
-    device = next(network.parameters()).device
-    features = torch.cat([network.features(z.to(device)) for z in Z.split(batch_size)])
-    network.train(was_training)
-    return features
-
-
 @register("jtln_dynamic", display="JTLN, dynamic cost (beyond the paper)", order=0, cost="searched", block="beyond",
           searches=FINE_TUNING + JTLN_TERMS + ("cost_kind", "cost_every", "cost_momentum"))
 class JTLNDynamic(JTLNMethod):
@@ -222,29 +217,49 @@ class JTLNDynamic(JTLNMethod):
 
     C starts as the fixed-cost JTLN's (Sec. 3.4 on pretrained features, of
     kind ``hp.cost_kind``).  After every ``hp.cost_every`` target epochs it is
-    recomputed by the same Sec. 3.4 formula from the *current* network's
-    penultimate features of the run's source and target training images,
-    and smoothed: :math:`C \leftarrow m C + (1 - m) C_{new}` with
-    ``m = hp.cost_momentum``.  With ``cost_every`` beyond the run's epochs it
-    is fixed-cost JTLN exactly.
+    recomputed by the same Sec. 3.4 formula from the network's *current*
+    penultimate features: those its training steps computed during the last
+    epoch, for every target training image and the source images of that
+    epoch's batches (kept, detached, as the steps go: a recomputation costs
+    no extra forward pass).  It is then smoothed,
+    :math:`C \leftarrow m C + (1 - m) C_{new}` with ``m = hp.cost_momentum``.
+    The recomputation runs in float32 with the median heuristic on at most
+    300 samples, to stay a small part of a run (``tox -e bench``).  With
+    ``cost_every`` beyond the run's epochs it is fixed-cost JTLN exactly.
     """
 
+    #: the recomputation's median heuristic reads at most this many samples (the prepared costs: 1000)
+    MEDIAN_SAMPLES = 300
+
     def start(self, data):
-        self.data, self.updates = data, 0
+        self.updates, self.skipped, self.bank = 0, 0, []
+
+    def observe(self, features, y_t, y_s):
+        n_t = len(y_t)
+        f = features.detach()
+        self.bank.append((f[:n_t], y_t, f[n_t:], y_s))
 
     def after_epoch(self, epoch):
-        if epoch % self.hp.cost_every:
+        bank, self.bank = self.bank, []  # the next epoch starts a new bank
+        if epoch % self.hp.cost_every or not bank:
             return
-        d, C = self.data, self.ot_loss.C
-        C_new = class_cost_matrix(self.hp.cost_kind, _features(self.network, d.Z["source"]), d.y["source"].to(C.device),
-                                  _features(self.network, d.Z["target_train"]), d.y["target_train"].to(C.device),
-                                  C.shape[0], C.shape[1], self.hp).to(C.dtype)
+        C = self.ot_loss.C
+        f_t, y_t, f_s, y_s = (torch.cat(parts) for parts in zip(*bank))
+        counts = (torch.bincount(y_s, minlength=C.shape[0]), torch.bincount(y_t, minlength=C.shape[1]))
+        if min(int(c.min()) for c in counts) < 4:  # the MK-MMD needs 2 per class (optimal weights 4): not enough seen
+            warnings.warn(f"jtln_dynamic: the batches of epoch {epoch} hold fewer than 4 images of some class (source "
+                          f"{counts[0].tolist()}, target {counts[1].tolist()}); C is not recomputed this time", RuntimeWarning,
+                          stacklevel=2)
+            self.skipped += 1
+            return
+        C_new = class_cost_matrix(self.hp.cost_kind, f_s, y_s.to(C.device), f_t, y_t.to(C.device), C.shape[0], C.shape[1], self.hp,
+                                  dtype=torch.float32, median_samples=self.MEDIAN_SAMPLES).to(C.dtype)
         with torch.no_grad():  # in place: OTLoss rebuilds its kernel when C's version changes
             C.mul_(self.hp.cost_momentum).add_(C_new, alpha=1.0 - self.hp.cost_momentum)
         self.updates += 1
 
     def summary(self):
-        return {"cost_updates": self.updates, "final_cost_matrix": self.ot_loss.C.tolist()}
+        return {"cost_updates": self.updates, "cost_updates_skipped": self.skipped, "final_cost_matrix": self.ot_loss.C.tolist()}
 
 
 @register("jtln_learned_cost", display="JTLN, learned cost (beyond the paper)", order=1, cost="searched", block="beyond",

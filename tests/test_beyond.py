@@ -34,24 +34,34 @@ def test_a_cost_that_never_moves_is_fixed_cost_jtln_bit_for_bit(tiny, name, chan
 def test_the_dynamic_cost_is_recomputed_from_the_current_features(tiny):  # noqa: F811
     itl, _, factory, _, costs, data, probes = tiny
     for momentum in (0.0, 0.5):
-        method, log = train("jtln_dynamic", factory, data, with_hp(epochs=2, cost_every=1, cost_momentum=momentum, lr_backbone=0.05),
+        method, log = train("jtln_dynamic", factory, data, with_hp(epochs=2, cost_every=1, cost_momentum=momentum, lr_backbone=0.05,
+                                                                    batch_size_target=64, batch_size_source=64),
                             0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
         assert method.updates == 2  # after each of the two epochs
         C = torch.tensor(log["method"]["final_cost_matrix"]) if log["best_epoch"] == 2 else method.ot_loss.C
         assert not torch.allclose(method.ot_loss.C, costs["mmd"], atol=1e-4)  # the features moved, so did C
         assert torch.isfinite(C).all() and (method.ot_loss.C >= 0).all()
-    # the first update, by hand: C_1 = m C_0 + (1 - m) C(current features)
+    # an update by hand: C_1 = m C_0 + (1 - m) C(the features the epoch's steps computed)
     from jtln.costs import class_cost_matrix
-    from jtln.methods import _features
+    from jtln.models import JTLN
 
-    method = METHODS["jtln_dynamic"](__import__("jtln.models").models.JTLN(factory(), itl.L_s, itl.L_t), with_hp(cost_every=1,
-                                     cost_momentum=0.25), costs["mmd"].clone())
+    method = METHODS["jtln_dynamic"](JTLN(factory(), itl.L_s, itl.L_t).train(), with_hp(cost_every=1, cost_momentum=0.25),
+                                     costs["mmd"].clone())
     method.start(data)
-    expected = 0.25 * costs["mmd"] + 0.75 * class_cost_matrix(
-        "mmd", _features(method.network, data.Z["source"]), data.y["source"], _features(method.network, data.Z["target_train"]),
-        data.y["target_train"], itl.L_s, itl.L_t, method.hp)
+    batch_t, batch_s = (data.Z["target_train"], data.y["target_train"]), (data.Z["source"], data.y["source"])
+    method.loss(batch_t, batch_s)  # one step over every image
+    with torch.no_grad():
+        f = method.network.features(torch.cat([batch_t[0], batch_s[0]]))
+    n_t = len(batch_t[1])
+    expected = 0.25 * costs["mmd"] + 0.75 * class_cost_matrix("mmd", f[n_t:], batch_s[1], f[:n_t], batch_t[1], itl.L_s, itl.L_t,
+                                                              method.hp, dtype=torch.float32, median_samples=300)
     method.after_epoch(1)
     torch.testing.assert_close(method.ot_loss.C, expected, rtol=1e-6, atol=1e-7)
+    # an epoch whose batches miss a class cannot give a cost matrix: it is skipped, and said
+    method.loss((batch_t[0][:2], batch_t[1][:2]), (batch_s[0][:2], batch_s[1][:2]))
+    with pytest.warns(RuntimeWarning, match="fewer than 4 images of some class"):
+        method.after_epoch(2)
+    assert (method.updates, method.skipped) == (1, 1)
 
 
 def test_the_learned_cost_moves_with_its_learning_rate_and_the_pull_holds_it(tiny):  # noqa: F811

@@ -1,6 +1,8 @@
 """Training-step ratios on the offline benchmark's shapes (EfficientNet-Lite0 at 64x64, Fashion-MNIST Tops).
 
 * a JTLN step (joint + OT loss) against a joint step on the same batches and network;
+* a run of the dynamic-cost JTLN (C recomputed every ``cost_every`` epochs) against joint steps, averaged
+  over an update period;
 * one epoch with the frozen-prefix cache against one epoch running the prefix.
 
 Ratios are printed and written to ``.benchmarks/training_speed.json``; no time is asserted.
@@ -103,6 +105,35 @@ def test_jtln_step_against_joint_step(setup):
     RESULTS["jtln_step_over_joint_step"] = ratio_of_medians(times["jtln_ot"], times["joint"])
 
 
+def test_dynamic_cost_run_against_joint_steps(setup):
+    """One update period of jtln_dynamic (``cost_every`` epochs of JTLN steps, then C recomputed) against as many joint steps.
+
+    What a dynamic run adds to a JTLN run: keeping each step's features
+    (detached) and, at the end of the period, the Sec. 3.4 cost of the last
+    epoch's features; the period is the default ``cost_every`` (10 epochs of
+    9 steps).
+    """
+    backbone, batch_t, batch_s, _, C = setup
+    network = JTLN(backbone, L_S, L_T).train()
+    optimizer = torch.optim.SGD(network.param_groups(HP), momentum=HP.momentum)
+    dynamic = METHODS["jtln_dynamic"](network, HP, C.clone())
+    dynamic.start(None)
+    steps = {"jtln_dynamic": step_fn(dynamic, optimizer), "joint": step_fn(METHODS["joint"](network, HP), optimizer)}
+    epoch_steps = -(-N_T // HP.batch_size_target)
+    n_steps = HP.cost_every * epoch_steps
+
+    def period(name):
+        for epoch in range(1, HP.cost_every + 1):
+            for _ in range(epoch_steps):
+                steps[name](batch_t, batch_s)
+            if name == "jtln_dynamic":
+                dynamic.after_epoch(epoch)  # as jtln.train calls it: the last epoch recomputes C
+
+    times = alternating({name: partial(period, name) for name in steps}, 30, warmup=2)
+    RESULTS["dynamic_run_over_joint_steps"] = {**ratio_of_medians(times["jtln_dynamic"], times["joint"]), "steps_per_period": n_steps,
+                                               "cost_updates": dynamic.updates}
+
+
 def epoch(run_prefix, setup, step):
     """One epoch of joint training over the target training set, on cached features or running the prefix."""
     backbone, batch_t, batch_s, (x_t, x_s), _ = setup
@@ -123,7 +154,7 @@ def test_epoch_with_and_without_cache(setup):
 
 
 def test_report_ratios():
-    if len(RESULTS) < 2:
+    if len(RESULTS) < 3:
         pytest.skip("run the whole module to get the ratios")
     report = {**RESULTS, "torch_threads": torch.get_num_threads()}
     print("\n" + json.dumps(report, indent=2))
