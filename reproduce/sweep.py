@@ -160,8 +160,9 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
     cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
     keys = cost_keys(profile)
+    # everything the stored costs and probes depend on; PROTOCOL: the probes' selection rule (jtln.train)
     settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
-                *keys)
+                PROTOCOL, *keys)
     path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
     stored = _load_prepared(path)
     device = profile.run.device
