@@ -22,16 +22,6 @@ from reproduce.tables import table2_latex
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One uninterrupted sweep of the smoke profile, and its outputs."""
-    base = tmp_path_factory.mktemp("smoke")
-    env_cache = os.environ.get("JTLN_CACHE")
-    assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
-    assert os.environ.get("JTLN_CACHE") == env_cache
-    return base
-
-
 def records_of(runs, profile="smoke"):
     return collect(load_profile(profile), runs)
 
