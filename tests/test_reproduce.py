@@ -314,12 +314,6 @@ def test_parallel_local_processes_give_the_same_records(tmp_path):
     np.testing.assert_allclose(parallel_losses, sequential_losses, rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_submitit_executor_gives_the_same_records(tmp_path):
-    """--executor slurm goes through submitit; without SLURM, submitit's AutoExecutor runs the jobs locally."""
-    assert sweep_records(tmp_path, "submitit", "--executor", "slurm") == sweep_records(tmp_path, "sequential")
-
-
 def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     """The paper's path (FGVC images, AlexNet cut after conv3, fc7 costs) end to end, with random weights."""
     from tests.fake_data import make_mini_fgvc
