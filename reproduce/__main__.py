@@ -19,9 +19,17 @@ def cmd_table1(profile, args):
 
 
 def cmd_sweep(profile, args):
+    from reproduce.cluster import SlurmOptions
     from reproduce.sweep import sweep
 
-    slurm = {"partition": args.partition, "time": args.time, "gpus": args.gpus}
+    extra = []
+    for item in args.sbatch:
+        if "=" not in item:
+            raise ValueError(f"--sbatch takes NAME=VALUE (an sbatch option without its dashes), got {item!r}")
+        extra.append(tuple(item.split("=", 1)))
+    slurm = SlurmOptions(partition=args.partition, cpus_per_task=args.cpus, mem_gb=args.mem_gb, gpus_per_task=args.gpus,
+                         time_min=args.time, array_parallelism=args.array_parallelism, runs_per_task=args.runs_per_task,
+                         sbatch=tuple(extra), grace_s=args.grace_s)
     return sweep(profile, args.runs, args.data_root, args.download, args.executor, args.workers, slurm)
 
 
@@ -58,9 +66,17 @@ def build_parser():
         p.add_argument("--runs", default=None, help="folder of the run records (default: runs/<profile>)")
         p.add_argument("--executor", choices=["local", "slurm"], default="local")
         p.add_argument("--workers", type=int, default=None, help="local processes in parallel (default: the profile's)")
-        p.add_argument("--partition", default=None, help="SLURM partition")
-        p.add_argument("--time", type=int, default=60, help="SLURM time limit per run, minutes")
-        p.add_argument("--gpus", type=int, default=0, help="SLURM GPUs per run")
+        p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
+        p.add_argument("--time", type=int, default=60, help="SLURM time limit of an array task, minutes")
+        p.add_argument("--gpus", type=int, default=0, help="SLURM GPUs per array task")
+        p.add_argument("--cpus", type=int, default=None, help="SLURM CPUs per array task (default: min(4, a node's CPUs))")
+        p.add_argument("--mem-gb", type=float, default=None, help="SLURM memory per array task, GB (default: the cluster's)")
+        p.add_argument("--array-parallelism", type=int, default=8, help="SLURM array tasks running at once")
+        p.add_argument("--runs-per-task", type=int, default=0, help="runs per SLURM array task (default: ~4 tasks per slot)")
+        p.add_argument("--grace-s", type=float, default=30.0,
+                       help="seconds an array task that left the queue gets for its result to appear before it is reported")
+        p.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
+                       help="a further sbatch option, e.g. --sbatch account=lab --sbatch qos=high (repeatable)")
         p.add_argument("--no-report", action="store_true", help="skip executing the report notebook")
         return p
 
@@ -100,8 +116,12 @@ def main(argv=None):
         print("interrupted; finished runs are kept, and the same command resumes", file=sys.stderr)
         return 130
     except Exception as error:
+        from reproduce.cluster import SlurmError
         from reproduce.sweep import Terminated
 
+        if isinstance(error, SlurmError):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         if not isinstance(error, Terminated):
             raise
         print(f"error: {error}", file=sys.stderr)

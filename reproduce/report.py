@@ -83,7 +83,9 @@ def execute_and_render(notebook_path, timeout=600):
     # the kernel talks over local IPC sockets (in a temporary folder), not unencrypted TCP: no warning in the output
     with tempfile.TemporaryDirectory() as sockets:
         kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(sockets) / "kernel"))
-        ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False).preprocess(notebook, resources, km=kernel)
+        # the kernel logs only errors: its shutdown race ("Parent appears to have exited") is no warning for the user
+        ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"]).preprocess(notebook, resources, km=kernel)
     nbformat.write(notebook, notebook_path)
     html, _ = HTMLExporter().from_notebook_node(notebook)
     html_path = Path(notebook_path).with_suffix(".html")

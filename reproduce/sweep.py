@@ -24,7 +24,8 @@ records kept.  A run holds a lock (``flock`` on ``<run folder>/lock``) while
 it trains, so sweeps started at once on one runs folder share the work: a
 run locked by another sweep is skipped, then waited for at the end, and run
 here only if that sweep died without finishing it.  Executors: local
-processes (``--workers``) or SLURM through submitit.
+processes (``--workers``) or SLURM job arrays through submitit
+(:mod:`reproduce.cluster`).
 """
 
 import contextlib
@@ -356,7 +357,10 @@ def _init_worker(threads):
 
 
 def sweep(profile, runs=None, data_root=None, download=False, executor="local", workers=None, slurm=None):
-    """Prepare, search, select and run every seed of ``profile`` (a :class:`reproduce.profile.Profile`); returns the collected records."""
+    """Prepare, search, select and run every seed of ``profile`` (a :class:`reproduce.profile.Profile`); returns the collected records.
+
+    ``slurm``: :class:`reproduce.cluster.SlurmOptions` for ``executor="slurm"``.
+    """
     check_device(profile)
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
@@ -382,7 +386,9 @@ def _run(jobs, what, profile, executor, workers, slurm, runs):
     previous = signal.signal(signal.SIGTERM, _terminated) if _main_thread() else None
     try:
         if executor == "slurm":
-            _run_on_slurm(todo, runs, slurm or {}, bar)
+            from reproduce.cluster import SlurmOptions, run_array
+
+            run_array(todo, runs, slurm or SlurmOptions(), progress=bar.update)
         elif workers <= 1 or len(todo) <= 1:
             for job in todo:
                 execute(job)
@@ -434,19 +440,3 @@ def _run_in_processes(todo, workers, bar):
             process.join(timeout=30)
         raise
     pool.shutdown()
-
-
-def _run_on_slurm(todo, runs, options, bar):
-    import submitit
-
-    if not todo:
-        return
-    executor = submitit.AutoExecutor(folder=Path(runs) / "slurm")
-    executor.update_parameters(
-        slurm_partition=options.get("partition"), timeout_min=options.get("time", 60),
-        gpus_per_node=options.get("gpus", 0), cpus_per_task=options.get("cpus", 4),
-    )
-    jobs = executor.map_array(execute, todo)
-    for job in submitit.helpers.as_completed(jobs):
-        job.result()
-        bar.update()

@@ -27,6 +27,14 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def seeded_global_generators():
+    """torch's and NumPy's global generators seeded before every test: a test that draws from them is the same every run,
+    whatever ran before it."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
 def random_histograms(rng, B, L):
     h = rng.random((B, L)) + 0.05
     return h / h.sum(axis=1, keepdims=True)
@@ -39,3 +47,36 @@ def fgvc_root():
     if not root or not (Path(root) / "fgvc-aircraft-2013b" / "data" / "variants.txt").is_file():
         pytest.skip("real FGVC-Aircraft annotations not found: set JTLN_FGVC_ROOT to the folder holding fgvc-aircraft-2013b/")
     return Path(root)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM cluster for the session (tests/slurm_cluster.py), with SLURM_CONF exported; skips where it cannot run."""
+    from tests.slurm_cluster import Cluster, missing
+
+    why = missing()
+    if why:
+        pytest.skip(f"no test SLURM cluster: {why}")
+    cluster = Cluster(tmp_path_factory.mktemp("slurm")).start()
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory):
+    """One uninterrupted sweep of the smoke profile, and its outputs (shared by the tests that compare against it)."""
+    from reproduce.__main__ import main
+
+    base = tmp_path_factory.mktemp("smoke")
+    env_cache = os.environ.get("JTLN_CACHE")
+    assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
+    assert os.environ.get("JTLN_CACHE") == env_cache
+    return base

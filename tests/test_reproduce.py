@@ -22,16 +22,6 @@ from reproduce.tables import table2_latex
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One uninterrupted sweep of the smoke profile, and its outputs."""
-    base = tmp_path_factory.mktemp("smoke")
-    env_cache = os.environ.get("JTLN_CACHE")
-    assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
-    assert os.environ.get("JTLN_CACHE") == env_cache
-    return base
-
-
 def records_of(runs, profile="smoke"):
     return collect(load_profile(profile), runs)
 
@@ -322,12 +312,6 @@ def test_parallel_local_processes_give_the_same_records(tmp_path):
     parallel, parallel_losses = split(sweep_records(tmp_path, "parallel", "--workers", "2"))
     assert parallel == sequential
     np.testing.assert_allclose(parallel_losses, sequential_losses, rtol=1e-5)
-
-
-@pytest.mark.slow
-def test_submitit_executor_gives_the_same_records(tmp_path):
-    """--executor slurm goes through submitit; without SLURM, submitit's AutoExecutor runs the jobs locally."""
-    assert sweep_records(tmp_path, "submitit", "--executor", "slurm") == sweep_records(tmp_path, "sequential")
 
 
 def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):

@@ -33,6 +33,59 @@ SIZES = {"train-images-idx3-ubyte": 16 + 60_000 * 784, "train-labels-idx1-ubyte"
          "t10k-images-idx3-ubyte": 16 + 10_000 * 784, "t10k-labels-idx1-ubyte": 8 + 10_000}
 HOW_TO_GET = ("Delete it and run again with --download (download=True), or install Debian's dataset-fashion-mnist "
               "(apt-get install dataset-fashion-mnist) and omit the root.")
+#: replaces torchvision's mirrors when set (a local mirror, or one that a network allows): a URL whose folder holds the .gz files
+MIRROR_ENV = "JTLN_FASHION_MNIST_MIRROR"
+
+
+def resources():
+    """``[(file.gz, md5)]`` of the four files, as torchvision checks them."""
+    from torchvision.datasets import FashionMNIST
+
+    return list(FashionMNIST.resources)
+
+
+def mirrors():
+    """Where the files are downloaded from: ``$JTLN_FASHION_MNIST_MIRROR`` alone if set, else torchvision's mirrors."""
+    from torchvision.datasets import FashionMNIST
+
+    own = os.environ.get(MIRROR_ENV)
+    return [own.rstrip("/") + "/"] if own else list(FashionMNIST.mirrors)
+
+
+def fetch(root, timeout_s=60):
+    """Download the four ``.gz`` files into ``<root>/FashionMNIST/raw`` (a progress bar each, md5-checked), then unzip them.
+
+    Files already there with the right checksum are kept.  Every mirror is
+    tried for each file; if none serves it intact, FileNotFoundError says
+    what failed and the two other ways to get the data.
+    """
+    import socket
+
+    from torchvision.datasets.utils import check_integrity, download_url
+
+    raw = Path(root) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # an unreachable mirror fails instead of hanging
+    try:
+        for filename, md5 in resources():
+            failures = []
+            for mirror in mirrors():
+                if check_integrity(raw / filename, md5):
+                    break
+                try:
+                    download_url(mirror + filename, raw, filename, md5)  # tqdm progress bar; RuntimeError on a bad checksum
+                except (OSError, RuntimeError, ValueError) as error:
+                    failures.append(f"{mirror}{filename}: {error}")
+            if not check_integrity(raw / filename, md5):
+                (raw / filename).unlink(missing_ok=True)
+                raise FileNotFoundError(
+                    f"could not download Fashion-MNIST ({'; '.join(failures)}). Get it another way: `apt-get install "
+                    "dataset-fashion-mnist` (Debian), or pass --data-root DIR holding FashionMNIST/raw/ (or set "
+                    f"${MIRROR_ENV} to a mirror you can reach)")
+    finally:
+        socket.setdefaulttimeout(previous)
+    return _prepare_from_gz_dir(raw, root)
 
 
 def cache_dir():
@@ -74,8 +127,9 @@ def locate(root=None, download=False):
     1. ``root`` if given; 2. ``$JTLN_DATA``; 3. the cache (``$JTLN_CACHE`` or
     ``~/.cache/jtln``), filled from Debian's ``dataset-fashion-mnist`` package
     (``/usr/share/datasets/fashion-mnist/*.gz``) when that is installed;
-    4. a download into the cache if ``download``.  Otherwise a FileNotFoundError
-    says where it looked and how to get the data.
+    4. a download (:func:`fetch`) into the cache (or the root given) if
+    ``download``.  Otherwise a FileNotFoundError says where it looked and how
+    to get the data.
     """
     candidates = [Path(p) for p in (root, os.environ.get("JTLN_DATA")) if p]
     for candidate in candidates:
@@ -92,11 +146,7 @@ def locate(root=None, download=False):
     if all((DEBIAN_DIR / f"{f}.gz").is_file() for f in FILES):
         return _prepare_from_gz_dir(DEBIAN_DIR, cache)
     if download:
-        from torchvision.datasets import FashionMNIST
-
-        target = candidates[0] if candidates else cache
-        FashionMNIST(target, train=True, download=True)
-        return target
+        return fetch(candidates[0] if candidates else cache)
     looked = [str(c / "FashionMNIST" / "raw") for c in candidates] + [str(cache / "FashionMNIST" / "raw"), str(DEBIAN_DIR)]
     raise FileNotFoundError(
         f"Fashion-MNIST not found; looked in {', '.join(looked)}. Get it with `apt-get install dataset-fashion-mnist` "

@@ -1,0 +1,147 @@
+"""The sweep through a real single-node SLURM cluster (tests/slurm_cluster.py): records, cancellation, failures, requeue."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reproduce.__main__ import main
+from reproduce.profile import load_profile
+from reproduce.sweep import collect
+from tests.test_reproduce import MINI_PROFILE, ROOT, deterministic, finished
+
+FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]
+
+
+def records(profile, runs):
+    collected = collect(load_profile(profile), runs)
+    return collected, sorted(map(deterministic, collected.seeds), key=lambda r: r["id"])
+
+
+def same_records(a, b):
+    """The same runs, predictions and accuracies; the cross-entropies to float32 rounding (other thread counts)."""
+    strip = [{k: v for k, v in r.items() if k != "val_loss_curve"} for r in a], [{k: v for k, v in r.items() if k != "val_loss_curve"}
+                                                                                  for r in b]
+    assert strip[0] == strip[1]
+    np.testing.assert_allclose([x for r in a for x in r["val_loss_curve"]], [x for r in b for x in r["val_loss_curve"]], rtol=1e-5)
+
+
+def mini(tmp_path):
+    profile = tmp_path / "mini.toml"
+    profile.write_text(MINI_PROFILE)
+    return profile
+
+
+def driver(profile, runs, *options):
+    """The sweep's driver as a user starts it, in its own process."""
+    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm",
+               *options]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def array_tasks(cluster, state=None):
+    out = cluster.run("squeue", "-h", "-r", "-o", "%i %T").stdout.split("\n")
+    return [line.split()[0] for line in out if line.strip() and (state is None or line.split()[1] == state)]
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_cluster, smoke, tmp_path, capsys):
+    start = time.perf_counter()
+    assert main(["sweep", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST]) == 0
+    seconds = time.perf_counter() - start
+    cluster, local = records("smoke", tmp_path / "runs")[1], records("smoke", smoke / "runs")[1]
+    assert len(cluster) == len(local) == 2 * 9 * 2 * 3
+    same_records(cluster, local)
+    out = capsys.readouterr().out
+    arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]
+    assert len(arrays) == 2, out  # one array per phase: the search, then the seeds
+    print(f"\nsmoke through the cluster: {seconds:.0f} s, {len(arrays)} arrays: " + "; ".join(arrays))
+
+
+def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(slurm_cluster, tmp_path):
+    profile, runs = mini(tmp_path), tmp_path / "runs"
+    process = driver(profile, runs, *FAST, "--runs-per-task", "1")
+    running = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")
+    slurm_cluster.run("scancel", running[0].split("_")[0])  # the whole array
+    output, _ = process.communicate(timeout=90)  # bounded: the grace, a poll, the report
+    assert process.returncode == 1, output
+    assert "ended without a result: CANCELLED" in output and "log: " in output and "the same command resumes" in output
+    before = finished(runs)
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0
+    for folder, mtime in before.items():  # what finished before the cancellation is not run again
+        assert (folder / "done").stat().st_mtime_ns == mtime
+    collected, resumed = records(profile, runs)
+    assert collected.missing == [] and len(resumed) == 4 and len(finished(runs)) == len(collected.trials) + 4
+
+
+def test_a_run_that_raises_is_reported_with_its_log_and_the_others_go_on(slurm_cluster, tmp_path, capsys):
+    profile, runs = mini(tmp_path), tmp_path / "runs"
+    from reproduce.sweep import backbone_lr_keys, plan_trials
+
+    victim = plan_trials(load_profile(profile), runs, backbone_lr_keys(load_profile(profile)))[0].folder
+    victim.parent.mkdir(parents=True)
+    victim.write_text("a file where the run's folder goes: its lock cannot be made, so the run raises")
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST, "--runs-per-task", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "raised" in err and "1 of 2 runs failed" in err and "log: " in err and victim.name in err, err[-2000:]
+    log = Path(err.split("log: ")[1].split()[0])
+    assert log.is_file() and "FileExistsError" in log.read_text() and victim.name in log.read_text()
+    assert len(finished(runs)) == 8 - 1  # every other search run finished (2 methods x 2 trials x 2 search draws)
+    victim.unlink()
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0
+    assert collect(load_profile(profile), runs).missing == []
+
+
+def test_a_requeued_task_ends_with_one_complete_record_per_run(slurm_cluster, tmp_path):
+    profile, runs = mini(tmp_path), tmp_path / "runs"
+    process = driver(profile, runs, *FAST, "--runs-per-task", "100")  # one task holds every run of a phase
+    task = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")[0]
+    wait_for(lambda: finished(runs), 120, "finished run")  # requeue in the middle of the task's runs
+    slurm_cluster.run("scontrol", "requeue", task)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    collected = collect(load_profile(profile), runs)
+    assert collected.missing == [] and len(collected.seeds) == 4
+    for folder in runs.glob("Footwear/*/*"):  # one record per run, complete
+        assert (folder / "done").is_file() and len(list(folder.glob("record*.json"))) == 1
+        assert not list(folder.glob("*.tmp*"))
+    assert len(finished(runs)) == len(collected.trials) + 4
+
+
+def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_cluster, tmp_path, capsys):
+    profile, runs = mini(tmp_path), tmp_path / "runs"
+    start = time.time()
+    cpus = os.cpu_count() * 8
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", "--cpus", str(cpus)]) == 1
+    assert time.time() - start < 60
+    err = capsys.readouterr().err
+    assert "cannot be scheduled: pending with reason" in err or "sbatch refused the array" in err, err
+    assert f"{cpus} CPUs" in err or f"cpus-per-task={cpus}" in err, err
+    assert array_tasks(slurm_cluster) == []  # nothing left waiting in the queue
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0  # resumes
+    assert collect(load_profile(profile), runs).missing == []
+
+
+def test_without_sbatch_the_slurm_executor_says_what_it_needs(tmp_path, monkeypatch):
+    import shutil
+
+    from reproduce.cluster import SlurmError, SlurmOptions, run_array
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(SlurmError, match="needs SLURM's sbatch"):
+        run_array([object()], tmp_path, SlurmOptions())
+    with pytest.raises(ValueError, match="slurm option cpus_per_task must be an integer >= 1, got 0"):
+        SlurmOptions(cpus_per_task=0)
