@@ -60,7 +60,9 @@ def wait_for(condition, timeout, what):
 
 def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_cluster, smoke, tmp_path, capsys):
     start = time.perf_counter()
-    assert main(["sweep", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST]) == 0
+    # 2 tasks a phase: each task pays ~10 s to start (torch, the data, the cached features) before its runs
+    assert main(["sweep", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST,
+                 "--runs-per-task", "64"]) == 0
     seconds = time.perf_counter() - start
     cluster, local = records("smoke", tmp_path / "runs")[1], records("smoke", smoke / "runs")[1]
     assert len(cluster) == len(local) == 2 * 9 * 2 * 3
@@ -130,7 +132,7 @@ def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_c
     err = capsys.readouterr().err
     assert "cannot be scheduled: pending with reason" in err or "sbatch refused the array" in err, err
     assert f"{cpus} CPUs" in err or f"cpus-per-task={cpus}" in err, err
-    assert array_tasks(slurm_cluster) == []  # nothing left waiting in the queue
+    wait_for(lambda: array_tasks(slurm_cluster) == [], 30, "empty queue")  # the array was cancelled: nothing left waiting
     assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0  # resumes
     assert collect(load_profile(profile), runs).missing == []
 
