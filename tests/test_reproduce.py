@@ -403,7 +403,9 @@ def session_alive(pgid, within=15):
 def test_a_parallel_sweep_stops_promptly_on_a_signal_leaves_no_process_and_resumes(smoke, tmp_path, sig, code):
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "reproduce", "sweep", "--profile", "smoke", "--runs", str(runs), "--workers", "2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # SIGINT as a terminal delivers it: not ignored, even where the tests run in the background (a shell's `&` ignores it)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while len(finished(runs)) < 10 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
