@@ -323,8 +323,9 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     profile.write_text('name = "paper_mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\n'
                        'levels = ["all"]\nvalidation_fraction = 0.25\n'
                        '[model]\nbackbone = "alexnet"\npretrained = false\nimage_size = 64\n'
-                       '[search]\nn_trials = 2\n'
-                       '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot", "linear_probe"]\nseeds = [0, 1]\n'
+                       '[search]\nn_trials = 2\ndraws = 1\n'
+                       '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost", "co_tuning", '
+                       '"linear_probe"]\nseeds = [0, 1]\n'
                        '[hparams]\nepochs = 1\nbatch_size_target = 4\nbatch_size_source = 4\n'
                        'mmd_kernel_weights = "uniform"\n')  # 3 images per class: too few for optimal weights (>= 4)
     out = tmp_path / "out"
@@ -332,14 +333,16 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     assert main(["all", *args, "--no-report"]) == 0
     collected = collect(load_profile(profile), tmp_path / "runs")
     records = collected.seeds
-    assert len(records) == 2 * 4 * 2 and len(collected.trials) == 2 * 3 * 2 * 2 and not collected.missing
+    # datasets x methods x seeds; datasets x searched methods x trials x search draws (the methods beyond the paper too)
+    assert len(records) == 2 * 7 * 2 and len(collected.trials) == 2 * 6 * 2 * 1 and not collected.missing
     assert {r["dataset"] for r in records} == {"Boeing", "Airbus"}
     # the validation split comes from the trainval images: 4 per variant, 1 for validation (a quarter)
     assert all(r["table1"]["target_train_images"] == 4 * r["table1"]["target_categories"] for r in records)
     assert {k for r in collected.trials for k in r["hparams"]} >= {"lr_fc"}  # AlexNet's fc6-fc7 group is searched
     assert all(len(r["cost_matrix"]) == 3 and len(r["cost_matrix"][0]) == 3 for r in records if r["dataset"] == "Boeing"
                and r["cost_matrix"])  # 3 source variants x 3 Boeing variants
-    assert "(paper)" in (out / "paper_mini" / "table2.tex").read_text()  # FGVC profiles show the published values
+    table2 = (out / "paper_mini" / "table2.tex").read_text()
+    assert "(paper)" in table2 and "Beyond the paper" in table2  # FGVC profiles show the published values
 
 
 def test_records_are_checked_by_content_and_a_bad_one_is_reported_and_redone(smoke, tmp_path):
