@@ -86,6 +86,8 @@ class Phase:
 class Method:
     name = display = "method"
     order, searches, cost, block, paper = 0, (), None, "paper", True
+    #: the field of :meth:`summary` (and so of a record) holding the cost matrix the method ends with, if it moves C
+    final_cost = None
 
     def __init__(self, network, hp, C=None):
         self.network, self.hp = network, hp
@@ -196,6 +198,10 @@ class JTLNMethod(Joint):
     def extra(self, logits_s_on_target, logits_t_on_target):
         if self.hp.lambda_ot == 0:
             return None  # exactly joint fine-tuning
+        return self.ot_term(logits_s_on_target, logits_t_on_target)
+
+    def ot_term(self, logits_s_on_target, logits_t_on_target):
+        """Eq. 3: the mean OT loss between the heads on the target batch, with the method's cost matrix."""
         return self.ot_loss(logits_s_on_target, logits_t_on_target)
 
 
@@ -230,6 +236,7 @@ class JTLNDynamic(JTLNMethod):
 
     #: the recomputation's median heuristic reads at most this many samples (the prepared costs: 1000)
     MEDIAN_SAMPLES = 300
+    final_cost = "final_cost_matrix"
 
     def start(self, data):
         self.updates, self.skipped, self.bank = 0, 0, []
@@ -277,6 +284,8 @@ class JTLNLearnedCost(JTLNMethod):
     ``lr_cost = 0``, C never moves and this is fixed-cost JTLN exactly.
     """
 
+    final_cost = "learned_cost_matrix"
+
     def __init__(self, network, hp, C=None):
         # SGD with momentum m on the pull rho ||Delta||^2 (curvature 2 rho) is stable only for lr * 2 rho < 2 (1 + m)
         if hp.lr_cost * 2 * hp.cost_pull >= 2 * (1 + hp.momentum):
@@ -290,9 +299,7 @@ class JTLNLearnedCost(JTLNMethod):
     def C(self):
         return (self.C0 + self.delta).clamp_min(0.0)
 
-    def extra(self, logits_s_on_target, logits_t_on_target):
-        if self.hp.lambda_ot == 0:
-            return None
+    def ot_term(self, logits_s_on_target, logits_t_on_target):
         return ot_loss_with_logits(logits_s_on_target, logits_t_on_target, self.C.to(logits_t_on_target.dtype), self.hp.lam,
                                    reduction="mean")
 
@@ -343,7 +350,7 @@ class CoTuning(Method):
             self.network.train(was_training)
         self.temperature = calibrate_temperature(logits_source, data.y["source"])
         probabilities = (logits_target.double() / self.temperature).softmax(1)
-        self.R = relationship(probabilities, data.y["target_train"].to(device), int(data.y["target_train"].max()) + 1)
+        self.R = relationship(probabilities, data.y["target_train"].to(device), self.network.head_t.out_features)
         self.R = self.R.to(logits_target.dtype)
 
     def loss(self, batch_t, batch_s):

@@ -194,7 +194,8 @@ def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=
               "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {}, **log["method"],
               "versions": library_versions(), "device": str(device)}
     if test:
-        final = log["method"].get("learned_cost_matrix", log["method"].get("final_cost_matrix"))  # a cost that moved
+        moved = METHODS[method_name].final_cost  # a method whose cost matrix moves: its plans with the cost it ended with
+        final = log["method"].get(moved) if moved else None
         C_plan = C if final is None else torch.tensor(final, dtype=C.dtype)
         record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C_plan, lam=hp.lam))
         record["cost_matrix"] = None if C is None else C.tolist()

@@ -29,7 +29,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: pending reasons that waiting will not clear (``squeue -o %r``): the request exceeds what the partition or its nodes offer
@@ -64,7 +64,7 @@ class SlurmOptions:
     time_min: int = 60
     array_parallelism: int = 8
     runs_per_task: int = 0
-    sbatch: tuple = field(default=())
+    sbatch: tuple = ()
     poll_s: float = 2.0
     grace_s: float = 30.0
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jtln.methods import display_name, method_order
+from jtln.methods import METHODS, display_name, method_order
 from reproduce.tables import level_key
 
 #: no creation date in the files: the same records give byte-identical figures
@@ -105,16 +105,13 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     return paths
 
 
-#: what a record holds of the cost a method ends with, beside the initial ``cost_matrix``
-FINAL_COSTS = {"jtln_learned_cost": "learned_cost_matrix", "jtln_dynamic": "final_cost_matrix"}
-
-
 def cost_and_plan_figures(records, datasets, out):
     """Per dataset: the cost matrices (the learned and dynamic costs of seed 0 beside their initial ones), and the mean plans."""
     paths = []
+    moving = [m for m in method_order(METHODS) if METHODS[m].final_cost]
     for d in datasets:
         runs = {m: sorted((r for r in records if r["dataset"] == d and r["method"] == m), key=lambda r: r["seed"])
-                for m in ("jtln_mmd", "jtln_ot", *FINAL_COSTS)}
+                for m in ("jtln_mmd", "jtln_ot", *moving)}
         present = [m for m in runs if runs[m]]
         if not present:
             continue
@@ -122,11 +119,12 @@ def cost_and_plan_figures(records, datasets, out):
         rows, cols = first["source_classes"], first["target_classes"]
         matrices, titles = [], []
         for m in present:
+            field = METHODS[m].final_cost
             matrices.append(runs[m][0]["cost_matrix"])
-            titles.append(f"C for {display_name(m)}" + (" (initial)" if m in FINAL_COSTS else ""))
-            if m in FINAL_COSTS:
-                matrices.append(runs[m][0][FINAL_COSTS[m]])
-                titles.append(f"{'learned' if m == 'jtln_learned_cost' else 'final'} C, seed {runs[m][0]['seed']}")
+            titles.append(f"C for {display_name(m)}" + (" (initial)" if field else ""))
+            if field:
+                matrices.append(runs[m][0][field])
+                titles.append(f"{field.split('_')[0]} C, seed {runs[m][0]['seed']}")
         paths += _heatmaps(matrices, titles, rows, cols, f"{d}: cost matrices (min-max scaled; learned and dynamic: at the kept "
                            "epoch)", out, f"costs_{d}")
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
