@@ -31,8 +31,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from jtln._checks import check_finite, check_histograms, check_lam
-from jtln._host import host_view, ops, to_tensor
-from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, _sinkhorn, potentials, sinkhorn, transport_cost, transport_plan
+from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, sinkhorn, transport_cost, transport_plan
 
 #: dtypes too narrow for Sinkhorn's scalings: the OT loss is computed in float32 and returned in the input dtype
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -41,6 +40,18 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 def compute_dtype(dtype):
     """The dtype the OT loss computes in: float32 for float16 and bfloat16 inputs, else the input's own."""
     return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def potentials(log_u, log_v, lam):
+    r"""Eq. 11: the centred duals :math:`\alpha = (\log u - \overline{\log u})/\lambda`, :math:`\beta` alike, each [B, L].
+
+    The gradients of the OT loss in ``h_s`` and ``h_t``.  Centring makes them
+    tangent to the simplex; it also removes the constant that shifting ``C``
+    by its minimum puts into ``log u`` (:mod:`jtln.sinkhorn`).
+    """
+    alpha = (log_u - log_u.mean(1, keepdim=True)) / lam
+    beta = (log_v - log_v.mean(1, keepdim=True)) / lam
+    return alpha, beta
 
 
 def _check_pair(x_s, x_t, C, names):
@@ -61,7 +72,7 @@ def _check_pair(x_s, x_t, C, names):
 
 
 def _histograms(h_s, h_t, C, lam):
-    """Validated marginals ``a``, ``b`` (host views, see :func:`jtln._host.host_view`) and ``lam``.
+    """Validated marginals ``a``, ``b`` and ``lam``.
 
     The histograms are checked in their own dtype, then renormalised to sum
     exactly 1 in the dtype the loss computes in (:func:`compute_dtype`):
@@ -70,69 +81,54 @@ def _histograms(h_s, h_t, C, lam):
     sums_s, sums_t = check_histograms(h_s, "h_s"), check_histograms(h_t, "h_t")
     _check_pair(h_s, h_t, C, ("h_s", "h_t"))
     work = compute_dtype(h_s.dtype)
+    a, b = h_s.detach().to(work), h_t.detach().to(work)
     if work != h_s.dtype:
-        a, b = host_view(h_s.to(work)), host_view(h_t.to(work))
-        sums_s, sums_t = ops(a).rowsum(a), ops(b).rowsum(b)
-    else:
-        a, b = host_view(h_s), host_view(h_t)
+        sums_s, sums_t = a.sum(1), b.sum(1)
     return a / sums_s[:, None], b / sums_t[:, None], check_lam(lam)
+
+
+def _softmaxes(z_s, z_t, C, lam):
+    """``softmax(z_s)``, ``softmax(z_t)`` row by row in the dtype the loss computes in, and ``lam``, checking their shapes.
+
+    Their values are checked by the loss's result (:func:`_refuse`):
+    a softmax row is NaN exactly when its logits hold a NaN or ``+inf`` or are
+    all ``-inf``, and Sinkhorn's marginal error is then NaN.  A single
+    ``-inf`` is a masked class and gets zero mass.
+    """
+    for z, name in ((z_s, "z_s"), (z_t, "z_t")):
+        if not torch.is_tensor(z) or z.dim() != 2 or z.shape[1] == 0:
+            raise ValueError(f"{name} must be a tensor of logits [B, L] with L >= 1, got {getattr(z, 'shape', type(z).__name__)}")
+    _check_pair(z_s, z_t, C, ("z_s", "z_t"))
+    work = compute_dtype(z_s.dtype)
+    return torch.softmax(z_s.detach().to(work), 1), torch.softmax(z_t.detach().to(work), 1), check_lam(lam)
 
 
 def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """Validate and run Algorithm 1 on a batch; returns :class:`jtln.sinkhorn.Scalings`."""
     a, b, lam = _histograms(h_s, h_t, C, lam)
-    return sinkhorn(a, b, C, lam, tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate,
-                    kernel=kernel)
-
-
-def _logits(z, name):
-    if not torch.is_tensor(z) or z.dim() != 2 or z.shape[1] == 0:
-        raise ValueError(f"{name} must be a tensor of logits [B, L] with L >= 1, got {getattr(z, 'shape', type(z).__name__)}")
-
-
-def _softmax(z, name):
-    """``softmax(z)`` row by row on the host view of the logits ``z`` [B, L], checking them on the way.
-
-    Row maxima are NaN or infinite exactly when a row holds a NaN or ``+inf``
-    or is all ``-inf``; only then is the precise error looked for.  A single
-    ``-inf`` is a masked class and gets zero mass.
-    """
-    x = host_view(z)
-    o = ops(x)
-    row_max = o.rowmax(x)
-    if len(x) and not math.isfinite(float(o.sum(row_max))):
-        check_finite(z, name)  # raises, unless finite logits only overflowed the sum
-    e = o.exp(x - row_max[:, None])
-    return e / o.rowsum(e)[:, None]
+    return sinkhorn(a, b, C.detach().to(a.dtype), lam, tol=tol, max_iter=max_iter, check_every=check_every, domain=domain,
+                    extrapolate=extrapolate, kernel=kernel)
 
 
 def _softmax_backward(h, grad_h):
     r"""Chain rule through :math:`h = \mathrm{softmax}(z)`: :math:`\partial/\partial z_k = h_k (g_k - \langle h, g\rangle)`.
 
-    A constant added to a row of ``grad_h`` drops out, since the row of ``h`` sums to 1.
+    A constant added to a row of ``grad_h`` drops out, since the row of ``h``
+    sums to 1.  torch's own softmax backward kernel, one call instead of four.
     """
-    return h * (grad_h - ops(h).rowsum(h * grad_h)[:, None])
+    return torch._softmax_backward_data(grad_h, h, 1, h.dtype)
 
 
-def _gradients(scalings, a, b, lam, logits, weight):
-    r"""Eq. 11 for every row, times ``weight``, on host views; chained through the softmax for logits.
-
-    With logits the centring of Eq. 11 is skipped: :math:`\log u / \lambda`
-    differs from :math:`\alpha` by a constant per row, which the softmax's
-    backward removes (:func:`_softmax_backward`).
-    """
-    log_u, log_v = host_view(scalings.log_u), host_view(scalings.log_v)
-    if logits:
-        scale = weight / lam
-        return _softmax_backward(host_view(a), log_u * scale), _softmax_backward(host_view(b), log_v * scale)
-    alpha, beta = potentials(log_u, log_v, lam)
-    return (alpha, beta) if weight == 1.0 else (alpha * weight, beta * weight)
-
-
-def _plans(scalings, C, lam, weight):
-    r"""Each row's plan :math:`\gamma_0` times ``weight`` [B, L_s, L_t]: the gradient of its regularised optimum in ``C``."""
-    plans = transport_plan(scalings.as_tensors(), C, lam)
-    return plans if weight == 1.0 else plans * weight
+def _refuse(scalings, lam, inputs, names):
+    """Raise the reason a Sinkhorn result is not a loss: NaN or infinite inputs, or no convergence."""
+    if math.isnan(scalings.marginal_error):
+        for x, name in zip(inputs, names):
+            check_finite(x, name)  # raises the precise error
+        raise ValueError(f"{names[0]} or {names[1]} has a row of logits that are all -inf (no class left to put mass on)")
+    raise FloatingPointError(
+        f"the OT loss did not converge: after {scalings.n_iter} iterations at lam={lam:g} the plan's marginals are off by "
+        f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; raise max_iter "
+        f"(lam = 1e4 on costs in [0, 1] takes ~14,000 iterations) or lower lam")
 
 
 #: the reductions of the OT loss over the batch
@@ -146,54 +142,53 @@ def _reduction(reduction):
 
 
 class _OTLossFunction(torch.autograd.Function):
-    """Forward: Algorithm 1 and line 6, reduced over the batch.  Backward: Eq. 11, computed in the forward pass.
+    r"""Forward: Algorithm 1 and line 6, reduced over the batch.  Backward: Eq. 11 (:func:`potentials`).
 
-    The per-row gradients (Eq. 11, chained through the softmax for logits,
-    scaled by the reduction's weight) cost a few operations on [B, L] arrays;
-    the forward pass has the scalings at hand, so it forms them there (on the
-    host view, see :func:`jtln._host.host_view`) and the backward pass only
-    scales them by the incoming gradient.  Reducing inside the node spares a
-    training step the autograd node of ``.mean()``.
+    With logits the softmax's backward pass is folded into Eq. 11 (and the
+    centring of Eq. 11 skipped: :math:`\log u / \lambda` differs from
+    :math:`\alpha` by a constant per row, which the softmax's backward
+    removes), which spares a training step four autograd nodes; reducing
+    inside the node spares it the node of ``.mean()``.  If ``C`` requires
+    grad, the plans are formed in the forward pass and their weighted sum is
+    its gradient (the module docstring).
     """
 
     @staticmethod
     def forward(ctx, x_s, x_t, C, lam, logits, reduction, options):
-        work = compute_dtype(x_s.dtype)
-        if logits:
-            _logits(x_s, "z_s")
-            _logits(x_t, "z_t")
-            _check_pair(x_s, x_t, C, ("z_s", "z_t"))
-            a, b, lam = _softmax(x_s.to(work), "z_s"), _softmax(x_t.to(work), "z_t"), check_lam(lam)
-        else:
-            a, b, lam = _histograms(x_s, x_t, C, lam)  # checked in their own dtype, renormalised in ``work``
-        C = C.detach().to(work)
-        scalings = _sinkhorn(a, b, C, lam, **options)
-        if scalings.marginal_error > GROSS_ERROR:
-            raise FloatingPointError(
-                f"the OT loss did not converge: after {scalings.n_iter} iterations at lam={lam:g} the plan's marginals are off by "
-                f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; raise max_iter "
-                f"(lam = 1e4 on costs in [0, 1] takes ~14,000 iterations) or lower lam")
-        losses = host_view(transport_cost(scalings, C, lam))  # line 6
-        weight = 1.0
+        a, b, lam = (_softmaxes if logits else _histograms)(x_s, x_t, C, lam)  # in the dtype the loss computes in
+        C = C.detach().to(a.dtype)
+        scalings = sinkhorn(a, b, C, lam, **options)
+        if not scalings.marginal_error <= GROSS_ERROR:  # NaN included
+            _refuse(scalings, lam, (x_s, x_t), ("z_s", "z_t") if logits else ("h_s", "h_t"))
+        losses = transport_cost(scalings, C, lam)  # line 6
+        ctx.weight = 1.0  # d(reduced loss) / d(each row's loss)
         if reduction == "mean":
-            weight = 1.0 / len(losses) if len(losses) else math.nan  # an empty mean is NaN, as in torch
-        # host views, not inputs or outputs: kept on ctx rather than by save_for_backward
-        ctx.gradients = _gradients(scalings, a, b, lam, logits, weight)
-        ctx.plans = _plans(scalings, C, lam, weight) if ctx.needs_input_grad[2] else None
-        ctx.per_sample = reduction == "none"
-        ctx.dtype = x_s.dtype
-        return to_tensor(losses if ctx.per_sample else ops(losses).sum(losses) * weight).to(x_s.dtype)
+            ctx.weight = 1.0 / len(losses) if len(losses) else math.nan  # an empty mean is NaN, as in torch
+        plans = transport_plan(scalings, C, lam) if ctx.needs_input_grad[2] else None
+        ctx.save_for_backward(a, b, scalings.log_u, scalings.log_v, plans)
+        ctx.lam, ctx.logits, ctx.per_sample, ctx.dtype = lam, logits, reduction == "none", x_s.dtype
+        if reduction != "none":
+            losses = losses.mean() if reduction == "mean" else losses.sum()  # an empty mean is NaN, as in torch
+        return losses.to(x_s.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss):
-        alpha, beta = (to_tensor(g) for g in ctx.gradients)
-        g = grad_loss.to(alpha.dtype)
+        a, b, log_u, log_v, plans = ctx.saved_tensors
+        g = grad_loss.to(a.dtype)
+        g_rows = g[:, None] if ctx.per_sample else g  # the incoming gradient, one for every row of a reduced loss
+        if ctx.logits:
+            scale = g_rows * (ctx.weight / ctx.lam)
+            grad_s, grad_t = _softmax_backward(a, log_u * scale), _softmax_backward(b, log_v * scale)
+        else:
+            alpha, beta = potentials(log_u, log_v, ctx.lam)
+            scale = g_rows * ctx.weight
+            grad_s, grad_t = alpha * scale, beta * scale
         grad_C = None
-        if ctx.plans is not None:  # sum_b g_b w gamma_b (w folded into the plans); a reduced loss has one g for every row
-            grad_C = (torch.tensordot(g, ctx.plans, dims=1) if ctx.per_sample else g * ctx.plans.sum(0)).to(ctx.dtype)
-        g = g.unsqueeze(1) if ctx.per_sample else g
-        return (g * alpha).to(ctx.dtype), (g * beta).to(ctx.dtype), grad_C, None, None, None, None
+        if plans is not None:  # sum_b g_b w gamma_b
+            grad_C = (torch.tensordot(g, plans, dims=1) if ctx.per_sample else g * plans.sum(0)) * ctx.weight
+            grad_C = grad_C.to(ctx.dtype)
+        return grad_s.to(ctx.dtype), grad_t.to(ctx.dtype), grad_C, None, None, None, None
 
 
 def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",

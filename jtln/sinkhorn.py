@@ -19,17 +19,28 @@ Two choices differ from the literal reference (:mod:`reference.algorithm1`):
   remaining iterations start, not the fixed point nor the convergence test;
   it cuts the iterations two- to four-fold on the training problems of the
   offline benchmark (``extrapolate=False`` gives the plain iteration).
+
+Tensors in, tensors out, in one code path.  The one place NumPy enters is the
+scaling-domain loop on the CPU (:func:`_scaling_loop`): it runs a few
+hundred operations on [B, L] arrays per training step (B = 32, L <= 100),
+where the cost is per call, not per element, and a NumPy call on views of the
+tensors' memory costs about a third of a torch call.  The loop's code is
+written once against a namespace of operations (:data:`NUMPY_OPS`,
+:data:`TORCH_OPS`); which one it runs on is a property of the
+:class:`GibbsKernel` (``loop``), so a test forces the torch loop, the one a
+GPU runs, on any machine.
 """
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from jtln._checks import check_finite, check_iterations
-from jtln._host import NUMPY, TORCH, host_view, ops, to_tensor
 
 
 def default_tol(dtype):
@@ -44,7 +55,9 @@ class Scalings:
     ``log_u`` [B, L_s] and ``log_v`` [B, L_t] are the logarithms of the
     scalings of :math:`e^{-\lambda (C - \min C) - 1}`; ``n_iter`` the
     iterations run; ``marginal_error`` the last measured error; ``domain``
-    "scaling" or "log".
+    "scaling" or "log"; ``cost`` line 6 of Algorithm 1,
+    :math:`\langle \gamma_0, C\rangle_F` per row [B], where the solver had it
+    at hand (the scaling domain), else None (:func:`transport_cost` forms it).
     """
 
     log_u: torch.Tensor
@@ -52,25 +65,39 @@ class Scalings:
     n_iter: int
     marginal_error: float
     domain: str
-    #: line 6 of Algorithm 1, <gamma_0, C>_F per row [B], where the solver had it at hand
     cost: torch.Tensor = None
 
-    def as_tensors(self):
-        """The same result with host views (:func:`jtln._host.host_view`) as tensors sharing their memory."""
-        return replace(self, log_u=to_tensor(self.log_u), log_v=to_tensor(self.log_v), cost=to_tensor(self.cost))
 
-
-def potentials(log_u, log_v, lam):
-    r"""Eq. 11: the centred duals :math:`\alpha = (\log u - \overline{\log u})/\lambda`, :math:`\beta` alike, each [B, L].
-
-    Centring makes them tangent to the simplex; it also removes the constant
-    that shifting ``C`` by its minimum puts into ``log u``.  Works on torch
-    tensors and NumPy arrays alike (the OT loss calls it on host views).
-    """
-    rowsum = ops(log_u).rowsum
-    alpha = (log_u - rowsum(log_u)[:, None] / log_u.shape[1]) / lam
-    beta = (log_v - rowsum(log_v)[:, None] / log_v.shape[1]) / lam
-    return alpha, beta
+#: the operations the scaling-domain loop needs, on NumPy arrays (the CPU loop) ...
+NUMPY_OPS = SimpleNamespace(
+    dot=np.dot,  # 2-D product; with ``out=`` the cheapest NumPy has at these sizes (np.matmul costs a third more)
+    divide=np.divide,
+    exp=np.exp,
+    log=np.log,
+    abs=np.abs,
+    floor=np.maximum,  # floor(x, low): elementwise max(x, low)
+    rowsum=partial(np.add.reduce, axis=-1),  # over the last axis; unlike ndarray.sum, the ufunc's reduce has no Python wrapper
+    rowmax=partial(np.maximum.reduce, axis=-1),
+    max=partial(np.maximum.reduce, axis=None),
+    empty=lambda shape, like: np.empty(shape, like.dtype),
+    fill=np.ndarray.fill,  # in place; np.full runs through a Python wrapper
+)
+#: ... and on tensors (the loop on every other device, or wherever a kernel asks for it)
+TORCH_OPS = SimpleNamespace(
+    dot=torch.matmul,
+    divide=torch.divide,
+    exp=torch.exp,
+    log=torch.log,
+    abs=torch.abs,
+    floor=torch.clamp_min,
+    rowsum=partial(torch.sum, dim=-1),
+    rowmax=partial(torch.amax, dim=-1),
+    max=torch.amax,
+    empty=lambda shape, like: torch.empty(shape, dtype=like.dtype, device=like.device),
+    fill=torch.Tensor.fill_,
+)
+#: what :class:`GibbsKernel` ``loop`` names
+LOOPS = {"numpy": NUMPY_OPS, "torch": TORCH_OPS}
 
 
 @dataclass(frozen=True)
@@ -78,50 +105,62 @@ class GibbsKernel:
     r"""What the scaling-domain loop needs of one cost matrix ``C`` [L_s, L_t] and ``lam``.
 
     :math:`K = e^{-\lambda (C - \min C) - 1}`, its transpose (contiguous) and
-    :math:`K \odot C` for line 6, as NumPy arrays on the CPU (host views) and
-    torch tensors elsewhere.  ``safe``: whether the scaling domain stays in
-    range.  The scalings span about ``exp(lam * (max C - min C))``; a quarter
-    of the dtype's exponent range leaves room for the products ``u_i K_ij v_j``.
-    :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
-    one of its constant ``C``, so a training step skips the checks and
-    exponentials of ``C``.  ``tiny``: the dtype's smallest normal number, the
-    floor of the scalings before their logarithm.
+    :math:`K \odot C` for line 6, as tensors.  ``safe``: whether the scaling
+    domain stays in range.  The scalings span about
+    ``exp(lam * (max C - min C))``; a quarter of the dtype's exponent range
+    leaves room for the products ``u_i K_ij v_j``.  ``tiny``: the dtype's
+    smallest normal number, the floor of the scalings before their logarithm.
+    ``loop``: "numpy" (the default for float32 and float64 on the CPU) runs
+    the loop on NumPy views of the tensors' memory, "torch" on the tensors
+    (any device).  :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss`
+    keeps the one of its constant ``C``, so a training step skips the checks
+    and exponentials of ``C``.
     """
 
     lam: float
     shape: tuple
     dtype: torch.dtype
     device: torch.device
-    K: object
-    K_T: object
-    KC: object
+    K: torch.Tensor
+    K_T: torch.Tensor
+    KC: torch.Tensor
     safe: bool
     tiny: float
+    loop: str
+    #: K, K_T and KC as the loop's operands: NumPy views for the "numpy" loop, the tensors otherwise
+    operands: tuple = field(repr=False, compare=False, default=())
 
     @classmethod
-    def of(cls, C, lam):
-        """Validate ``C`` (finite, 2-D) and build its kernel."""
+    def of(cls, C, lam, loop=None):
+        """Validate ``C`` (finite, 2-D) and build its kernel; ``loop`` as in the class docstring (None: the default)."""
         check_finite(C, "C")
         if C.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
-        C_ = host_view(C)
-        o = ops(C_)
-        lowest = o.min(C_)
-        K = o.exp(-lam * (C_ - lowest) - 1.0)
-        K_T = K.T.contiguous() if o is TORCH else np.ascontiguousarray(K.T)
+        on_host = C.device.type == "cpu" and C.dtype in (torch.float32, torch.float64)
+        loop = ("numpy" if on_host else "torch") if loop is None else loop
+        if loop not in LOOPS or (loop == "numpy" and not on_host):
+            raise ValueError(f"loop must be 'torch', or 'numpy' for float32/float64 C on the CPU, got {loop!r} for "
+                             f"{C.dtype} C on {C.device}")
+        C = C.detach()
+        lowest = C.min()
+        K = torch.exp(-lam * (C - lowest) - 1.0)
+        K_T, KC = K.T.contiguous(), K * C
         finfo = torch.finfo(C.dtype)
-        safe = lam * float(o.max(C_) - lowest) < math.log(finfo.max) / 4
-        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, K * C_, safe, finfo.tiny)
+        safe = lam * (C.max() - lowest).item() < math.log(finfo.max) / 4
+        operands = (K, K_T, KC) if loop == "torch" else (K.numpy(), K_T.numpy(), KC.numpy())
+        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, KC, safe, finfo.tiny, loop, operands)
 
     def matches(self, C, lam):
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
 
 
 _TINY = 1e-30  # a denominator floor, above float32's smallest normal number
+#: the largest change of an entry of ``log v`` in a row's last step that :func:`aitken` still extrapolates
+EXTRAPOLATE_BELOW = 1.0
 
 
-def aitken(x0, x1, x2):
-    r"""Vector Aitken extrapolation of three consecutive iterates ``x0, x1, x2`` [B, L], row by row.
+def aitken(history, ops=TORCH_OPS):
+    r"""Vector Aitken extrapolation of three consecutive iterates ``history`` [3, B, L], row by row.
 
     Near its fixed point Sinkhorn's map is linear in ``log v`` with real
     eigenvalues in [0, 1) (squared singular values of the normalised plan),
@@ -129,36 +168,38 @@ def aitken(x0, x1, x2):
     :math:`\rho`, per iteration.  With :math:`\rho` estimated as
     :math:`\langle d_1, d_2\rangle / \lVert d_1\rVert^2` the limit is about
     :math:`x_2 + \frac{\rho}{1-\rho} d_2`.  Rows whose estimate is not in
-    [0, 0.99) are left as they are.  (A constant added to ``log v`` is the
+    [0, 0.99), or whose last step moved an entry of ``log v`` by 1 or more
+    (:data:`EXTRAPOLATE_BELOW`: still far from the fixed point, where the
+    linear model fails and a jump of up to 99 steps can overflow ``v``), are
+    left as they are.  (A constant added to ``log v`` is the
     gauge of the scalings, an eigenvalue 1 of the map; the differences of a
     converging sequence have no part along it, so they are not centred.)
+    ``ops``: the namespace of the arrays' kind (:data:`TORCH_OPS`, :data:`NUMPY_OPS`).
     """
-    d1, d2 = x1 - x0, x2 - x1
-    o = ops(x0)
-    num, den = o.rowsum(d1 * d2), o.rowsum(d1 * d1)
-    factor = num / o.floor(den - num, _TINY)  # rho / (1 - rho)
-    factor = factor * ((factor >= 0) & (factor < 99))  # rho in [0, 0.99); rho >= 1 meets the floor
-    return x2 + factor[:, None] * d2
+    d = history[1:] - history[:-1]  # d_1, d_2
+    den, num = ops.rowsum(d[0] * d)  # <d_1, d_1>, <d_1, d_2>
+    factor = num / ops.floor(den - num, _TINY)  # rho / (1 - rho)
+    # rho in [0, 0.99) (rho >= 1 meets the floor), and near: the kernels the loop has already run, plus one comparison
+    keep = (ops.abs(factor - 49.5) < 49.5) * (ops.rowmax(ops.abs(d[1])) < EXTRAPOLATE_BELOW)
+    factor = factor * keep
+    return history[2] + factor[:, None] * d[1]
 
 
 def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
-    """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t].
+    """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t]; returns :class:`Scalings` (tensors).
 
     ``C`` is [L_s, L_t] (shared by the batch) or, in the log domain only,
     [B, L_s, L_t].  ``domain`` is "auto" (scaling domain unless the exponent
     range makes it unsafe, see :class:`GibbsKernel`), "scaling" or "log".
     A scaling-domain run that still over- or underflows is redone in the log
-    domain.  Warns with the final marginal error if ``max_iter`` is reached.
+    domain.  Warns with the final marginal error if ``max_iter`` is reached;
+    NaN in ``a`` or ``b`` stops it at the first check with a NaN
+    ``marginal_error`` (:func:`jtln.ot.ot_loss` then finds and names the bad input).
     ``extrapolate`` applies :func:`aitken` to ``log v`` at each check that has
     not converged (``check_every >= 3``), until a check finds the error grown.
     ``kernel`` is the :class:`GibbsKernel` of ``(C, lam)`` if the caller keeps
     one; it is built here otherwise.  ``C`` is checked to be finite here, once.
     """
-    return _sinkhorn(a, b, C, lam, tol, max_iter, check_every, domain, extrapolate, kernel).as_tensors()
-
-
-def _sinkhorn(a, b, C, lam, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
-    """:func:`sinkhorn`, with the scaling domain's arrays left as host views (the OT loss works on them)."""
     check_iterations(max_iter, check_every)
     if tol is None:
         tol = default_tol(C.dtype)
@@ -175,45 +216,53 @@ def _sinkhorn(a, b, C, lam, tol=None, max_iter=10_000, check_every=10, domain="a
             domain = "scaling" if kernel.safe else "log"
     elif kernel is None:
         check_finite(C, "C")
+    a, b = a.detach(), b.detach()
     if len(a) == 0:  # an empty batch: nothing to scale
-        a, b = host_view(a), host_view(b)
-        return Scalings(a, b, 0, 0.0, domain, ops(a).rowsum(a))
+        return Scalings(a, b, 0, 0.0, domain, a.sum(1))
     if domain == "scaling":
-        result = _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate)
+        result = _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate)
         if result is not None:
             return result
-    return _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate)
+    return _sinkhorn_log(a, b, C.detach(), lam, tol, max_iter, check_every, extrapolate)
 
 
 class _Extrapolation:
-    """Keeps ``log v`` of the last three iterations of each check period and extrapolates it at the check.
+    """Keeps ``v`` of the last three iterations of each check period and extrapolates ``log v`` at the check.
 
-    Stops for good once a check finds a larger error than the one before: the
+    ``to_log`` maps the kept iterates to ``log v``, floored: the scaling
+    domain keeps ``v``, the log domain ``log v`` itself.
+
+    ``slots[phase]`` is the buffer the loop writes ``v`` into at iteration
+    phase ``n_iter % check_every``: one of the three rows of ``history``
+    [3, B, L_t] for the last three phases of a period (check_every - 2,
+    check_every - 1 and 0), the loop's own ``v`` otherwise, so that keeping an
+    iterate costs no operation.  Starts at the second check: a problem solved
+    within two periods does not pay for the extrapolation's kernels, whose
+    first call in a training step costs more than a dozen iterations.  Stops
+    for good once a check finds a larger error than the one before: the
     extrapolation is a help near the fixed point, never a requirement.
     """
 
-    def __init__(self, enabled, check_every):
+    def __init__(self, enabled, check_every, v, to_log, ops=TORCH_OPS):
         self.enabled = enabled and check_every >= 3
-        self.first_kept = check_every - 2  # the phases n_iter % check_every kept: check_every - 2, - 1 and 0
-        self.history = []
+        self.ops, self.to_log = ops, to_log
         self.last_error = math.inf
-
-    def keeps(self, phase):
-        """Whether the iterate of phase ``n_iter % check_every`` is one of the three kept."""
-        return self.enabled and (phase == 0 or phase >= self.first_kept)
-
-    def keep(self, log_v):
-        self.history.append(log_v)
+        self.slots = [v] * check_every
+        self.v = v
+        if self.enabled:
+            self.history = ops.empty((3, *v.shape), v)
+            self.slots[check_every - 2], self.slots[check_every - 1], self.slots[0] = self.history
 
     def at_check(self, error):
-        """The extrapolated ``log v`` [B, L_t], or None."""
-        history, self.history = self.history, []
+        """The extrapolated ``log v`` [B, L_t], or None (at the first check, and from the first grown error on)."""
+        first = self.last_error == math.inf
         if error > self.last_error:
             self.enabled = False
+            self.slots = [self.v] * len(self.slots)
         self.last_error = error
-        if not self.enabled or len(history) != 3:
+        if first or not self.enabled:
             return None
-        return aitken(*history)
+        return aitken(self.to_log(self.history), self.ops)
 
 
 def _warn_not_converged(max_iter, error, tol):
@@ -224,63 +273,71 @@ def _warn_not_converged(max_iter, error, tol):
     )
 
 
-def _sinkhorn_scaling(a, b, kernel, tol, max_iter, check_every, extrapolate):
-    """Algorithm 1 on the whole batch with preallocated buffers; None if it over/underflowed.
+def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
+    """Algorithm 1 on the whole batch in the scaling domain, as ``kernel.loop`` says: tensors in, tensors out.
 
-    On the CPU the loop runs in NumPy on the tensors' memory: for these small
-    products (B x 87 by 87 x 13) torch's per-call dispatch costs more than the
-    arithmetic, and ``np.dot`` into a preallocated ``out`` is the cheapest
-    product NumPy has (``np.matmul`` costs a third more per call at these
-    sizes).  ``np.dot`` / ``np.divide`` and ``torch.matmul`` / ``torch.divide``
-    share their signatures, so one loop serves both.
+    The kernel of the OT core's speed on the CPU: there the loop runs on NumPy
+    views of ``a``, ``b`` and the kernel's matrices (no copy), and its results
+    come back as tensors sharing the arrays' memory.  Returns
+    :class:`Scalings`, or None if the loop over- or underflowed.
+    """
+    ops = LOOPS[kernel.loop]
+    if a.dtype != kernel.dtype or b.dtype != kernel.dtype:
+        a, b = a.to(kernel.dtype), b.to(kernel.dtype)
+    if ops is NUMPY_OPS:
+        a, b = a.numpy(), b.numpy()
+    result = _scaling_iterations(ops, a, b, *kernel.operands, kernel.tiny, tol, max_iter, check_every, extrapolate)
+    if result is None:
+        return None
+    log_u, log_v, cost, n_iter, error = result
+    if ops is NUMPY_OPS:
+        log_u, log_v, cost = torch.from_numpy(log_u), torch.from_numpy(log_v), torch.from_numpy(cost)
+    return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
+
+
+def _scaling_iterations(ops, a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
+    """The loop of :func:`_scaling_loop` with preallocated buffers, written once for both ``ops`` namespaces.
+
+    ``np.dot`` / ``np.divide`` and ``torch.matmul`` / ``torch.divide`` share
+    their signatures (``out=`` included), so one loop serves both.  Returns
+    ``(log_u, log_v, cost, n_iter, error)``, or None if it over/underflowed.
     """
     B, L_s = a.shape
     L_t = b.shape[1]
-    K, K_T = kernel.K, kernel.K_T
-    a, b = host_view(a), host_view(b)
-    o = ops(K)
-    if o is NUMPY:
-        if a.dtype != K.dtype or b.dtype != K.dtype:
-            a, b = a.astype(K.dtype), b.astype(K.dtype)
-        u = np.empty((B, L_s), K.dtype)
-        u.fill(1.0 / L_s)  # np.full runs this through a Python wrapper
-        v, Ktu, Kv = np.empty((B, L_t), K.dtype), np.empty((B, L_t), K.dtype), np.empty((B, L_s), K.dtype)
-    else:
-        u = torch.full((B, L_s), 1.0 / L_s, dtype=K.dtype, device=K.device)
-        v, Ktu, Kv = (torch.empty(shape, dtype=K.dtype, device=K.device) for shape in ((B, L_t), (B, L_t), (B, L_s)))
-    tiny = kernel.tiny
-    extrapolation = _Extrapolation(extrapolate, check_every)
+    dot, divide = ops.dot, ops.divide
+    u, Ktu, Kv = ops.empty((B, L_s), K), ops.empty((B, L_t), K), ops.empty((B, L_s), K)
+    ops.fill(u, 1.0 / L_s)
+    extrapolation = _Extrapolation(extrapolate, check_every, ops.empty((B, L_t), K), lambda v: ops.log(ops.floor(v, tiny)), ops)
     error = math.inf
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        o.dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
-        o.divide(b, Ktu, out=v)  # line 3
+        dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
         phase = n_iter % check_every
-        if extrapolation.keeps(phase):
-            extrapolation.keep(o.log(o.floor(v, tiny)))
-        o.dot(v, K_T, out=Kv)
+        v = extrapolation.slots[phase]
+        divide(b, Ktu, out=v)  # line 3
+        dot(v, K_T, out=Kv)
         if phase == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
-            error = float(o.max(o.rowsum(o.abs(u * Kv - a))))
+            error = float(ops.max(ops.rowsum(ops.abs(u * Kv - a))))
             if not math.isfinite(error):
                 return None
             if error < tol:
-                o.divide(a, Kv, out=u)
+                divide(a, Kv, out=u)
                 break
             log_v = extrapolation.at_check(error)
             if log_v is not None:
-                o.exp(log_v, out=v)
-                o.dot(v, K_T, out=Kv)
-        o.divide(a, Kv, out=u)  # line 4
+                ops.exp(log_v, out=v)
+                dot(v, K_T, out=Kv)
+        divide(a, Kv, out=u)  # line 4
     else:
         _warn_not_converged(max_iter, error, tol)
     # the scalings are bounded (GibbsKernel.safe), so a sum is infinite only if an entry is; an
-    # underflow of K v or K^T u shows as an infinite (mass / 0) or NaN (0 / 0) entry of u or v
-    if not (math.isfinite(float(o.sum(u))) and math.isfinite(float(o.sum(v)))):
+    # underflow of K v or K^T u shows as an infinite (mass / 0) or NaN (0 / 0) entry of u or v.
+    # (The same reductions as the error's: at these sizes a kernel's first call in a step costs more than the arithmetic.)
+    if not (math.isfinite(float(ops.max(ops.rowsum(u)))) and math.isfinite(float(ops.max(ops.rowsum(v))))):
         return None
-    cost = o.rowsum(o.dot(u, kernel.KC) * v)  # line 6: u^T (K o C) v, without forming the plan
-    log_u, log_v = o.log(o.floor(u, tiny)), o.log(o.floor(v, tiny))
-    return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
+    cost = ops.rowsum(dot(u, KC) * v)  # line 6: u^T (K o C) v, without forming the plan
+    return ops.log(ops.floor(u, tiny)), ops.log(ops.floor(v, tiny)), cost, n_iter, error
 
 
 #: a final marginal error above which the OT loss raises instead of warning: over 0.1% of the mass misplaced, the value
@@ -307,7 +364,6 @@ def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
     bounded share of ``max_iter``, and the last one, at the target ``lam``,
     has the rest: the result is always that stage's.
     """
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
     spread = float((C.amax(dim=(-2, -1)) - C.amin(dim=(-2, -1))).max())
     stages = [lam]
     while stages[0] * spread > ANNEAL_ABOVE and stages[0] / ANNEAL_FACTOR * spread >= ANNEAL_ABOVE / ANNEAL_FACTOR:
@@ -333,24 +389,24 @@ def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f
     C_min = C.amin(dim=(-2, -1), keepdim=True)
     M = lam * (C - C_min) + 1.0  # K = exp(-M)
     f = torch.full_like(log_a, -math.log(a.shape[1])) if f is None else f
-    extrapolation = _Extrapolation(extrapolate, check_every)
+    extrapolation = _Extrapolation(extrapolate, check_every, torch.empty_like(log_b), partial(torch.clamp_min, min=math.log(tiny)))
     error = math.inf
     n_iter = 0
     g = None
     for n_iter in range(1, max(max_iter, 1) + 1):
-        g = log_b - torch.logsumexp(f.unsqueeze(2) - M, dim=1)  # line 3
         phase = n_iter % check_every
-        if extrapolation.keeps(phase):
-            extrapolation.keep(g.clamp_min(math.log(tiny)))
+        g = torch.sub(log_b, torch.logsumexp(f.unsqueeze(2) - M, dim=1), out=extrapolation.slots[phase])  # line 3
         log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         if phase == 0:
             error = ((f + log_Kv).exp() - a).abs().sum(dim=1).max().item()
+            if math.isnan(error):  # NaN in a or b (the log domain has no other source): it never recovers
+                break
             if error < tol:
                 f = log_a - log_Kv
                 break
             extrapolated = extrapolation.at_check(error)
             if extrapolated is not None:
-                g = extrapolated
+                g.copy_(extrapolated)
                 log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         f = log_a - log_Kv  # line 4
     else:

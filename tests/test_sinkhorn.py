@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from jtln.ot import OTLoss, ot_loss
-from jtln.sinkhorn import GibbsKernel, _Extrapolation, aitken, sinkhorn, transport_plan
+from jtln.sinkhorn import NUMPY_OPS, GibbsKernel, _Extrapolation, aitken, sinkhorn, transport_plan
 from tests.conftest import random_histograms
 
 
@@ -64,26 +64,25 @@ def test_aitken_finds_the_limit_of_geometric_rows():
     rng = np.random.default_rng(0)
     x_star, d = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
     rho = np.array([0.3, 0.9, 0.98, 1.5])[:, None]
-    x0, x1, x2 = (x_star + rho**k * d for k in (1, 2, 3))
-    out = aitken(x0, x1, x2)
+    history = np.stack([x_star + rho**k * d for k in (1, 2, 3)])
+    out = aitken(history, NUMPY_OPS)
     np.testing.assert_allclose(out[:3], x_star[:3], atol=1e-12)
-    np.testing.assert_array_equal(out[3], x2[3])
-    torch.testing.assert_close(aitken(*(torch.tensor(x) for x in (x0, x1, x2))), torch.tensor(out), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[3], history[2, 3])
+    torch.testing.assert_close(aitken(torch.tensor(history)), torch.tensor(out), rtol=0, atol=1e-12)
 
 
-def test_extrapolation_stops_once_the_error_grows():
-    history = [np.ones((1, 2)) * k for k in (1.0, 1.5, 1.75)]
-    extrapolation = _Extrapolation(True, check_every=10)
-    for x in history:
-        extrapolation.keep(x)
-    assert extrapolation.at_check(1e-2) is not None
-    for x in history:
-        extrapolation.keep(x)
+def test_extrapolation_keeps_the_last_three_iterates_and_stops_once_the_error_grows():
+    v = torch.empty(1, 2)
+    extrapolation = _Extrapolation(True, 10, v, to_log=lambda x: x)
+    for phase, value in ((8, 1.0), (9, 1.5), (0, 1.75)):  # the last three phases of a period, in order
+        extrapolation.slots[phase].fill_(value)
+    assert all(extrapolation.slots[phase] is v for phase in range(1, 8))  # the others are the loop's own v
+    assert extrapolation.at_check(1e-1) is None  # the first check never extrapolates
+    torch.testing.assert_close(extrapolation.at_check(1e-2), torch.full((1, 2), 2.0))  # 1, 1.5, 1.75 -> 2
     assert extrapolation.at_check(1e-1) is None  # grew: off for good
-    for x in history:
-        extrapolation.keep(x)
     assert extrapolation.at_check(1e-3) is None and not extrapolation.enabled
-    assert not _Extrapolation(True, check_every=2).enabled  # needs three iterates per period
+    assert all(slot is v for slot in extrapolation.slots)
+    assert not _Extrapolation(True, 2, v, to_log=lambda x: x).enabled  # needs three iterates per period
 
 
 def test_kernel_must_match_the_cost_matrix_and_lam(rng):

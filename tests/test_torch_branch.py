@@ -1,35 +1,38 @@
-"""The OT core's torch branch (the one a GPU runs) on the CPU: host views forced to stay tensors, checked against the reference.
+"""The OT core's torch loop (the one a GPU runs) on the CPU, checked against the reference and the NumPy loop.
 
-On the CPU :func:`jtln._host.host_view` hands the Sinkhorn loop NumPy views
-of the tensors (faster at these sizes); on any other device it keeps the
-tensors and the same code runs through :data:`jtln._host.TORCH`.  Forcing
-the tensors here tests that branch on every machine, not only where CUDA is.
+On the CPU the scaling-domain loop runs on NumPy views of the tensors (faster
+at these sizes, :func:`jtln.sinkhorn._scaling_loop`); everything else in the
+OT core is torch on every device.  Forcing every :class:`GibbsKernel` to the
+torch loop here tests that code path on every machine, not only where CUDA is.
 """
 
 import numpy as np
 import pytest
 import torch
 
-import jtln._checks
-import jtln.ot
 import jtln.sinkhorn
 from jtln.ot import OTLoss, ot_loss, ot_loss_with_logits
+from jtln.sinkhorn import TORCH_OPS, GibbsKernel
 from reference.algorithm1 import ot_loss as reference_ot_loss
 from reference.algorithm1 import ot_loss_grad, ot_loss_grad_C
 from tests.conftest import RTOL, random_histograms
 
 
+def force_torch_loop(monkeypatch):
+    """Every kernel built from now on runs the torch loop; the NumPy loop is never entered (checked)."""
+    build, iterate = GibbsKernel.of.__func__, jtln.sinkhorn._scaling_iterations
+
+    def torch_only(ops, *args):
+        assert ops is TORCH_OPS, "the NumPy loop ran"
+        return iterate(ops, *args)
+
+    monkeypatch.setattr(GibbsKernel, "of", classmethod(lambda cls, C, lam, loop=None: build(cls, C, lam, loop="torch")))
+    monkeypatch.setattr(jtln.sinkhorn, "_scaling_iterations", torch_only)
+
+
 @pytest.fixture
 def torch_branch(monkeypatch):
-    """Every host view stays a (detached) tensor, as on a GPU; the NumPy branch is never entered (checked)."""
-    import numpy
-
-    def tensors_only(x):
-        assert not isinstance(x, numpy.ndarray), "a NumPy array reached the OT core"
-        return x.detach()
-
-    for module in (jtln._checks, jtln.ot, jtln.sinkhorn):
-        monkeypatch.setattr(module, "host_view", tensors_only)
+    force_torch_loop(monkeypatch)
 
 
 @pytest.mark.parametrize("lam", [1.0, 20.0, 500.0])  # 500: the log domain and its annealing
@@ -72,9 +75,28 @@ def test_the_two_branches_agree(rng, monkeypatch):
     results = []
     for force in (False, True):
         if force:
-            for module in (jtln._checks, jtln.ot, jtln.sinkhorn):
-                monkeypatch.setattr(module, "host_view", lambda x: x.detach())
+            force_torch_loop(monkeypatch)
         loss = ot_loss_with_logits(z_s, z_t, C, 20.0, reduction="sum")
         results.append((loss.detach(), *torch.autograd.grad(loss, (z_s, z_t))))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32: two orders of summation
+
+
+def test_the_kernel_chooses_the_loop_and_refuses_a_numpy_loop_it_cannot_run():
+    C = torch.rand(3, 2, dtype=torch.float64)
+    assert GibbsKernel.of(C, 5.0).loop == "numpy" and GibbsKernel.of(C, 5.0, loop="torch").loop == "torch"
+    assert GibbsKernel.of(C.to(torch.float16), 5.0).loop == "torch"  # NumPy has no float16 matmul worth using
+    with pytest.raises(ValueError, match="loop must be 'torch', or 'numpy' for float32/float64 C on the CPU"):
+        GibbsKernel.of(C.to(torch.float16), 5.0, loop="numpy")
+    with pytest.raises(ValueError, match="loop must be"):
+        GibbsKernel.of(C, 5.0, loop="cuda")
+
+
+def test_scalings_are_tensors_whichever_loop_ran(rng):
+    a, b = torch.tensor(random_histograms(rng, 4, 3)), torch.tensor(random_histograms(rng, 4, 2))
+    C = torch.rand(3, 2, dtype=torch.float64)
+    results = [jtln.sinkhorn.sinkhorn(a, b, C, 5.0, tol=1e-12, kernel=GibbsKernel.of(C, 5.0, loop=loop)) for loop in ("numpy", "torch")]
+    for result in results:
+        assert all(torch.is_tensor(x) for x in (result.log_u, result.log_v, result.cost))
+    for x, y in zip((results[0].log_u, results[0].log_v, results[0].cost), (results[1].log_u, results[1].log_v, results[1].cost)):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
