@@ -236,11 +236,9 @@ class _Extrapolation:
     phase ``n_iter % check_every``: one of the three rows of ``history``
     [3, B, L_t] for the last three phases of a period (check_every - 2,
     check_every - 1 and 0), the loop's own ``v`` otherwise, so that keeping an
-    iterate costs no operation.  Starts at the second check: a problem solved
-    within two periods does not pay for the extrapolation's kernels, whose
-    first call in a training step costs more than a dozen iterations.  Stops
-    for good once a check finds a larger error than the one before: the
-    extrapolation is a help near the fixed point, never a requirement.
+    iterate costs no operation.  Stops for good once a check finds a larger
+    error than the one before: the extrapolation is a help near the fixed
+    point, never a requirement.
     """
 
     def __init__(self, enabled, check_every, v, to_log, ops=TORCH_OPS):
@@ -254,13 +252,12 @@ class _Extrapolation:
             self.slots[check_every - 2], self.slots[check_every - 1], self.slots[0] = self.history
 
     def at_check(self, error):
-        """The extrapolated ``log v`` [B, L_t], or None (at the first check, and from the first grown error on)."""
-        first = self.last_error == math.inf
+        """The extrapolated ``log v`` [B, L_t], or None (from the first grown error on, always None)."""
         if error > self.last_error:
             self.enabled = False
             self.slots = [self.v] * len(self.slots)
         self.last_error = error
-        if first or not self.enabled:
+        if not self.enabled:
             return None
         return aitken(self.to_log(self.history), self.ops)
 

@@ -174,7 +174,7 @@ def test_non_convergence_warns_with_final_error_and_a_gross_miss_raises(rng):
     _, (Hs, Ht, Ct) = batch(rng, torch.float64)
     with pytest.warns(RuntimeWarning, match=r"did not converge in 60 iterations: marginal error 5.4\d*e-04"):
         ot_loss(Hs, Ht, Ct, 50.0, max_iter=60)  # a near miss: 0.05% of the mass
-    with pytest.raises(FloatingPointError, match=r"after 20 iterations at lam=50 the plan's marginals are off by 0.591"):
+    with pytest.raises(FloatingPointError, match=r"after 20 iterations at lam=50 the plan's marginals are off by 0.264"):
         with pytest.warns(RuntimeWarning):
             ot_loss(Hs, Ht, Ct, 50.0, max_iter=20)
 

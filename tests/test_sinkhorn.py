@@ -77,7 +77,6 @@ def test_extrapolation_keeps_the_last_three_iterates_and_stops_once_the_error_gr
     for phase, value in ((8, 1.0), (9, 1.5), (0, 1.75)):  # the last three phases of a period, in order
         extrapolation.slots[phase].fill_(value)
     assert all(extrapolation.slots[phase] is v for phase in range(1, 8))  # the others are the loop's own v
-    assert extrapolation.at_check(1e-1) is None  # the first check never extrapolates
     torch.testing.assert_close(extrapolation.at_check(1e-2), torch.full((1, 2), 2.0))  # 1, 1.5, 1.75 -> 2
     assert extrapolation.at_check(1e-1) is None  # grew: off for good
     assert extrapolation.at_check(1e-3) is None and not extrapolation.enabled
