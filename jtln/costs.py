@@ -80,7 +80,7 @@ def _group_by_class(features, labels, n_classes, name):
     return grouped, counts
 
 
-def _check_pair(feat_s, feat_t):
+def _check_features(feat_s, feat_t):
     if feat_s.shape[1] != feat_t.shape[1]:
         raise ValueError(f"feat_s and feat_t must have the same feature dimension, got {feat_s.shape[1]} and {feat_t.shape[1]}")
 
@@ -115,7 +115,7 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
         raise ValueError(f"kernel_weights must be one of {KERNEL_WEIGHTS}, got {kernel_weights!r}")
     if kernel_weights == "optimal" and estimator != "linear":
         raise ValueError(f"kernel_weights='optimal' needs estimator='linear' (Eq. 14), got estimator={estimator!r}")
-    _check_pair(feat_s, feat_t)
+    _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     for name, n in (("y_s", n_s), ("y_t", n_t)):
@@ -131,16 +131,16 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
     if kernel_weights == "optimal":
         return normalize_cost(_optimal_weights_mmd2(X_s, n_s, X_t, n_t, sigmas), normalize)
     if estimator == "linear":
-        P = int(min(n_s.max(), n_t.max())) // 2  # most quad-tuples any pair can use
-        S1, S2 = X_s[:, 0 : 2 * P : 2], X_s[:, 1 : 2 * P : 2]  # [L_s, P, D]
-        T1, T2 = X_t[:, 0 : 2 * P : 2], X_t[:, 1 : 2 * P : 2]
-        k_ss = k((S1 - S2).square().sum(-1))  # [L_s, P]
-        k_tt = k((T1 - T2).square().sum(-1))  # [L_t, P]
-        k_st = k(squared_distances(S1.transpose(0, 1), T2.transpose(0, 1)))  # [P, L_s, L_t]
+        max_quads = int(min(n_s.max(), n_t.max())) // 2  # most quad-tuples any pair can use
+        S1, S2 = X_s[:, 0 : 2 * max_quads : 2], X_s[:, 1 : 2 * max_quads : 2]  # [L_s, max_quads, D]
+        T1, T2 = X_t[:, 0 : 2 * max_quads : 2], X_t[:, 1 : 2 * max_quads : 2]
+        k_ss = k((S1 - S2).square().sum(-1))  # [L_s, max_quads]
+        k_tt = k((T1 - T2).square().sum(-1))  # [L_t, max_quads]
+        k_st = k(squared_distances(S1.transpose(0, 1), T2.transpose(0, 1)))  # [max_quads, L_s, L_t]
         k_ts = k(squared_distances(S2.transpose(0, 1), T1.transpose(0, 1)))
         g = k_ss.T[:, :, None] + k_tt.T[:, None, :] - k_st - k_ts  # g_k(z_p) for every pair
         n_quads = torch.minimum(n_s[:, None], n_t[None, :]) // 2  # [L_s, L_t]
-        used = torch.arange(P, device=g.device)[:, None, None] < n_quads
+        used = torch.arange(max_quads, device=g.device)[:, None, None] < n_quads
         C = (g * used).sum(0) / n_quads
     elif estimator == "unbiased":
         C = _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k)
@@ -201,7 +201,7 @@ def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, no
     :func:`median_bandwidths`), so that the entropic blur is a tenth of a
     typical distance whatever the feature scale.
     """
-    _check_pair(feat_s, feat_t)
+    _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     Ls, Lt = len(n_s), len(n_t)

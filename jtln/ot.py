@@ -87,20 +87,21 @@ def _histograms(h_s, h_t, C, lam):
     return a / sums_s[:, None], b / sums_t[:, None], check_lam(lam)
 
 
-def _softmaxes(z_s, z_t, C, lam):
-    """``softmax(z_s)``, ``softmax(z_t)`` row by row in the dtype the loss computes in, and ``lam``, checking their shapes.
+def _softmaxes(logits_s, logits_t, C, lam):
+    """``softmax(logits_s)``, ``softmax(logits_t)`` row by row in the dtype the loss computes in, and ``lam``, checking their shapes.
 
     Their values are checked by the loss's result (:func:`_refuse`):
     a softmax row is NaN exactly when its logits hold a NaN or ``+inf`` or are
     all ``-inf``, and Sinkhorn's marginal error is then NaN.  A single
     ``-inf`` is a masked class and gets zero mass.
     """
-    for z, name in ((z_s, "z_s"), (z_t, "z_t")):
-        if not torch.is_tensor(z) or z.dim() != 2 or z.shape[1] == 0:
-            raise ValueError(f"{name} must be a tensor of logits [B, L] with L >= 1, got {getattr(z, 'shape', type(z).__name__)}")
-    _check_pair(z_s, z_t, C, ("z_s", "z_t"))
-    work = compute_dtype(z_s.dtype)
-    return torch.softmax(z_s.detach().to(work), 1), torch.softmax(z_t.detach().to(work), 1), check_lam(lam)
+    for logits, name in ((logits_s, "logits_s"), (logits_t, "logits_t")):
+        if not torch.is_tensor(logits) or logits.dim() != 2 or logits.shape[1] == 0:
+            raise ValueError(f"{name} must be a tensor of logits [B, L] with L >= 1, got "
+                             f"{getattr(logits, 'shape', type(logits).__name__)}")
+    _check_pair(logits_s, logits_t, C, ("logits_s", "logits_t"))
+    work = compute_dtype(logits_s.dtype)
+    return torch.softmax(logits_s.detach().to(work), 1), torch.softmax(logits_t.detach().to(work), 1), check_lam(lam)
 
 
 def solve(h_s, h_t, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
@@ -159,7 +160,7 @@ class _OTLossFunction(torch.autograd.Function):
         C = C.detach().to(a.dtype)
         scalings = sinkhorn(a, b, C, lam, **options)
         if not scalings.marginal_error <= GROSS_ERROR:  # NaN included
-            _refuse(scalings, lam, (x_s, x_t), ("z_s", "z_t") if logits else ("h_s", "h_t"))
+            _refuse(scalings, lam, (x_s, x_t), ("logits_s", "logits_t") if logits else ("h_s", "h_t"))
         losses = transport_cost(scalings, C, lam)  # line 6
         ctx.weight = 1.0  # d(reduced loss) / d(each row's loss)
         if reduction == "mean":
@@ -244,17 +245,17 @@ def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, ch
     return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), options)
 
 
-def ot_loss_with_logits(z_s, z_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
+def ot_loss_with_logits(logits_s, logits_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
                         extrapolate=True, kernel=None):
-    r"""``ot_loss(softmax(z_s), softmax(z_t), C, lam)`` as one autograd node, from the heads' logits.
+    r"""``ot_loss(softmax(logits_s), softmax(logits_t), C, lam)`` as one autograd node, from the heads' logits.
 
     What the JTLN methods call: the histogram checks reduce to finite logits
     (a softmax is a histogram), and the softmax's backward pass is folded into
     Eq. 11, which saves four autograd nodes per training step.  Same options
-    as :func:`ot_loss`; ``z_s`` [B, L_s] and ``z_t`` [B, L_t] are logits.
+    as :func:`ot_loss`; ``logits_s`` [B, L_s] and ``logits_t`` [B, L_t] are logits.
     """
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
-    return _OTLossFunction.apply(z_s, z_t, C, lam, True, _reduction(reduction), options)
+    return _OTLossFunction.apply(logits_s, logits_t, C, lam, True, _reduction(reduction), options)
 
 
 class OTLoss(nn.Module):

@@ -50,10 +50,10 @@ def test_identical_or_constant_features_give_a_finite_cost_matrix():
 def test_half_precision_is_computed_in_float32_and_returned_in_its_own_dtype(dtype):
     g = torch.Generator().manual_seed(0)
     cost = torch.rand(87, 13, generator=g).to(dtype)
-    z_s, z_t = (torch.randn(32, n, generator=g) * 3 for n in (87, 13))
+    logits_s, logits_t = (torch.randn(32, n, generator=g) * 3 for n in (87, 13))
     for logits in (True, False):
-        x_s = (z_s if logits else z_s.softmax(1)).to(dtype).requires_grad_()
-        x_t = (z_t if logits else z_t.softmax(1)).to(dtype).requires_grad_()
+        x_s = (logits_s if logits else logits_s.softmax(1)).to(dtype).requires_grad_()
+        x_t = (logits_t if logits else logits_t.softmax(1)).to(dtype).requires_grad_()
         # the reference: the same inputs in float32 (histograms renormalised there, as the loss does)
         ref_s, ref_t = (x.detach().float() if logits else x.detach().float() / x.detach().float().sum(1, keepdim=True)
                         for x in (x_s, x_t))

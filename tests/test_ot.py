@@ -110,14 +110,14 @@ def test_reductions_inside_the_node_match_reducing_the_rows(rng, dtype, logits):
 
 
 def test_empty_batch_gives_empty_losses_and_a_nan_mean():
-    z_s = torch.zeros(0, L_S, requires_grad=True)
+    logits_s = torch.zeros(0, L_S, requires_grad=True)
     C = torch.rand(L_S, L_T)
-    assert ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0).shape == (0,)
-    assert ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0, reduction="sum").item() == 0.0
-    mean = ot_loss_with_logits(z_s, torch.zeros(0, L_T), C, 10.0, reduction="mean")
+    assert ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0).shape == (0,)
+    assert ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="sum").item() == 0.0
+    mean = ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="mean")
     assert torch.isnan(mean) and torch.isnan(torch.zeros(0).mean())  # as torch's own empty mean
     mean.backward()
-    assert z_s.grad.shape == (0, L_S)
+    assert logits_s.grad.shape == (0, L_S)
 
 
 def test_second_derivatives_are_refused(rng):
@@ -181,21 +181,21 @@ def test_non_convergence_warns_with_final_error_and_a_gross_miss_raises(rng):
 
 def test_logits_entry_equals_softmax_then_ot_loss(rng, dtype):
     """Value and gradient of ot_loss_with_logits against autograd through softmax + ot_loss."""
-    z_s = torch.tensor(rng.normal(size=(B, L_S)) * 2, dtype=dtype, requires_grad=True)
-    z_t = torch.tensor(rng.normal(size=(B, L_T)) * 2, dtype=dtype, requires_grad=True)
+    logits_s = torch.tensor(rng.normal(size=(B, L_S)) * 2, dtype=dtype, requires_grad=True)
+    logits_t = torch.tensor(rng.normal(size=(B, L_T)) * 2, dtype=dtype, requires_grad=True)
     C = torch.tensor(rng.random((L_S, L_T)), dtype=dtype)
     weights = torch.tensor(rng.random(B), dtype=dtype)  # a non-uniform upstream gradient
-    fused = ot_loss_with_logits(z_s, z_t, C, 10.0)
+    fused = ot_loss_with_logits(logits_s, logits_t, C, 10.0)
     (fused * weights).sum().backward()
-    grads = z_s.grad.clone(), z_t.grad.clone()
-    z_s.grad = z_t.grad = None
-    composed = ot_loss(z_s.softmax(1), z_t.softmax(1), C, 10.0)
+    grads = logits_s.grad.clone(), logits_t.grad.clone()
+    logits_s.grad = logits_t.grad = None
+    composed = ot_loss(logits_s.softmax(1), logits_t.softmax(1), C, 10.0)
     (composed * weights).sum().backward()
     rtol = RTOL[dtype] * 10
     torch.testing.assert_close(fused, composed, rtol=rtol, atol=0)
     scale = max(grads[0].abs().max().item(), grads[1].abs().max().item())
-    torch.testing.assert_close(grads[0], z_s.grad, rtol=0, atol=rtol * scale)
-    torch.testing.assert_close(grads[1], z_t.grad, rtol=0, atol=rtol * scale)
+    torch.testing.assert_close(grads[0], logits_s.grad, rtol=0, atol=rtol * scale)
+    torch.testing.assert_close(grads[1], logits_t.grad, rtol=0, atol=rtol * scale)
 
 
 def test_logits_gradient_is_the_gradient_of_the_regularised_optimum(rng):
@@ -203,39 +203,39 @@ def test_logits_gradient_is_the_gradient_of_the_regularised_optimum(rng):
     from reference.algorithm1 import regularised_optimum
 
     lam = 10.0
-    z_s, z_t = rng.normal(size=L_S), rng.normal(size=L_T)
+    logits_s, logits_t = rng.normal(size=L_S), rng.normal(size=L_T)
     C = rng.random((L_S, L_T))
-    zs, zt = torch.tensor(z_s[None], requires_grad=True), torch.tensor(z_t[None], requires_grad=True)
+    zs, zt = torch.tensor(logits_s[None], requires_grad=True), torch.tensor(logits_t[None], requires_grad=True)
     ot_loss_with_logits(zs, zt, torch.tensor(C), lam, tol=1e-14).sum().backward()
     softmax = lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum()  # noqa: E731
     eps = 1e-6
     for _ in range(3):
         d_s, d_t = rng.normal(size=L_S), rng.normal(size=L_T)
-        fd = (regularised_optimum(softmax(z_s + eps * d_s), softmax(z_t + eps * d_t), C, lam)
-              - regularised_optimum(softmax(z_s - eps * d_s), softmax(z_t - eps * d_t), C, lam)) / (2 * eps)
+        fd = (regularised_optimum(softmax(logits_s + eps * d_s), softmax(logits_t + eps * d_t), C, lam)
+              - regularised_optimum(softmax(logits_s - eps * d_s), softmax(logits_t - eps * d_t), C, lam)) / (2 * eps)
         np.testing.assert_allclose(zs.grad[0].numpy() @ d_s + zt.grad[0].numpy() @ d_t, fd, rtol=1e-5, atol=1e-8)
 
 
 def test_logits_entry_checks_its_input(rng):
-    z_s, z_t = torch.randn(3, L_S, dtype=torch.float64), torch.randn(3, L_T, dtype=torch.float64)
+    logits_s, logits_t = torch.randn(3, L_S, dtype=torch.float64), torch.randn(3, L_T, dtype=torch.float64)
     C = torch.rand(L_S, L_T, dtype=torch.float64)
-    masked = z_s.clone()
+    masked = logits_s.clone()
     masked[0, 0] = -float("inf")  # a masked class: zero mass, finite loss
-    assert torch.isfinite(ot_loss_with_logits(masked, z_t, C, 10.0)).all()
+    assert torch.isfinite(ot_loss_with_logits(masked, logits_t, C, 10.0)).all()
     cases = []
     for bad in (float("nan"), float("inf")):
-        z = z_t.clone()
+        z = logits_t.clone()
         z[1, 2] = bad
-        cases.append(((z_s, z, C, 10.0), "z_t contains NaN or inf"))
-    all_masked = z_s.clone()
+        cases.append(((logits_s, z, C, 10.0), "logits_t contains NaN or inf"))
+    all_masked = logits_s.clone()
     all_masked[2] = -float("inf")
     cases += [
-        ((all_masked, z_t, C, 10.0), "z_s contains NaN or inf"),
-        ((z_s[0], z_t, C, 10.0), r"z_s must be a tensor of logits \[B, L\]"),
-        ((z_s, z_t[:2], C, 10.0), "z_s and z_t must have the same batch size"),
-        ((z_s, z_t, C.T, 10.0), "C must have shape"),
-        ((z_s.float(), z_t, C, 10.0), "share a dtype"),
-        ((z_s, z_t, C, -1.0), "lam must be"),
+        ((all_masked, logits_t, C, 10.0), "logits_s contains NaN or inf"),
+        ((logits_s[0], logits_t, C, 10.0), r"logits_s must be a tensor of logits \[B, L\]"),
+        ((logits_s, logits_t[:2], C, 10.0), "logits_s and logits_t must have the same batch size"),
+        ((logits_s, logits_t, C.T, 10.0), "C must have shape"),
+        ((logits_s.float(), logits_t, C, 10.0), "share a dtype"),
+        ((logits_s, logits_t, C, -1.0), "lam must be"),
     ]
     for args, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -243,8 +243,8 @@ def test_logits_entry_checks_its_input(rng):
 
 
 def test_module_with_logits(rng):
-    z_s, z_t = torch.randn(5, L_S, dtype=torch.float64), torch.randn(5, L_T, dtype=torch.float64)
+    logits_s, logits_t = torch.randn(5, L_S, dtype=torch.float64), torch.randn(5, L_T, dtype=torch.float64)
     C = torch.rand(L_S, L_T, dtype=torch.float64)
     module = OTLoss(C, 10.0, logits=True)
-    torch.testing.assert_close(module(z_s, z_t), OTLoss(C, 10.0)(z_s.softmax(1), z_t.softmax(1)), rtol=1e-10, atol=0)
+    torch.testing.assert_close(module(logits_s, logits_t), OTLoss(C, 10.0)(logits_s.softmax(1), logits_t.softmax(1)), rtol=1e-10, atol=0)
     assert "logits=True" in repr(module)

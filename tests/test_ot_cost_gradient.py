@@ -103,8 +103,8 @@ def test_low_precision_C_gets_its_gradient_in_its_own_dtype(rng, dtype):
     h_s, h_t, C = problem(rng)
     exact = pot_envelope(h_s, h_t, C, LAM).sum(0)
     Ct = torch.tensor(C, dtype=dtype, requires_grad=True)
-    z_s, z_t = (torch.tensor(np.log(h), dtype=dtype) for h in (h_s, h_t))
-    ot_loss_with_logits(z_s, z_t, Ct, LAM, reduction="sum").backward()
+    logits_s, logits_t = (torch.tensor(np.log(h), dtype=dtype) for h in (h_s, h_t))
+    ot_loss_with_logits(logits_s, logits_t, Ct, LAM, reduction="sum").backward()
     assert Ct.grad.dtype == dtype
     # the inputs are rounded to dtype first: float32 ~1e-6, bfloat16 (8 bits) ~1e-2 of the plans' mass
     np.testing.assert_allclose(Ct.grad.double().numpy(), exact, rtol=0, atol=1e-5 if dtype == torch.float32 else 0.1)

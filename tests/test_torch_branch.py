@@ -61,23 +61,23 @@ def test_loss_and_gradients_match_the_reference_on_the_torch_branch(torch_branch
 
 
 def test_logits_module_and_reductions_on_the_torch_branch(torch_branch, rng):
-    z_s, z_t = torch.randn(6, 9, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    logits_s, logits_t = torch.randn(6, 9, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
     C = torch.rand(9, 4, dtype=torch.float64)
-    rows = ot_loss_with_logits(z_s, z_t, C, 10.0, tol=1e-12)
-    torch.testing.assert_close(rows, ot_loss(z_s.softmax(1), z_t.softmax(1), C, 10.0, tol=1e-12), rtol=1e-10, atol=0)
-    torch.testing.assert_close(OTLoss(C, 10.0, logits=True, tol=1e-12)(z_s, z_t), rows.mean(), rtol=1e-10, atol=0)
-    assert ot_loss_with_logits(z_s[:0], z_t[:0], C, 10.0).shape == (0,)
+    rows = ot_loss_with_logits(logits_s, logits_t, C, 10.0, tol=1e-12)
+    torch.testing.assert_close(rows, ot_loss(logits_s.softmax(1), logits_t.softmax(1), C, 10.0, tol=1e-12), rtol=1e-10, atol=0)
+    torch.testing.assert_close(OTLoss(C, 10.0, logits=True, tol=1e-12)(logits_s, logits_t), rows.mean(), rtol=1e-10, atol=0)
+    assert ot_loss_with_logits(logits_s[:0], logits_t[:0], C, 10.0).shape == (0,)
 
 
 def test_the_two_branches_agree(rng, monkeypatch):
-    z_s, z_t = torch.randn(8, 6, requires_grad=True), torch.randn(8, 3, requires_grad=True)
+    logits_s, logits_t = torch.randn(8, 6, requires_grad=True), torch.randn(8, 3, requires_grad=True)
     C = torch.rand(6, 3)
     results = []
     for force in (False, True):
         if force:
             force_torch_loop(monkeypatch)
-        loss = ot_loss_with_logits(z_s, z_t, C, 20.0, reduction="sum")
-        results.append((loss.detach(), *torch.autograd.grad(loss, (z_s, z_t))))
+        loss = ot_loss_with_logits(logits_s, logits_t, C, 20.0, reduction="sum")
+        results.append((loss.detach(), *torch.autograd.grad(loss, (logits_s, logits_t))))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32: two orders of summation
 
