@@ -226,7 +226,10 @@ def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, ch
         fewer iterations, same fixed point and convergence test.
     kernel : jtln.sinkhorn.GibbsKernel, optional
         ``GibbsKernel.of(C, lam)`` kept by a caller that reuses ``C`` (as
-        :class:`OTLoss` does); built per call otherwise.
+        :class:`OTLoss` does); built per call otherwise.  Its ``loop`` says
+        where Sinkhorn's scaling loop runs: on NumPy views of the tensors for
+        float32/float64 on the CPU (the default there), in torch elsewhere or
+        with ``GibbsKernel.of(C, lam, loop="torch")``.
 
     Returns
     -------
