@@ -125,7 +125,7 @@ def _refuse(scalings, lam, inputs, names):
     if math.isnan(scalings.marginal_error):
         for x, name in zip(inputs, names):
             check_finite(x, name)  # raises the precise error
-        raise ValueError(f"{names[0]} or {names[1]} has a row of logits that are all -inf (no class left to put mass on)")
+        raise ValueError(f"{names[0]} or {names[1]} has a row with no class left to put mass on (logits all -inf)")
     raise FloatingPointError(
         f"the OT loss did not converge: after {scalings.n_iter} iterations at lam={lam:g} the plan's marginals are off by "
         f"{scalings.marginal_error:.3g} (over {GROSS_ERROR:g} of the mass), so its value would be wrong; raise max_iter "

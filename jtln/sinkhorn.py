@@ -33,8 +33,8 @@ GPU runs, on any machine.
 
 import math
 import warnings
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import cached_property, partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -127,8 +127,12 @@ class GibbsKernel:
     safe: bool
     tiny: float
     loop: str
-    #: K, K_T and KC as the loop's operands: NumPy views for the "numpy" loop, the tensors otherwise
-    operands: tuple = field(repr=False, compare=False, default=())
+
+    @cached_property
+    def operands(self):
+        """``K``, ``K_T`` and ``KC`` as the loop works on them: NumPy views of their memory for the "numpy" loop."""
+        matrices = (self.K, self.K_T, self.KC)
+        return matrices if self.loop == "torch" else tuple(m.numpy() for m in matrices)
 
     @classmethod
     def of(cls, C, lam, loop=None):
@@ -147,8 +151,7 @@ class GibbsKernel:
         K_T, KC = K.T.contiguous(), K * C
         finfo = torch.finfo(C.dtype)
         safe = lam * (C.max() - lowest).item() < math.log(finfo.max) / 4
-        operands = (K, K_T, KC) if loop == "torch" else (K.numpy(), K_T.numpy(), KC.numpy())
-        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, KC, safe, finfo.tiny, loop, operands)
+        return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, KC, safe, finfo.tiny, loop)
 
     def matches(self, C, lam):
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
