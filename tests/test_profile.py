@@ -1,7 +1,11 @@
 """Profiles: the committed ones load; unknown keys, wrong types and impossible values are refused by name before any work."""
 
-import pytest
+from dataclasses import fields
 
+import pytest
+from optuna.distributions import CategoricalDistribution
+
+from jtln.hparams import DEFAULTS, HParams, check_overrides
 from reproduce.__main__ import main
 from reproduce.profile import PROFILES_DIR, load_profile
 
@@ -56,6 +60,23 @@ def test_bad_profiles(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_profile(path)
+
+
+def test_every_hyperparameter_declares_its_values_and_its_default_and_search_stay_inside_them():
+    for f in fields(HParams):
+        declared = f.metadata
+        assert (declared["choices"] is None) != (declared["low"] is None), f"{f.name}: a range or choices, not both"
+        check_overrides({f.name: getattr(DEFAULTS, f.name)})
+        search = declared["search"]
+        if isinstance(search, CategoricalDistribution):
+            assert set(search.choices) <= set(declared["choices"]), f.name
+        elif search is not None:
+            check_overrides({f.name: f.type(search.low)})
+            check_overrides({f.name: f.type(search.high)})
+    with pytest.raises(ValueError, match=r"hparams.cost_momentum must be <= 1, got 1.5"):
+        check_overrides({"cost_momentum": 1.5})
+    with pytest.raises(ValueError, match=r"hparams.cost_kind must be one of \('mmd', 'ot'\)"):
+        check_overrides({"cost_kind": "mmd-optimal"})
 
 
 def test_a_bad_profile_exits_2_before_any_run(tmp_path, capsys):
