@@ -29,24 +29,21 @@ def hparam(default, *, low=None, high=None, low_open=False, choices=None, search
     return field(default=default, metadata={"low": low, "high": high, "low_open": low_open, "choices": choices, "search": search})
 
 
-#: the search distributions' scale: learning rates and weight decay span orders of magnitude, so they are
-#: log-uniform, about a decade each side of the default; so are Eq. 4's weights
-LOG = {"log": True}
-
-
 @dataclass(frozen=True)
 class HParams:
+    # Learning rates, weight decay and loss weights span orders of magnitude: they are searched log-uniformly,
+    # mostly about a decade each side of the default.
     # --- OT loss (Algorithm 1, Eq. 4) ---
     #: lambda of Algorithm 1.  C is min-max scaled to [0, 1] (cost_normalize), so the
     #: entropic blur 1/lam is a tenth of the cost range: sharp enough to follow C,
     #: smooth enough that Sinkhorn converges in ~100 iterations in float32.  Searched from a blur of half
     #: to a twentieth of the range; above ~20 float32 needs the slower log domain.
-    lam: float = hparam(10.0, low=0, low_open=True, search=FloatDistribution(2.0, 20.0, **LOG))
+    lam: float = hparam(10.0, low=0, low_open=True, search=FloatDistribution(2.0, 20.0, log=True))
     #: lambda_ot of Eq. 4.  The OT loss lies in [0, 1] with min-max C, the same order
     #: as a cross-entropy late in training; 1 weighs it like the target term.  Searched from a tenth to ten times that.
-    lambda_ot: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, **LOG))
+    lambda_ot: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, log=True))
     #: lambda_s of Eq. 4 (the source cross-entropy).  1: source and target count alike.  Searched from a tenth to three times.
-    lambda_s: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 3.0, **LOG))
+    lambda_s: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 3.0, log=True))
     # --- cost matrix (Sec. 3.4) ---
     cost_normalize: str = hparam("minmax", choices=("minmax", "max", "none"))
     #: Eq. 14 (the paper's choice) or "unbiased" (Eq. 12).
@@ -60,15 +57,15 @@ class HParams:
     #: conv4-conv5 of AlexNet / the 1x1 head convolution of EfficientNet: "a small learning rate".  The search stops at
     #: ten times the default: at 0.020-0.025 the validation cross-entropy of some draws jumped from ~1 into the
     #: thousands in the first epoch (Tops joint, Footwear target-only), a divergence that two search draws need not reveal.
-    lr_backbone: float = hparam(0.001, low=0, search=FloatDistribution(1e-4, 1e-2, **LOG))
+    lr_backbone: float = hparam(0.001, low=0, search=FloatDistribution(1e-4, 1e-2, log=True))
     #: fc6-fc7 of AlexNet: "a larger learning rate" (EfficientNet has no such group).
-    lr_fc: float = hparam(0.01, low=0, search=FloatDistribution(1e-4, 1e-1, **LOG))
+    lr_fc: float = hparam(0.01, low=0, search=FloatDistribution(1e-4, 1e-1, log=True))
     #: the two heads (fc8).  They start from linear probes (LP-FT, see jtln.probe), so a small rate
     #: keeps them near a good solution while the features adapt; larger rates undo the probe in the first epoch,
     #: so the search stops at the default's tenfold.
-    lr_head: float = hparam(0.001, low=0, search=FloatDistribution(1e-4, 1e-2, **LOG))
+    lr_head: float = hparam(0.001, low=0, search=FloatDistribution(1e-4, 1e-2, log=True))
     momentum: float = hparam(0.9, low=0, high=1)
-    weight_decay: float = hparam(5e-4, low=0, search=FloatDistribution(1e-6, 1e-3, **LOG))
+    weight_decay: float = hparam(5e-4, low=0, search=FloatDistribution(1e-6, 1e-3, log=True))
     #: the most target epochs; the epoch with the lowest validation cross-entropy is kept (early stopping).  With
     #: early stopping this is the budget, not the stopping point: searched from short to long runs.
     epochs: int = hparam(20, low=1, search=IntDistribution(5, 40))
@@ -87,15 +84,15 @@ class HParams:
     cost_momentum: float = hparam(0.0, low=0, high=1, search=FloatDistribution(0.0, 0.9))
     #: jtln_learned_cost: the learning rate of the cost matrix (0: C stays the initial cost, exactly fixed-cost JTLN).
     #: Searched from a barely moving C to one that moves by a tenth of its range within an epoch.
-    lr_cost: float = hparam(0.01, low=0, search=FloatDistribution(1e-3, 0.1, **LOG))
+    lr_cost: float = hparam(0.01, low=0, search=FloatDistribution(1e-3, 0.1, log=True))
     #: jtln_learned_cost: rho of the pull rho * ||C - C_0||^2 toward the initial cost.  Without it the OT loss alone
     #: drives every entry that carries mass toward 0 (its gradient in C is the plan, which is >= 0): a collapse.
     #: Searched from weak to strong; lr_cost * cost_pull <= 1 keeps the pull's gradient step stable
     #: (jtln.methods.JTLNLearnedCost).
-    cost_pull: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, **LOG))
+    cost_pull: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, log=True))
     #: co_tuning: lambda of You et al. (2020), the weight of the source head's cross-entropy against p(y_s | y_t);
     #: searched from a tenth to ten times the target term.
-    lambda_co: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, **LOG))
+    lambda_co: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, log=True))
 
     def to_dict(self):
         return asdict(self)
