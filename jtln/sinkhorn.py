@@ -31,6 +31,7 @@ written once against a namespace of operations (:data:`NUMPY_OPS`,
 GPU runs, on any machine.
 """
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -81,6 +82,7 @@ NUMPY_OPS = SimpleNamespace(
     max=partial(np.maximum.reduce, axis=None),
     empty=lambda shape, like: np.empty(shape, like.dtype),
     fill=np.ndarray.fill,  # in place; np.full runs through a Python wrapper
+    quiet=partial(np.errstate, all="ignore"),  # no floating-point warnings (torch gives none)
 )
 #: ... and on tensors (the loop on every other device, or wherever a kernel asks for it)
 TORCH_OPS = SimpleNamespace(
@@ -95,6 +97,7 @@ TORCH_OPS = SimpleNamespace(
     max=torch.amax,
     empty=lambda shape, like: torch.empty(shape, dtype=like.dtype, device=like.device),
     fill=torch.Tensor.fill_,
+    quiet=contextlib.nullcontext,
 )
 #: what :class:`GibbsKernel` ``loop`` names
 LOOPS = {"numpy": NUMPY_OPS, "torch": TORCH_OPS}
@@ -286,7 +289,8 @@ def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
         a, b = a.to(kernel.dtype), b.to(kernel.dtype)
     if ops is NUMPY_OPS:
         a, b = a.numpy(), b.numpy()
-    result = _scaling_iterations(ops, a, b, *kernel.operands, kernel.tiny, tol, max_iter, check_every, extrapolate)
+    with ops.quiet():  # an over- or underflow is the loop's to report (None: redone in the log domain), not NumPy's
+        result = _scaling_iterations(ops, a, b, *kernel.operands, kernel.tiny, tol, max_iter, check_every, extrapolate)
     if result is None:
         return None
     log_u, log_v, cost, n_iter, error = result

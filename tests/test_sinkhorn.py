@@ -110,3 +110,17 @@ def test_otloss_rebuilds_its_kernel_when_C_changes(rng):
     torch.testing.assert_close(loss(h_s, h_t), ot_loss(h_s, h_t, loss.C, 10.0), rtol=1e-12, atol=0)
     torch.testing.assert_close(loss(h_s.float(), h_t.float()), ot_loss(h_s.float(), h_t.float(), loss.C.float(), 10.0))
     assert loss.kernel(torch.float32).dtype == torch.float32
+
+
+def test_a_scaling_run_that_overflows_is_redone_in_the_log_domain_without_numpys_warnings(rng, recwarn):
+    """domain="scaling" forced where exp(-lam C - 1) spans more than float32 holds: the loop overflows, says so by
+    returning nothing, and the log domain gives the answer; NumPy's own overflow warnings would only mislead."""
+    a, b = peaked_histograms(rng, 4, 6, 1.0).float(), peaked_histograms(rng, 4, 5, 1.0).float()
+    C = torch.tensor(rng.random((6, 5)), dtype=torch.float32)
+    C[0] = 0.95 + 0.05 * C[0]  # a row of K = exp(-150 (C - min C) - 1) below float32's range: K v is 0 there
+    C[1, 0] = 0.0
+    assert not GibbsKernel.of(C, 150.0).safe  # the case "auto" would send to the log domain itself
+    forced, log = sinkhorn(a, b, C, 150.0, domain="scaling"), sinkhorn(a, b, C, 150.0, domain="log")
+    assert forced.domain == "log" and forced.marginal_error < 1e-6
+    torch.testing.assert_close(transport_plan(forced, C, 150.0), transport_plan(log, C, 150.0), rtol=0, atol=1e-6)
+    assert [str(w.message) for w in recwarn] == []
