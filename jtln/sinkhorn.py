@@ -20,28 +20,27 @@ Two choices differ from the literal reference (:mod:`reference.algorithm1`):
   it cuts the iterations two- to four-fold on the training problems of the
   offline benchmark (``extrapolate=False`` gives the plain iteration).
 
-Tensors in, tensors out, in one code path.  The one place NumPy enters is the
-scaling-domain loop on the CPU (:func:`_scaling_loop`): it runs a few
-hundred operations on [B, L] arrays per training step (B = 32, L <= 100),
-where the cost is per call, not per element, and a NumPy call on views of the
-tensors' memory costs about a third of a torch call.  The loop's code is
-written once against a namespace of operations (:data:`NUMPY_OPS`,
-:data:`TORCH_OPS`); which one it runs on is a property of the
-:class:`GibbsKernel` (``loop``), so a test forces the torch loop, the one a
-GPU runs, on any machine.
+Tensors in, tensors out.  The one place the OT core leaves torch is the
+scaling-domain loop on the CPU: there it is one compiled kernel,
+:func:`jtln.scaling_kernel.iterate` (numba), run on NumPy views of the
+tensors' memory, because at a training step's sizes (B = 32, L <= 100) an
+interpreted loop costs per call, not per element.  The torch loop
+(:func:`_scaling_iterations`, the one a GPU runs) does the same iterations;
+which one runs is a property of the :class:`GibbsKernel` (``loop``), so a
+test forces the torch loop on any machine and holds the two to the same
+results.
 """
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property, partial
-from types import SimpleNamespace
 
-import numpy as np
 import torch
 
+from jtln import scaling_kernel
 from jtln._checks import check_finite, check_iterations
+from jtln.scaling_kernel import EXTRAPOLATE_BELOW, TINY
 
 
 def default_tol(dtype):
@@ -69,38 +68,8 @@ class Scalings:
     cost: torch.Tensor = None
 
 
-#: the operations the scaling-domain loop needs, on NumPy arrays (the CPU loop) ...
-NUMPY_OPS = SimpleNamespace(
-    dot=np.dot,  # 2-D product; with ``out=`` the cheapest NumPy has at these sizes (np.matmul costs a third more)
-    divide=np.divide,
-    exp=np.exp,
-    log=np.log,
-    abs=np.abs,
-    floor=np.maximum,  # floor(x, low): elementwise max(x, low)
-    rowsum=partial(np.add.reduce, axis=-1),  # over the last axis; unlike ndarray.sum, the ufunc's reduce has no Python wrapper
-    rowmax=partial(np.maximum.reduce, axis=-1),
-    max=partial(np.maximum.reduce, axis=None),
-    empty=lambda shape, like: np.empty(shape, like.dtype),
-    fill=np.ndarray.fill,  # in place; np.full runs through a Python wrapper
-    quiet=partial(np.errstate, all="ignore"),  # no floating-point warnings (torch gives none)
-)
-#: ... and on tensors (the loop on every other device, or wherever a kernel asks for it)
-TORCH_OPS = SimpleNamespace(
-    dot=torch.matmul,
-    divide=torch.divide,
-    exp=torch.exp,
-    log=torch.log,
-    abs=torch.abs,
-    floor=torch.clamp_min,
-    rowsum=partial(torch.sum, dim=-1),
-    rowmax=partial(torch.amax, dim=-1),
-    max=torch.amax,
-    empty=lambda shape, like: torch.empty(shape, dtype=like.dtype, device=like.device),
-    fill=torch.Tensor.fill_,
-    quiet=contextlib.nullcontext,
-)
-#: what :class:`GibbsKernel` ``loop`` names
-LOOPS = {"numpy": NUMPY_OPS, "torch": TORCH_OPS}
+#: what :class:`GibbsKernel` ``loop`` names: the compiled CPU kernel, or torch (any device)
+LOOPS = ("numba", "torch")
 
 
 @dataclass(frozen=True)
@@ -113,11 +82,12 @@ class GibbsKernel:
     ``exp(lam * (max C - min C))``; a quarter of the dtype's exponent range
     leaves room for the products ``u_i K_ij v_j``.  ``tiny``: the dtype's
     smallest normal number, the floor of the scalings before their logarithm.
-    ``loop``: "numpy" (the default for float32 and float64 on the CPU) runs
-    the loop on NumPy views of the tensors' memory, "torch" on the tensors
-    (any device).  :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss`
-    keeps the one of its constant ``C``, so a training step skips the checks
-    and exponentials of ``C``.
+    ``loop``: "numba" (the default for float32 and float64 on the CPU) runs
+    the compiled kernel :func:`jtln.scaling_kernel.iterate` on NumPy views of
+    the tensors' memory, "torch" the torch loop (any device).
+    :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
+    one of its constant ``C``, so a training step skips the checks and
+    exponentials of ``C``.
     """
 
     lam: float
@@ -133,7 +103,7 @@ class GibbsKernel:
 
     @cached_property
     def operands(self):
-        """``K``, ``K_T`` and ``KC`` as the loop works on them: NumPy views of their memory for the "numpy" loop."""
+        """``K``, ``K_T`` and ``KC`` as the loop works on them: NumPy views of their memory for the "numba" loop."""
         matrices = (self.K, self.K_T, self.KC)
         return matrices if self.loop == "torch" else tuple(m.numpy() for m in matrices)
 
@@ -144,9 +114,9 @@ class GibbsKernel:
         if C.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
         on_host = C.device.type == "cpu" and C.dtype in (torch.float32, torch.float64)
-        loop = ("numpy" if on_host else "torch") if loop is None else loop
-        if loop not in LOOPS or (loop == "numpy" and not on_host):
-            raise ValueError(f"loop must be 'torch', or 'numpy' for float32/float64 C on the CPU, got {loop!r} for "
+        loop = ("numba" if on_host else "torch") if loop is None else loop
+        if loop not in LOOPS or (loop == "numba" and not on_host):
+            raise ValueError(f"loop must be 'torch', or 'numba' for float32/float64 C on the CPU, got {loop!r} for "
                              f"{C.dtype} C on {C.device}")
         C = C.detach()
         lowest = C.min()
@@ -160,12 +130,7 @@ class GibbsKernel:
         return self.lam == lam and self.shape == tuple(C.shape) and self.dtype == C.dtype and self.device == C.device
 
 
-_TINY = 1e-30  # a denominator floor, above float32's smallest normal number
-#: the largest change of an entry of ``log v`` in a row's last step that :func:`aitken` still extrapolates
-EXTRAPOLATE_BELOW = 1.0
-
-
-def aitken(history, ops=TORCH_OPS):
+def aitken(history):
     r"""Vector Aitken extrapolation of three consecutive iterates ``history`` [3, B, L], row by row.
 
     Near its fixed point Sinkhorn's map is linear in ``log v`` with real
@@ -180,13 +145,12 @@ def aitken(history, ops=TORCH_OPS):
     left as they are.  (A constant added to ``log v`` is the
     gauge of the scalings, an eigenvalue 1 of the map; the differences of a
     converging sequence have no part along it, so they are not centred.)
-    ``ops``: the namespace of the arrays' kind (:data:`TORCH_OPS`, :data:`NUMPY_OPS`).
     """
     d = history[1:] - history[:-1]  # d_1, d_2
-    den, num = ops.rowsum(d[0] * d)  # <d_1, d_1>, <d_1, d_2>
-    factor = num / ops.floor(den - num, _TINY)  # rho / (1 - rho)
+    den, num = (d[0] * d).sum(-1)  # <d_1, d_1>, <d_1, d_2>
+    factor = num / (den - num).clamp_min(TINY)  # rho / (1 - rho)
     # rho in [0, 0.99) (rho >= 1 meets the floor), and near: the kernels the loop has already run, plus one comparison
-    keep = (ops.abs(factor - 49.5) < 49.5) * (ops.rowmax(ops.abs(d[1])) < EXTRAPOLATE_BELOW)
+    keep = ((factor - 49.5).abs() < 49.5) * (d[1].abs().amax(-1) < EXTRAPOLATE_BELOW)
     factor = factor * keep
     return history[2] + factor[:, None] * d[1]
 
@@ -247,14 +211,14 @@ class _Extrapolation:
     point, never a requirement.
     """
 
-    def __init__(self, enabled, check_every, v, to_log, ops=TORCH_OPS):
+    def __init__(self, enabled, check_every, v, to_log):
         self.enabled = enabled and check_every >= 3
-        self.ops, self.to_log = ops, to_log
+        self.to_log = to_log
         self.last_error = math.inf
         self.slots = [v] * check_every
         self.v = v
         if self.enabled:
-            self.history = ops.empty((3, *v.shape), v)
+            self.history = torch.empty((3, *v.shape), dtype=v.dtype, device=v.device)
             self.slots[check_every - 2], self.slots[check_every - 1], self.slots[0] = self.history
 
     def at_check(self, error):
@@ -265,83 +229,82 @@ class _Extrapolation:
         self.last_error = error
         if not self.enabled:
             return None
-        return aitken(self.to_log(self.history), self.ops)
+        return aitken(self.to_log(self.history))
 
 
-def _warn_not_converged(max_iter, error, tol):
+def _warn_not_converged(max_iter, error, tol, stacklevel=4):
     warnings.warn(
         f"Sinkhorn did not converge in {max_iter} iterations: marginal error {error:.3e} > tol {tol:.1e}",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 
 def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
-    """Algorithm 1 on the whole batch in the scaling domain, as ``kernel.loop`` says: tensors in, tensors out.
+    """Algorithm 1 on the whole batch in the scaling domain, in the loop ``kernel.loop`` names: tensors in, tensors out.
 
-    The kernel of the OT core's speed on the CPU: there the loop runs on NumPy
-    views of ``a``, ``b`` and the kernel's matrices (no copy), and its results
-    come back as tensors sharing the arrays' memory.  Returns
-    :class:`Scalings`, or None if the loop over- or underflowed.
+    The "numba" loop runs :func:`jtln.scaling_kernel.iterate` on NumPy views
+    of ``a``, ``b`` and the kernel's matrices (no copy), and its results come
+    back as tensors sharing the arrays' memory.  Returns :class:`Scalings`,
+    or None if the loop over- or underflowed.
     """
-    ops = LOOPS[kernel.loop]
     if a.dtype != kernel.dtype or b.dtype != kernel.dtype:
         a, b = a.to(kernel.dtype), b.to(kernel.dtype)
-    if ops is NUMPY_OPS:
-        a, b = a.numpy(), b.numpy()
-    with ops.quiet():  # an over- or underflow is the loop's to report (None: redone in the log domain), not NumPy's
-        result = _scaling_iterations(ops, a, b, *kernel.operands, kernel.tiny, tol, max_iter, check_every, extrapolate)
-    if result is None:
-        return None
-    log_u, log_v, cost, n_iter, error = result
-    if ops is NUMPY_OPS:
+    K, K_T, KC = kernel.operands
+    if kernel.loop == "numba":
+        finite, converged, log_u, log_v, cost, n_iter, error = scaling_kernel.iterate(
+            a.numpy(), b.numpy(), K, KC, kernel.tiny, tol, max_iter, check_every, extrapolate)
         log_u, log_v, cost = torch.from_numpy(log_u), torch.from_numpy(log_v), torch.from_numpy(cost)
+    else:
+        finite, converged, log_u, log_v, cost, n_iter, error = _scaling_iterations(
+            a, b, K, K_T, KC, kernel.tiny, tol, max_iter, check_every, extrapolate)
+    if not finite:
+        return None
+    if not converged:
+        _warn_not_converged(max_iter, error, tol, stacklevel=3)  # at the line of sinkhorn, as the log domain's warning
     return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
 
 
-def _scaling_iterations(ops, a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
-    """The loop of :func:`_scaling_loop` with preallocated buffers, written once for both ``ops`` namespaces.
+def _scaling_iterations(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
+    """The torch loop of :func:`_scaling_loop`, with preallocated buffers; the iterations of :func:`jtln.scaling_kernel.iterate`.
 
-    ``np.dot`` / ``np.divide`` and ``torch.matmul`` / ``torch.divide`` share
-    their signatures (``out=`` included), so one loop serves both.  Returns
-    ``(log_u, log_v, cost, n_iter, error)``, or None if it over/underflowed.
+    Returns ``(finite, converged, log_u, log_v, cost, n_iter, error)`` as the
+    kernel does: ``finite`` False if the loop over- or underflowed.
     """
     B, L_s = a.shape
     L_t = b.shape[1]
-    dot, divide = ops.dot, ops.divide
-    u, Ktu, Kv = ops.empty((B, L_s), K), ops.empty((B, L_t), K), ops.empty((B, L_s), K)
-    ops.fill(u, 1.0 / L_s)
-    extrapolation = _Extrapolation(extrapolate, check_every, ops.empty((B, L_t), K), lambda v: ops.log(ops.floor(v, tiny)), ops)
+    u = torch.full((B, L_s), 1.0 / L_s, dtype=K.dtype, device=K.device)
+    Ktu, Kv = torch.empty((B, L_t), dtype=K.dtype, device=K.device), torch.empty_like(u)
+    extrapolation = _Extrapolation(extrapolate, check_every, torch.empty_like(Ktu), lambda v: v.clamp_min(tiny).log())
     error = math.inf
+    converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        dot(u, K, out=Ktu)  # (K^T u_b)^T for every row b
+        torch.matmul(u, K, out=Ktu)  # (K^T u_b)^T for every row b
         phase = n_iter % check_every
         v = extrapolation.slots[phase]
-        divide(b, Ktu, out=v)  # line 3
-        dot(v, K_T, out=Kv)
+        torch.divide(b, Ktu, out=v)  # line 3
+        torch.matmul(v, K_T, out=Kv)
         if phase == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
-            error = float(ops.max(ops.rowsum(ops.abs(u * Kv - a))))
+            error = (u * Kv - a).abs().sum(-1).max().item()
             if not math.isfinite(error):
-                return None
+                return False, False, u, v, None, n_iter, error
             if error < tol:
-                divide(a, Kv, out=u)
+                converged = True
+                torch.divide(a, Kv, out=u)
                 break
             log_v = extrapolation.at_check(error)
             if log_v is not None:
-                ops.exp(log_v, out=v)
-                dot(v, K_T, out=Kv)
-        divide(a, Kv, out=u)  # line 4
-    else:
-        _warn_not_converged(max_iter, error, tol)
-    # the scalings are bounded (GibbsKernel.safe), so a sum is infinite only if an entry is; an
-    # underflow of K v or K^T u shows as an infinite (mass / 0) or NaN (0 / 0) entry of u or v.
-    # (The same reductions as the error's: at these sizes a kernel's first call in a step costs more than the arithmetic.)
-    if not (math.isfinite(float(ops.max(ops.rowsum(u)))) and math.isfinite(float(ops.max(ops.rowsum(v))))):
-        return None
-    cost = ops.rowsum(dot(u, KC) * v)  # line 6: u^T (K o C) v, without forming the plan
-    return ops.log(ops.floor(u, tiny)), ops.log(ops.floor(v, tiny)), cost, n_iter, error
+                torch.exp(log_v, out=v)
+                torch.matmul(v, K_T, out=Kv)
+        torch.divide(a, Kv, out=u)  # line 4
+    # the scalings are bounded (GibbsKernel.safe), so an infinite or NaN entry is an over- or underflow
+    # (an underflow of K v or K^T u shows as mass / 0 or 0 / 0 in u or v)
+    if not (u.isfinite().all() and v.isfinite().all()):
+        return False, converged, u, v, None, n_iter, error
+    cost = (torch.matmul(u, KC) * v).sum(-1)  # line 6: u^T (K o C) v, without forming the plan
+    return True, converged, u.clamp_min(tiny).log(), v.clamp_min(tiny).log(), cost, n_iter, error
 
 
 #: a final marginal error above which the OT loss raises instead of warning: over 0.1% of the mass misplaced, the value

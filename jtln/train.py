@@ -43,7 +43,7 @@ PROTOCOL = 2
 
 
 def library_versions():
-    names = ["torch", "torchvision", "timm", "numpy", "scipy", "pot", "scikit-learn", "optuna", "jtln"]
+    names = ["torch", "torchvision", "timm", "numpy", "numba", "scipy", "pot", "scikit-learn", "optuna", "jtln"]
     found = {"python": platform.python_version()}
     for name in names:
         try:

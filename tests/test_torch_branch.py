@@ -1,7 +1,7 @@
-"""The OT core's torch loop (the one a GPU runs) on the CPU, checked against the reference and the NumPy loop.
+"""The OT core's torch loop (the one a GPU runs) on the CPU, checked against the reference and the compiled loop.
 
-On the CPU the scaling-domain loop runs on NumPy views of the tensors (faster
-at these sizes, :func:`jtln.sinkhorn._scaling_loop`); everything else in the
+On the CPU the scaling-domain loop is a compiled kernel (faster at these
+sizes, :mod:`jtln.scaling_kernel`); everything else in the
 OT core is torch on every device.  Forcing every :class:`GibbsKernel` to the
 torch loop here tests that code path on every machine, not only where CUDA is.
 """
@@ -10,24 +10,24 @@ import numpy as np
 import pytest
 import torch
 
+import jtln.scaling_kernel
 import jtln.sinkhorn
 from jtln.ot import OTLoss, ot_loss, ot_loss_with_logits
-from jtln.sinkhorn import TORCH_OPS, GibbsKernel
+from jtln.sinkhorn import GibbsKernel
 from reference.algorithm1 import ot_loss as reference_ot_loss
 from reference.algorithm1 import ot_loss_grad, ot_loss_grad_C
 from tests.conftest import RTOL, random_histograms
 
 
 def force_torch_loop(monkeypatch):
-    """Every kernel built from now on runs the torch loop; the NumPy loop is never entered (checked)."""
-    build, iterate = GibbsKernel.of.__func__, jtln.sinkhorn._scaling_iterations
+    """Every kernel built from now on runs the torch loop; the compiled loop is never entered (checked)."""
+    build = GibbsKernel.of.__func__
 
-    def torch_only(ops, *args):
-        assert ops is TORCH_OPS, "the NumPy loop ran"
-        return iterate(ops, *args)
+    def compiled_loop(*args):
+        raise AssertionError("the compiled loop ran")
 
     monkeypatch.setattr(GibbsKernel, "of", classmethod(lambda cls, C, lam, loop=None: build(cls, C, lam, loop="torch")))
-    monkeypatch.setattr(jtln.sinkhorn, "_scaling_iterations", torch_only)
+    monkeypatch.setattr(jtln.scaling_kernel, "iterate", compiled_loop)
 
 
 @pytest.fixture
@@ -82,12 +82,12 @@ def test_the_two_branches_agree(rng, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # float32: two orders of summation
 
 
-def test_the_kernel_chooses_the_loop_and_refuses_a_numpy_loop_it_cannot_run():
+def test_the_kernel_chooses_the_loop_and_refuses_a_compiled_loop_it_cannot_run():
     C = torch.rand(3, 2, dtype=torch.float64)
-    assert GibbsKernel.of(C, 5.0).loop == "numpy" and GibbsKernel.of(C, 5.0, loop="torch").loop == "torch"
-    assert GibbsKernel.of(C.to(torch.float16), 5.0).loop == "torch"  # NumPy has no float16 matmul worth using
-    with pytest.raises(ValueError, match="loop must be 'torch', or 'numpy' for float32/float64 C on the CPU"):
-        GibbsKernel.of(C.to(torch.float16), 5.0, loop="numpy")
+    assert GibbsKernel.of(C, 5.0).loop == "numba" and GibbsKernel.of(C, 5.0, loop="torch").loop == "torch"
+    assert GibbsKernel.of(C.to(torch.float16), 5.0).loop == "torch"  # the kernel is compiled for float32 and float64
+    with pytest.raises(ValueError, match="loop must be 'torch', or 'numba' for float32/float64 C on the CPU"):
+        GibbsKernel.of(C.to(torch.float16), 5.0, loop="numba")
     with pytest.raises(ValueError, match="loop must be"):
         GibbsKernel.of(C, 5.0, loop="cuda")
 
@@ -95,7 +95,7 @@ def test_the_kernel_chooses_the_loop_and_refuses_a_numpy_loop_it_cannot_run():
 def test_scalings_are_tensors_whichever_loop_ran(rng):
     a, b = torch.tensor(random_histograms(rng, 4, 3)), torch.tensor(random_histograms(rng, 4, 2))
     C = torch.rand(3, 2, dtype=torch.float64)
-    results = [jtln.sinkhorn.sinkhorn(a, b, C, 5.0, tol=1e-12, kernel=GibbsKernel.of(C, 5.0, loop=loop)) for loop in ("numpy", "torch")]
+    results = [jtln.sinkhorn.sinkhorn(a, b, C, 5.0, tol=1e-12, kernel=GibbsKernel.of(C, 5.0, loop=loop)) for loop in ("numba", "torch")]
     for result in results:
         assert all(torch.is_tensor(x) for x in (result.log_u, result.log_v, result.cost))
     for x, y in zip((results[0].log_u, results[0].log_v, results[0].cost), (results[1].log_u, results[1].log_v, results[1].cost)):

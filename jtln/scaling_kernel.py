@@ -1,0 +1,170 @@
+r"""Algorithm 1's scaling-domain loop compiled for the CPU (numba): the OT core's one kernel outside torch.
+
+On the CPU, the OT loss of a training step is a few hundred operations on
+[B, L] arrays (B = 32, L <= 100).  At these sizes an interpreted loop, torch's
+or NumPy's, costs per call, not per element; worse, after the step's
+convolutions have gone through the caches, each kind of call is paid cold.
+Compiled, the whole loop is one call, and the OT term's share of a JTLN
+training step falls by about 40% (``tox -e bench``, BENCHMARKS.md).
+
+:func:`iterate` runs the same iterations as the torch loop
+(:func:`jtln.sinkhorn._scaling_iterations`, the one a GPU runs): lines 3-4 of
+Algorithm 1 on every row, the marginal error every ``check_every``
+iterations, and at each check that has not converged Aitken's extrapolation
+of ``log v`` from the last three iterates (:func:`jtln.sinkhorn.aitken`),
+until a check finds the error grown.  Sums run in float64 whatever the
+arrays' dtype, so float32 results agree with the torch loop's to float32
+rounding, not bit for bit (``tests/test_scaling_kernel.py``).  The first
+call per dtype compiles (about a second), then numba's cache keeps the
+machine code beside this file.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+#: a denominator floor, above float32's smallest normal number (here and in :func:`jtln.sinkhorn.aitken`)
+TINY = 1e-30
+#: the largest change of an entry of ``log v`` in a row's last step that Aitken's step still extrapolates (both loops)
+EXTRAPOLATE_BELOW = 1.0
+#: IEEE arithmetic (x / 0 is inf, 0 / 0 NaN: the loop's over- and underflows, which it reports) instead of numba's
+#: default ZeroDivisionError; the machine code is cached beside this file
+compiled = numba.njit(cache=True, error_model="numpy")
+
+
+@compiled
+def _floor(x, low):
+    """``max(x, low)`` that keeps NaN, as ``np.maximum`` and ``torch.clamp_min`` do."""
+    return low if x < low else x
+
+
+@compiled
+def _max(x, y):
+    """``max(x, y)``, NaN if either is, as ``np.maximum`` and ``torch.amax``."""
+    return x if (x != x or x >= y) else y
+
+
+@compiled
+def _v_step(u, K, b, v):
+    """Line 3 for every row: ``v = b / (K^T u)``."""
+    for i in range(u.shape[0]):
+        for j in range(K.shape[1]):
+            s = 0.0
+            for k in range(K.shape[0]):
+                s += u[i, k] * K[k, j]
+            v[i, j] = b[i, j] / s
+
+
+@compiled
+def _K_times(v, K, Kv):
+    """``K v`` for every row."""
+    for i in range(v.shape[0]):
+        for k in range(K.shape[0]):
+            s = 0.0
+            for j in range(K.shape[1]):
+                s += K[k, j] * v[i, j]
+            Kv[i, k] = s
+
+
+@compiled
+def _u_step(a, Kv, u):
+    """Line 4 for every row: ``u = a / (K v)``."""
+    for i in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            u[i, k] = a[i, k] / Kv[i, k]
+
+
+@compiled
+def _marginal_error(u, Kv, a):
+    r""":math:`\max_b \lVert u_b \odot K v_b - a_b\rVert_1`; NaN if any row's is."""
+    error = 0.0
+    for i in range(u.shape[0]):
+        row = 0.0
+        for k in range(u.shape[1]):
+            row += abs(u[i, k] * Kv[i, k] - a[i, k])
+        error = _max(error, row)
+    return error
+
+
+@compiled
+def _aitken(history, tiny, v):
+    """``v = exp(aitken(log history))`` row by row, as :func:`jtln.sinkhorn.aitken` on the floored logarithms."""
+    L = v.shape[1]
+    x = np.empty((3, L))
+    for i in range(v.shape[0]):
+        for r in range(3):
+            for j in range(L):
+                x[r, j] = math.log(_floor(history[r, i, j], tiny))
+        den, num, moved = 0.0, 0.0, 0.0
+        for j in range(L):
+            d1, d2 = x[1, j] - x[0, j], x[2, j] - x[1, j]
+            den += d1 * d1
+            num += d1 * d2
+            moved = _max(moved, abs(d2))
+        factor = num / _floor(den - num, TINY)  # rho / (1 - rho)
+        keep = abs(factor - 49.5) < 49.5 and moved < EXTRAPOLATE_BELOW  # rho in [0, 0.99), and near the fixed point
+        factor = factor * keep
+        for j in range(L):
+            v[i, j] = math.exp(x[2, j] + factor * (x[2, j] - x[1, j]))
+
+
+@compiled
+def iterate(a, b, K, KC, tiny, tol, max_iter, check_every, extrapolate):
+    """Algorithm 1 in the scaling domain on arrays ``a`` [B, L_s], ``b`` [B, L_t], ``K`` and ``K o C`` [L_s, L_t].
+
+    Returns ``(finite, converged, log_u, log_v, cost, n_iter, error)``:
+    ``finite`` False if the loop over- or underflowed (the other values are
+    then meaningless), ``converged`` whether a check met ``tol`` before
+    ``max_iter``, ``cost`` line 6 per row, :math:`u^\\top (K \\odot C) v`.
+    """
+    B, L_s = a.shape
+    L_t = b.shape[1]
+    u, Kv = np.full_like(a, 1.0 / L_s), np.empty_like(a)
+    v, history = np.empty_like(b), np.empty((3, B, L_t), b.dtype)
+    extrapolating = extrapolate and check_every >= 3
+    last_error = error = np.inf
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        _v_step(u, K, b, v)
+        phase = n_iter % check_every
+        slot = (phase + 2) % check_every  # phases check_every - 2, check_every - 1 and 0 keep v in history[0, 1, 2]
+        if extrapolating and slot < 3:
+            history[slot] = v
+        _K_times(v, K, Kv)
+        if phase == 0:
+            # row marginal of diag(u) K diag(v) before the u update; columns are exact
+            error = _marginal_error(u, Kv, a)
+            if not math.isfinite(error):
+                return False, False, u, v, np.empty(0, a.dtype), n_iter, error
+            if error < tol:
+                converged = True
+                _u_step(a, Kv, u)
+                break
+            if error > last_error:
+                extrapolating = False
+            last_error = error
+            if extrapolating:
+                _aitken(history, tiny, v)
+                _K_times(v, K, Kv)
+        _u_step(a, Kv, u)
+    # the scalings are bounded (GibbsKernel.safe), so an infinite or NaN entry is an over- or underflow
+    if not (np.isfinite(u).all() and np.isfinite(v).all()):
+        return False, converged, u, v, np.empty(0, a.dtype), n_iter, error
+    cost = np.empty(B, a.dtype)  # line 6
+    for i in range(B):
+        s = 0.0
+        for j in range(L_t):
+            t = 0.0
+            for k in range(L_s):
+                t += u[i, k] * KC[k, j]
+            s += t * v[i, j]
+        cost[i] = s
+    log_u, log_v = np.empty_like(u), np.empty_like(v)
+    for i in range(B):
+        for k in range(L_s):
+            log_u[i, k] = math.log(_floor(u[i, k], tiny))
+        for j in range(L_t):
+            log_v[i, j] = math.log(_floor(v[i, j], tiny))
+    return True, converged, log_u, log_v, cost, n_iter, error
