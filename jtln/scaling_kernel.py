@@ -12,10 +12,11 @@ training step falls by about 40% (``tox -e bench``, BENCHMARKS.md).
 Algorithm 1 on every row, the marginal error every ``check_every``
 iterations, and at each check that has not converged Aitken's extrapolation
 of ``log v`` from the last three iterates (:func:`jtln.sinkhorn.aitken`),
-until a check finds the error grown.  Sums run in float64 whatever the
-arrays' dtype, so float32 results agree with the torch loop's to float32
+until a check finds the error grown.  The products are BLAS's (numba's
+``np.dot``), in the arrays' dtype as torch's are; the marginal error and
+Aitken's step sum in float64.  So results agree with the torch loop's to
 rounding, not bit for bit (``tests/test_scaling_kernel.py``).  The first
-call per dtype compiles (about a second), then numba's cache keeps the
+call per dtype compiles (a few seconds), then numba's cache keeps the
 machine code beside this file.
 """
 
@@ -46,33 +47,11 @@ def _max(x, y):
 
 
 @compiled
-def _v_step(u, K, b, v):
-    """Line 3 for every row: ``v = b / (K^T u)``."""
-    for i in range(u.shape[0]):
-        for j in range(K.shape[1]):
-            s = 0.0
-            for k in range(K.shape[0]):
-                s += u[i, k] * K[k, j]
-            v[i, j] = b[i, j] / s
-
-
-@compiled
-def _K_times(v, K, Kv):
-    """``K v`` for every row."""
-    for i in range(v.shape[0]):
-        for k in range(K.shape[0]):
-            s = 0.0
-            for j in range(K.shape[1]):
-                s += K[k, j] * v[i, j]
-            Kv[i, k] = s
-
-
-@compiled
-def _u_step(a, Kv, u):
-    """Line 4 for every row: ``u = a / (K v)``."""
-    for i in range(a.shape[0]):
-        for k in range(a.shape[1]):
-            u[i, k] = a[i, k] / Kv[i, k]
+def _divide(x, y, out):
+    """``out = x / y`` entry by entry."""
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] / y[i, j]
 
 
 @compiled
@@ -110,8 +89,8 @@ def _aitken(history, tiny, v):
 
 
 @compiled
-def iterate(a, b, K, KC, tiny, tol, max_iter, check_every, extrapolate):
-    """Algorithm 1 in the scaling domain on arrays ``a`` [B, L_s], ``b`` [B, L_t], ``K`` and ``K o C`` [L_s, L_t].
+def iterate(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
+    """Algorithm 1 in the scaling domain on arrays ``a`` [B, L_s], ``b`` [B, L_t], ``K``, its transpose and ``K o C``.
 
     Returns ``(finite, converged, log_u, log_v, cost, n_iter, error)``:
     ``finite`` False if the loop over- or underflowed (the other values are
@@ -120,19 +99,18 @@ def iterate(a, b, K, KC, tiny, tol, max_iter, check_every, extrapolate):
     """
     B, L_s = a.shape
     L_t = b.shape[1]
-    u, Kv = np.full_like(a, 1.0 / L_s), np.empty_like(a)
-    v, history = np.empty_like(b), np.empty((3, B, L_t), b.dtype)
+    u, v, history = np.full_like(a, 1.0 / L_s), np.empty_like(b), np.empty((3, B, L_t), b.dtype)
     extrapolating = extrapolate and check_every >= 3
     last_error = error = np.inf
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        _v_step(u, K, b, v)
+        _divide(b, np.dot(u, K), v)  # line 3: v = b / K^T u, for every row
         phase = n_iter % check_every
         slot = (phase + 2) % check_every  # phases check_every - 2, check_every - 1 and 0 keep v in history[0, 1, 2]
         if extrapolating and slot < 3:
             history[slot] = v
-        _K_times(v, K, Kv)
+        Kv = np.dot(v, K_T)
         if phase == 0:
             # row marginal of diag(u) K diag(v) before the u update; columns are exact
             error = _marginal_error(u, Kv, a)
@@ -140,27 +118,19 @@ def iterate(a, b, K, KC, tiny, tol, max_iter, check_every, extrapolate):
                 return False, False, u, v, np.empty(0, a.dtype), n_iter, error
             if error < tol:
                 converged = True
-                _u_step(a, Kv, u)
+                _divide(a, Kv, u)
                 break
             if error > last_error:
                 extrapolating = False
             last_error = error
             if extrapolating:
                 _aitken(history, tiny, v)
-                _K_times(v, K, Kv)
-        _u_step(a, Kv, u)
+                Kv = np.dot(v, K_T)
+        _divide(a, Kv, u)  # line 4: u = a / K v
     # the scalings are bounded (GibbsKernel.safe), so an infinite or NaN entry is an over- or underflow
     if not (np.isfinite(u).all() and np.isfinite(v).all()):
         return False, converged, u, v, np.empty(0, a.dtype), n_iter, error
-    cost = np.empty(B, a.dtype)  # line 6
-    for i in range(B):
-        s = 0.0
-        for j in range(L_t):
-            t = 0.0
-            for k in range(L_s):
-                t += u[i, k] * KC[k, j]
-            s += t * v[i, j]
-        cost[i] = s
+    cost = (np.dot(u, KC) * v).sum(axis=1)  # line 6: u^T (K o C) v, without forming the plan
     log_u, log_v = np.empty_like(u), np.empty_like(v)
     for i in range(B):
         for k in range(L_s):

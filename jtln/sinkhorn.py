@@ -253,7 +253,7 @@ def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
     K, K_T, KC = kernel.operands
     if kernel.loop == "numba":
         finite, converged, log_u, log_v, cost, n_iter, error = scaling_kernel.iterate(
-            a.numpy(), b.numpy(), K, KC, kernel.tiny, tol, max_iter, check_every, extrapolate)
+            a.numpy(), b.numpy(), K, K_T, KC, kernel.tiny, tol, max_iter, check_every, extrapolate)
         log_u, log_v, cost = torch.from_numpy(log_u), torch.from_numpy(log_v), torch.from_numpy(cost)
     else:
         finite, converged, log_u, log_v, cost, n_iter, error = _scaling_iterations(
