@@ -35,14 +35,8 @@ compiled = numba.njit(cache=True, error_model="numpy")
 
 
 @compiled
-def _floor(x, low):
-    """``max(x, low)`` that keeps NaN, as ``np.maximum`` and ``torch.clamp_min`` do."""
-    return low if x < low else x
-
-
-@compiled
 def _max(x, y):
-    """``max(x, y)``, NaN if either is, as ``np.maximum`` and ``torch.amax``."""
+    """``max(x, y)``, NaN if either is, as ``np.maximum``, ``torch.amax`` and ``torch.clamp_min``."""
     return x if (x != x or x >= y) else y
 
 
@@ -74,14 +68,14 @@ def _aitken(history, tiny, v):
     for i in range(v.shape[0]):
         for r in range(3):
             for j in range(L):
-                x[r, j] = math.log(_floor(history[r, i, j], tiny))
+                x[r, j] = math.log(_max(history[r, i, j], tiny))
         den, num, moved = 0.0, 0.0, 0.0
         for j in range(L):
             d1, d2 = x[1, j] - x[0, j], x[2, j] - x[1, j]
             den += d1 * d1
             num += d1 * d2
             moved = _max(moved, abs(d2))
-        factor = num / _floor(den - num, TINY)  # rho / (1 - rho)
+        factor = num / _max(den - num, TINY)  # rho / (1 - rho)
         keep = abs(factor - 49.5) < 49.5 and moved < EXTRAPOLATE_BELOW  # rho in [0, 0.99), and near the fixed point
         factor = factor * keep
         for j in range(L):
@@ -134,7 +128,7 @@ def iterate(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
     log_u, log_v = np.empty_like(u), np.empty_like(v)
     for i in range(B):
         for k in range(L_s):
-            log_u[i, k] = math.log(_floor(u[i, k], tiny))
+            log_u[i, k] = math.log(_max(u[i, k], tiny))
         for j in range(L_t):
-            log_v[i, j] = math.log(_floor(v[i, j], tiny))
+            log_v[i, j] = math.log(_max(v[i, j], tiny))
     return True, converged, log_u, log_v, cost, n_iter, error
