@@ -36,8 +36,15 @@ def mini(tmp_path):
     return profile
 
 
-def driver(profile, runs, *options):
-    """The sweep's driver as a user starts it, in its own process."""
+def driver(profile, runs, *options, cluster=None):
+    """The sweep's driver as a user starts it, in its own process.
+
+    With ``cluster``, it starts once the queue is empty: an earlier test's
+    driver returns when its records are written, while its tasks may still be
+    exiting, and a RUNNING task looked up next must be this driver's.
+    """
+    if cluster is not None:
+        wait_for(lambda: array_tasks(cluster) == [], 60, "an empty queue")
     command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm",
                *options]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -75,7 +82,7 @@ def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_clu
 
 def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(slurm_cluster, tmp_path):
     profile, runs = mini(tmp_path), tmp_path / "runs"
-    process = driver(profile, runs, *FAST, "--runs-per-task", "1")
+    process = driver(profile, runs, *FAST, "--runs-per-task", "1", cluster=slurm_cluster)
     running = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")
     slurm_cluster.run("scancel", running[0].split("_")[0])  # the whole array
     output, _ = process.communicate(timeout=90)  # bounded: the grace, a poll, the report
@@ -109,7 +116,7 @@ def test_a_run_that_raises_is_reported_with_its_log_and_the_others_go_on(slurm_c
 
 def test_a_requeued_task_ends_with_one_complete_record_per_run(slurm_cluster, tmp_path):
     profile, runs = mini(tmp_path), tmp_path / "runs"
-    process = driver(profile, runs, *FAST, "--runs-per-task", "100")  # one task holds every run of a phase
+    process = driver(profile, runs, *FAST, "--runs-per-task", "100", cluster=slurm_cluster)  # one task holds every run of a phase
     task = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")[0]
     wait_for(lambda: finished(runs), 120, "finished run")  # requeue in the middle of the task's runs
     slurm_cluster.run("scontrol", "requeue", task)
