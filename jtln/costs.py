@@ -21,6 +21,14 @@ from jtln.mmd import check_kernel, linear_statistics, multi_kernel, optimal_kern
 from jtln.sinkhorn import sinkhorn, transport_cost
 
 NORMALIZATIONS = ("minmax", "max", "none")
+#: the MK-MMD estimators: Eq. 14 (linear time, the paper's choice) and Eq. 12 (unbiased, quadratic time)
+ESTIMATORS = ("linear", "unbiased")
+#: how the kernels of Eq. 13 are weighed: uniform, or per class pair for the most powerful test ([16])
+KERNEL_WEIGHTS = ("uniform", "optimal")
+#: the median heuristic (bandwidths, the OT cost's lam) reads at most this many evenly spaced samples: deterministic and bounded
+MEDIAN_SAMPLES = 1000
+#: the OT cost's default lam is this over the median squared distance: an entropic blur of a tenth of a typical distance
+OT_BLUR_DIVISOR = 10.0
 
 
 def normalize_cost(C, normalize="minmax"):
@@ -34,7 +42,7 @@ def normalize_cost(C, normalize="minmax"):
     raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
 
-def median_bandwidths(features, n_kernels=5, base=2.0, max_samples=1000):
+def median_bandwidths(features, n_kernels=5, base=2.0, max_samples=MEDIAN_SAMPLES):
     r"""Multi-kernel bandwidths :math:`\sigma_u = \sigma_0\, b^{k_u}` (centred integer :math:`k_u`) and uniform :math:`\beta_u`.
 
     :math:`\sigma_0^2` is the median pairwise squared distance of the pooled
@@ -83,10 +91,6 @@ def _group_by_class(features, labels, n_classes, name):
 def _check_features(feat_s, feat_t):
     if feat_s.shape[1] != feat_t.shape[1]:
         raise ValueError(f"feat_s and feat_t must have the same feature dimension, got {feat_s.shape[1]} and {feat_t.shape[1]}")
-
-
-#: how the kernels of Eq. 13 are weighed: uniform, or per class pair for the most powerful test ([16])
-KERNEL_WEIGHTS = ("uniform", "optimal")
 
 
 def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None, betas=None,
@@ -145,7 +149,7 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
     elif estimator == "unbiased":
         C = _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k)
     else:
-        raise ValueError(f"estimator must be 'linear' or 'unbiased', got {estimator!r}")
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     return normalize_cost(C, normalize)
 
 
@@ -196,17 +200,17 @@ def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, no
     one pair's [n_s, n_t] distance matrix, however many classes there are.
     ``lam`` is in units of 1/cost, as in
     :func:`reference.class_ot.class_ot_distance`; by default
-    ``lam = 10 / median`` of the squared distances between source and target
-    samples (at most 1000 evenly spaced ones of each side, as
-    :func:`median_bandwidths`), so that the entropic blur is a tenth of a
-    typical distance whatever the feature scale.
+    ``lam = OT_BLUR_DIVISOR / median`` of the squared distances between
+    source and target samples (at most :data:`MEDIAN_SAMPLES` evenly spaced
+    ones of each side, as :func:`median_bandwidths`), so that the entropic
+    blur is a tenth of a typical distance whatever the feature scale.
     """
     _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     Ls, Lt = len(n_s), len(n_t)
     if lam is None:
-        lam = 10.0 / _median_squared_distance(feat_s, feat_t)
+        lam = OT_BLUR_DIVISOR / _median_squared_distance(feat_s, feat_t)
     lam = check_lam(lam)
     dtype, device = X_s.dtype, X_s.device
     valid_s = torch.arange(X_s.shape[1], device=device)[None, :] < n_s[:, None]  # [L_s, n_s_max]
@@ -231,7 +235,7 @@ def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, no
     return normalize_cost(C, normalize)
 
 
-def _median_squared_distance(feat_s, feat_t, max_samples=1000):
+def _median_squared_distance(feat_s, feat_t, max_samples=MEDIAN_SAMPLES):
     """The median squared distance between (at most ``max_samples`` evenly spaced) source and target samples, floored at eps."""
     xs = feat_s[:: max(1, len(feat_s) // max_samples)][:max_samples]
     xt = feat_t[:: max(1, len(feat_t) // max_samples)][:max_samples]
@@ -240,45 +244,30 @@ def _median_squared_distance(feat_s, feat_t, max_samples=1000):
 
 #: the cost matrix of each kind (Sec. 3.4.1 and 3.4.2)
 COST_KINDS = {"mmd": mmd_cost_matrix, "ot": ot_cost_matrix}
-#: the cost matrices a sweep prepares per draw, by key: (kind, MK-MMD kernel weights)
-COST_KEYS = {"mmd": ("mmd", "uniform"), "mmd-optimal": ("mmd", "optimal"), "ot": ("ot", None)}
 
 
-def cost_key(kind, hp):
-    """The key (in :data:`COST_KEYS`) of the cost matrix of ``kind`` that ``hp`` asks for."""
-    if kind not in COST_KINDS:
-        raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
-    return "mmd-optimal" if kind == "mmd" and hp.mmd_kernel_weights == "optimal" else kind
+def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, *, estimator="linear", kernel_weights="uniform", normalize="minmax",
+                      samples_per_class=500, dtype=torch.float64, median_samples=MEDIAN_SAMPLES):
+    """The Sec. 3.4 cost matrix of ``kind`` ("mmd" or "ot") from penultimate features of source and target *training* images.
 
-
-def prepared_cost_matrices(P_s, y_s, P_t, y_t, L_s, L_t, hp, keys=tuple(COST_KEYS)):
-    """The cost matrices of ``keys`` (in :data:`COST_KEYS`) from the same features, by key."""
-    from dataclasses import replace
-
-    return {key: class_cost_matrix(COST_KEYS[key][0], P_s, y_s, P_t, y_t, L_s, L_t,
-                                   replace(hp, mmd_kernel_weights=COST_KEYS[key][1]) if COST_KEYS[key][1] else hp)
-            for key in keys}
-
-
-def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, hp, dtype=torch.float64, median_samples=1000):
-    """The Sec. 3.4 cost matrix of ``kind`` from penultimate features of source and target *training* images.
-
-    At most ``hp.cost_samples_per_class`` images per class enter (the first
-    ones in the order given); computed in ``dtype`` (float64 for the costs
-    prepared once), returned in float32.  The median heuristic (the MK-MMD
-    bandwidths, the OT cost's ``lam``) reads at most ``median_samples``
-    evenly spaced samples.
+    At most ``samples_per_class`` images per class enter (the first ones in
+    the order given); computed in ``dtype``, returned in float32.  The median
+    heuristic (the MK-MMD bandwidths of :func:`median_bandwidths`, the OT
+    cost's default ``lam`` of :func:`ot_cost_matrix`) reads at most
+    ``median_samples`` evenly spaced samples.  ``estimator`` and
+    ``kernel_weights`` are :func:`mmd_cost_matrix`'s, ``normalize`` that of
+    :func:`normalize_cost`.
     """
     if kind not in COST_KINDS:
-        raise ValueError(f"cost must be one of {sorted(COST_KINDS)}, got {kind!r}")
-    P_s, y_s = _first_per_class(P_s.to(dtype), y_s, hp.cost_samples_per_class)
-    P_t, y_t = _first_per_class(P_t.to(dtype), y_t, hp.cost_samples_per_class)
+        raise ValueError(f"kind must be one of {sorted(COST_KINDS)}, got {kind!r}")
+    P_s, y_s = _first_per_class(P_s.to(dtype), y_s, samples_per_class)
+    P_t, y_t = _first_per_class(P_t.to(dtype), y_t, samples_per_class)
     if kind == "mmd":
         sigmas, betas = median_bandwidths(torch.cat([P_s, P_t]), max_samples=median_samples)
-        options = {"estimator": hp.mmd_estimator, "kernel_weights": hp.mmd_kernel_weights, "sigmas": sigmas, "betas": betas}
+        options = {"estimator": estimator, "kernel_weights": kernel_weights, "sigmas": sigmas, "betas": betas}
     else:
-        options = {"lam": 10.0 / _median_squared_distance(P_s, P_t, max_samples=median_samples)}
-    return COST_KINDS[kind](P_s, y_s, P_t, y_t, L_s=L_s, L_t=L_t, normalize=hp.cost_normalize, **options).float()
+        options = {"lam": OT_BLUR_DIVISOR / _median_squared_distance(P_s, P_t, max_samples=median_samples)}
+    return COST_KINDS[kind](P_s, y_s, P_t, y_t, L_s=L_s, L_t=L_t, normalize=normalize, **options).float()
 
 
 def _first_per_class(P, y, limit):

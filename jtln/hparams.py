@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from jtln.costs import COST_KINDS, ESTIMATORS, KERNEL_WEIGHTS, NORMALIZATIONS
+
 
 def hparam(default, *, low=None, high=None, low_open=False, choices=None, search=None):
     """A field of :class:`HParams`: its ``default``, the values it may take, and its search distribution.
@@ -45,12 +47,12 @@ class HParams:
     #: lambda_s of Eq. 4 (the source cross-entropy).  1: source and target count alike.  Searched from a tenth to three times.
     lambda_s: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 3.0, log=True))
     # --- cost matrix (Sec. 3.4) ---
-    cost_normalize: str = hparam("minmax", choices=("minmax", "max", "none"))
+    cost_normalize: str = hparam("minmax", choices=NORMALIZATIONS)
     #: Eq. 14 (the paper's choice) or "unbiased" (Eq. 12).
-    mmd_estimator: str = hparam("linear", choices=("linear", "unbiased"))
+    mmd_estimator: str = hparam("linear", choices=ESTIMATORS)
     #: Eq. 13's kernel weights: uniform (the paper's unstated default, the plain reading), or per class pair those of the
     #: most powerful linear-time test (Gretton et al. 2012, the paper's reference [16], which chooses them for test power).
-    mmd_kernel_weights: str = hparam("uniform", choices=("uniform", "optimal"), search=True)
+    mmd_kernel_weights: str = hparam("uniform", choices=KERNEL_WEIGHTS, search=True)
     #: at most this many samples per class enter the cost matrix (bounds Eq. 16's O(n^2) plans).
     cost_samples_per_class: int = hparam(500, low=2)
     # --- optimisation: SGD with momentum, per layer group (Sec. 4, after Yosinski et al. [3]) ---
@@ -76,7 +78,7 @@ class HParams:
     source_epochs: int = hparam(2, low=1, search=IntDistribution(1, 5))
     # --- beyond the paper (jtln.methods, block "beyond") ---
     #: the cost kind the dynamic and learned-cost variants start from ("mmd": Sec. 3.4.1, "ot": Sec. 3.4.2).
-    cost_kind: str = hparam("mmd", choices=("mmd", "ot"), search=True)
+    cost_kind: str = hparam("mmd", choices=tuple(COST_KINDS), search=True)
     #: jtln_dynamic: C is recomputed from the current network's features every this many target epochs.
     #: 10 keeps the recomputation's share of a run small (tox -e bench: a dynamic run's step against a joint step).
     cost_every: int = hparam(10, low=1, search=IntDistribution(1, 20))
@@ -87,8 +89,8 @@ class HParams:
     lr_cost: float = hparam(0.01, low=0, search=FloatDistribution(1e-3, 0.1, log=True))
     #: jtln_learned_cost: rho of the pull rho * ||C - C_0||^2 toward the initial cost.  Without it the OT loss alone
     #: drives every entry that carries mass toward 0 (its gradient in C is the plan, which is >= 0): a collapse.
-    #: Searched from weak to strong; lr_cost * cost_pull <= 1 keeps the pull's gradient step stable
-    #: (jtln.methods.JTLNLearnedCost).
+    #: Searched from weak to strong; a configuration whose pull step is unstable is refused
+    #: (jtln.methods.JTLNLearnedCost.stable states the bound).
     cost_pull: float = hparam(1.0, low=0, search=FloatDistribution(0.1, 10.0, log=True))
     #: co_tuning: lambda of You et al. (2020), the weight of the source head's cross-entropy against p(y_s | y_t);
     #: searched from a tenth to ten times the target term.

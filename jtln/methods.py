@@ -23,14 +23,13 @@ each sum estimated on a target batch and a source batch.
 """
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jtln.costs import class_cost_matrix, cost_key
+from jtln.costs import class_cost_matrix
 from jtln.ot import OTLoss, ot_loss_with_logits
 
 METHODS = {}
@@ -74,6 +73,12 @@ def display_name(name):
     return METHODS[name].display
 
 
+def cost_options(hp):
+    """The options of :func:`jtln.costs.class_cost_matrix` that ``hp`` sets."""
+    return {"estimator": hp.mmd_estimator, "kernel_weights": hp.mmd_kernel_weights, "normalize": hp.cost_normalize,
+            "samples_per_class": hp.cost_samples_per_class}
+
+
 @dataclass(frozen=True)
 class Phase:
     """``steps`` optimisation steps drawing target batches and/or source batches."""
@@ -88,16 +93,19 @@ class Method:
     order, searches, cost, block, paper = 0, (), None, "paper", True
     #: the field of :meth:`summary` (and so of a record) holding the cost matrix the method ends with, if it moves C
     final_cost = None
+    #: whether the method trains (has phases); one that does not needs no search and no epoch count
+    trains = True
 
     def __init__(self, network, hp, C=None):
         self.network, self.hp = network, hp
 
     @classmethod
-    def cost_key(cls, hp):
-        """The key of the prepared cost matrix this method starts from (:data:`jtln.costs.COST_KEYS`), or None."""
+    def cost_spec(cls, hp):
+        """The cost matrix this method starts from, as ``(kind, kernel_weights)`` (None for OT), or None if it needs none."""
         if cls.cost is None:
             return None
-        return cost_key(hp.cost_kind if cls.cost == "searched" else cls.cost, hp)
+        kind = hp.cost_kind if cls.cost == "searched" else cls.cost
+        return (kind, hp.mmd_kernel_weights if kind == "mmd" else None)
 
     def phases(self, n_t, n_s):
         raise NotImplementedError
@@ -167,23 +175,20 @@ class Joint(Method):
         f = self.network.features(z)
         logits_s, logits_t = self.network.head_s(f), self.network.head_t(f)  # as self.network(z), keeping f
         n_t = len(batch_t[0])
-        self.observe(f, batch_t[1], batch_s[1])
         logits_t_on_target = logits_t[:n_t]  # one slice for both terms: one autograd node, one gradient buffer
         ce_t = F.cross_entropy(logits_t_on_target, batch_t[1])
         ce_s = F.cross_entropy(logits_s[n_t:], batch_s[1])
         parts = {"ce_t": ce_t.item(), "ce_s": ce_s.item()}
         total = ce_t + self.hp.lambda_s * ce_s
-        extra = self.extra(logits_s[:n_t], logits_t_on_target)
-        if extra is not None:
-            total = torch.add(total, extra, alpha=self.hp.lambda_ot)
-            parts["ot"] = extra.item()
+        ot = self.ot_term(logits_s[:n_t], logits_t_on_target)
+        if ot is not None:
+            total = torch.add(total, ot, alpha=self.hp.lambda_ot)
+            parts["ot"] = ot.item()
         return total, parts
 
-    def extra(self, logits_s_on_target, logits_t_on_target):
+    def ot_term(self, logits_s_on_target, logits_t_on_target):
+        """The OT term of Eq. 4 before its weight ``lambda_ot``; joint fine-tuning has none."""
         return None
-
-    def observe(self, features, y_t, y_s):
-        """Sees each step's penultimate features (target rows first, then source) and labels; nothing by default."""
 
 
 class JTLNMethod(Joint):
@@ -195,13 +200,14 @@ class JTLNMethod(Joint):
             raise ValueError(f"{self.name} needs a cost matrix C [L_s, L_t]")
         self.ot_loss = OTLoss(C, hp.lam, logits=True)  # softmax folded into the loss's own backward
 
-    def extra(self, logits_s_on_target, logits_t_on_target):
-        if self.hp.lambda_ot == 0:
-            return None  # exactly joint fine-tuning
-        return self.ot_term(logits_s_on_target, logits_t_on_target)
-
     def ot_term(self, logits_s_on_target, logits_t_on_target):
-        """Eq. 3: the mean OT loss between the heads on the target batch, with the method's cost matrix."""
+        """Eq. 3: the mean OT loss between the heads on the target batch; None with ``lambda_ot = 0`` (exactly joint fine-tuning)."""
+        if self.hp.lambda_ot == 0:
+            return None
+        return self.transport_loss(logits_s_on_target, logits_t_on_target)
+
+    def transport_loss(self, logits_s_on_target, logits_t_on_target):
+        """The mean OT loss (Algorithm 1 and Eq. 11) with the method's cost matrix."""
         return self.ot_loss(logits_s_on_target, logits_t_on_target)
 
 
@@ -224,49 +230,55 @@ class JTLNDynamic(JTLNMethod):
     C starts as the fixed-cost JTLN's (Sec. 3.4 on pretrained features, of
     kind ``hp.cost_kind``).  After every ``hp.cost_every`` target epochs it is
     recomputed by the same Sec. 3.4 formula from the network's *current*
-    penultimate features: those its training steps computed during the last
-    epoch, for every target training image and the source images of that
-    epoch's batches (kept, detached, as the steps go: a recomputation costs
-    no extra forward pass).  It is then smoothed,
+    penultimate features of every target training image and every source
+    image of the run, computed in evaluation mode (no dropout): the same
+    images each time, whatever order the batches took.  It is then smoothed,
     :math:`C \leftarrow m C + (1 - m) C_{new}` with ``m = hp.cost_momentum``.
     The recomputation runs in float32 with the median heuristic on at most
-    300 samples, to stay a small part of a run (``tox -e bench``).  With
-    ``cost_every`` beyond the run's epochs it is fixed-cost JTLN exactly.
+    :attr:`MEDIAN_SAMPLES` samples, to stay a small part of a run
+    (``tox -e bench``).  With ``cost_every`` beyond the run's epochs it is
+    fixed-cost JTLN exactly.  The record keeps ``cost_updates``, the
+    recomputations before the epoch kept.
     """
 
-    #: the recomputation's median heuristic reads at most this many samples (the prepared costs: 1000)
+    #: the recomputation's median heuristic reads at most this many samples (the prepared costs: jtln.costs.MEDIAN_SAMPLES)
     MEDIAN_SAMPLES = 300
     final_cost = "final_cost_matrix"
 
     def start(self, data):
-        self.updates, self.skipped, self.bank = 0, 0, []
+        C = self.ot_loss.C
+        self.updates = 0
+        self.images = {side: (data.Z[split], data.y[split]) for side, split in (("s", "source"), ("t", "target_train"))}
+        needed = 4 if self.hp.cost_kind == "mmd" and self.hp.mmd_kernel_weights == "optimal" else 2
+        for (side, (_, y)), L in zip(self.images.items(), C.shape):
+            counts = torch.bincount(y, minlength=L)
+            if int(counts.min()) < needed:
+                raise ValueError(f"jtln_dynamic: the {side} images hold fewer than {needed} images of some class ({counts.tolist()}): "
+                                 f"a cost of kind {self.hp.cost_kind!r} cannot be recomputed from them")
 
-    def observe(self, features, y_t, y_s):
-        n_t = len(y_t)
-        f = features.detach()
-        self.bank.append((f[:n_t], y_t, f[n_t:], y_s))
+    @torch.no_grad()
+    def _current_features(self, Z, batch_size=512):
+        device = self.ot_loss.C.device
+        was_training = self.network.training
+        self.network.eval()
+        features = torch.cat([self.network.features(z.to(device)) for z in Z.split(batch_size)])
+        self.network.train(was_training)
+        return features
 
     def after_epoch(self, epoch):
-        bank, self.bank = self.bank, []  # the next epoch starts a new bank
-        if epoch % self.hp.cost_every or not bank:
+        if epoch % self.hp.cost_every:
             return
         C = self.ot_loss.C
-        f_t, y_t, f_s, y_s = (torch.cat(parts) for parts in zip(*bank))
-        counts = (torch.bincount(y_s, minlength=C.shape[0]), torch.bincount(y_t, minlength=C.shape[1]))
-        if min(int(c.min()) for c in counts) < 4:  # the MK-MMD needs 2 per class (optimal weights 4): not enough seen
-            warnings.warn(f"jtln_dynamic: the batches of epoch {epoch} hold fewer than 4 images of some class (source "
-                          f"{counts[0].tolist()}, target {counts[1].tolist()}); C is not recomputed this time", RuntimeWarning,
-                          stacklevel=2)
-            self.skipped += 1
-            return
-        C_new = class_cost_matrix(self.hp.cost_kind, f_s, y_s.to(C.device), f_t, y_t.to(C.device), C.shape[0], C.shape[1], self.hp,
-                                  dtype=torch.float32, median_samples=self.MEDIAN_SAMPLES).to(C.dtype)
+        (Z_s, y_s), (Z_t, y_t) = self.images["s"], self.images["t"]
+        C_new = class_cost_matrix(self.hp.cost_kind, self._current_features(Z_s), y_s.to(C.device), self._current_features(Z_t),
+                                  y_t.to(C.device), C.shape[0], C.shape[1], **cost_options(self.hp), dtype=torch.float32,
+                                  median_samples=self.MEDIAN_SAMPLES).to(C.dtype)
         with torch.no_grad():  # in place: OTLoss rebuilds its kernel when C's version changes
             C.mul_(self.hp.cost_momentum).add_(C_new, alpha=1.0 - self.hp.cost_momentum)
         self.updates += 1
 
     def summary(self):
-        return {"cost_updates": self.updates, "cost_updates_skipped": self.skipped, "final_cost_matrix": self.ot_loss.C.tolist()}
+        return {"cost_updates": self.updates, "final_cost_matrix": self.ot_loss.C.tolist()}
 
 
 @register("jtln_learned_cost", display="JTLN, learned cost (beyond the paper)", order=1, cost="searched", block="beyond",
@@ -286,9 +298,15 @@ class JTLNLearnedCost(JTLNMethod):
 
     final_cost = "learned_cost_matrix"
 
+    @staticmethod
+    def stable(hp):
+        """Whether SGD keeps the pull stable: heavy-ball SGD with momentum m on :math:`\\rho\\lVert\\Delta\\rVert^2`
+        (curvature :math:`2\\rho`) converges only for :math:`\\mathrm{lr}\\cdot 2\\rho < 2(1 + m)`, that is
+        ``lr_cost * cost_pull < 1 + momentum``."""
+        return hp.lr_cost * hp.cost_pull < 1 + hp.momentum
+
     def __init__(self, network, hp, C=None):
-        # SGD with momentum m on the pull rho ||Delta||^2 (curvature 2 rho) is stable only for lr * 2 rho < 2 (1 + m)
-        if hp.lr_cost * 2 * hp.cost_pull >= 2 * (1 + hp.momentum):
+        if not self.stable(hp):
             raise ValueError(f"lr_cost * cost_pull = {hp.lr_cost * hp.cost_pull:g} makes the pull toward the initial cost diverge "
                              f"(SGD with momentum {hp.momentum:g} needs it below {1 + hp.momentum:g}): lower lr_cost or cost_pull")
         super().__init__(network, hp, C)
@@ -299,7 +317,7 @@ class JTLNLearnedCost(JTLNMethod):
     def C(self):
         return (self.C0 + self.delta).clamp_min(0.0)
 
-    def ot_term(self, logits_s_on_target, logits_t_on_target):
+    def transport_loss(self, logits_s_on_target, logits_t_on_target):
         return ot_loss_with_logits(logits_s_on_target, logits_t_on_target, self.C.to(logits_t_on_target.dtype), self.hp.lam,
                                    reduction="mean")
 
@@ -371,6 +389,8 @@ class LinearProbe(Method):
     its L2 strength chosen on the validation split); this method stops there
     and trains nothing, so its network predicts exactly as the probe.
     """
+
+    trains = False
 
     def phases(self, n_t, n_s):
         return []

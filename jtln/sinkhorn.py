@@ -4,7 +4,7 @@ Both solvers find, for every row ``b`` of a batch, scalings ``u_b``, ``v_b``
 such that :math:`\mathrm{diag}(u_b) K \mathrm{diag}(v_b)` has marginals
 ``a_b`` and ``b_b``, where :math:`K = e^{-\lambda C - 1}`.
 
-Two choices differ from the literal reference (:mod:`reference.algorithm1`):
+Three choices differ from the literal reference (:mod:`reference.algorithm1`):
 
 * ``C`` is shifted by its minimum before exponentiating.  The plan is
   unchanged (the shift is absorbed by ``u``), but ``K`` no longer underflows

@@ -1,17 +1,21 @@
-"""One run: a registered method trained on one draw's cached features, with early stopping on validation cross-entropy.
+"""One run: a registered method trained on one draw's cached features, early-stopped on validation or refit on all labels.
 
 The protocol, the same for every method:
 
 1. both heads start from linear probes on the pretrained penultimate
    features (LP-FT; the target probe's L2 strength chosen on the draw's
    validation images, the source head fitted with the same strength);
-2. the method's phases run (:meth:`jtln.methods.Method.phases`); after every
-   epoch of a phase on the target, the validation cross-entropy (and
-   accuracy) is measured;
-3. the network of the epoch with the lowest validation cross-entropy (the
-   earliest among ties) is kept — early stopping, so ``epochs`` is a budget;
-4. a search trial stops there (its score is that validation cross-entropy;
-   it never sees a test image); a seed's run is then tested.
+2. the method's phases run (:meth:`jtln.methods.Method.phases`);
+3. a *search trial* (:class:`RunData` with a ``target_val`` split) measures
+   the validation cross-entropy (and accuracy) after every epoch of a phase
+   on the target and keeps the network of the epoch with the lowest
+   cross-entropy (the earliest among ties) — early stopping, so ``epochs``
+   is a budget; its score is that cross-entropy, and it never sees a test
+   image;
+4. a *refit* (no ``target_val``: its training split holds every labelled
+   image, validation ones included, and its probes were refit on them too)
+   trains for exactly ``epochs`` target epochs, the count the search
+   selected, keeps the last network and is tested once.
 
 Why cross-entropy and not accuracy (protocol 2): the validation split is
 small (39 images for Footwear at 67 images per class, so one image is 2.6
@@ -38,8 +42,9 @@ from jtln.seeding import seed_everything
 from jtln.sinkhorn import transport_plan
 
 #: the version of the training and selection protocol; part of every run's identity, so a change never reuses old records
-#: (1: early stopping and selection on validation accuracy; 2: on validation cross-entropy)
-PROTOCOL = 2
+#: (1: early stopping and selection on validation accuracy; 2: on validation cross-entropy; 3: the tested runs refit on
+#: training and validation images for the selected epoch count)
+PROTOCOL = 3
 
 
 def library_versions():
@@ -57,8 +62,8 @@ def library_versions():
 class RunData:
     """What one run sees: prefix outputs ``Z``, labels ``y`` and pretrained penultimate features ``P`` per split.
 
-    Splits: ``target_train``, ``target_val``, ``source``, and ``target_test``
-    only for a run that is tested.
+    Splits: ``target_train``, ``source``, and either ``target_val`` (a run
+    that early-stops on it) or ``target_test`` (a refit, which is tested).
     """
 
     Z: dict
@@ -66,19 +71,32 @@ class RunData:
     P: dict
 
     @classmethod
-    def of(cls, cached, draw, with_test):
-        """The rows of ``cached`` (:class:`jtln.cache.CachedITL`) that ``draw`` (:class:`jtln.data.Draw`) selects."""
-        rows = {"target_train": ("target_train", draw.target_train), "target_val": ("target_train", draw.target_val),
-                "source": ("source", draw.source)}
+    def of(cls, cached, draw, *, refit=False, test=None):
+        """The rows of ``cached`` (:class:`jtln.cache.CachedITL`) that ``draw`` (:class:`jtln.data.Draw`) selects.
+
+        ``refit``: its training and validation images together train the run;
+        otherwise the validation images are held out.  ``test`` (default:
+        ``refit``): with the target test split.
+        """
+        if refit:
+            rows = {"target_train": ("target_train", draw.target_train + draw.target_val)}
+        else:
+            rows = {"target_train": ("target_train", draw.target_train), "target_val": ("target_train", draw.target_val)}
+        rows["source"] = ("source", draw.source)
         parts = {name: {} for name in ("Z", "y", "P")}
         for split, (pool, index) in rows.items():
             index = torch.as_tensor(index, dtype=torch.long)
             for name in parts:
                 parts[name][split] = getattr(cached, name)[pool][index]
-        if with_test:
+        if refit if test is None else test:
             for name in parts:
                 parts[name]["target_test"] = getattr(cached, name)["target_test"]
         return cls(**parts)
+
+    @property
+    def validated(self):
+        """Whether the run early-stops on a validation split (a search trial) or trains its full budget (a refit)."""
+        return "target_val" in self.y
 
 
 def batches(Z, y, batch_size, generator, device):
@@ -103,15 +121,17 @@ def validation(network, Z, y, device, batch_size=512):
 
 
 def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False):
-    """Train ``method_name`` from the pretrained weights and the probe-initialised heads; keep the best validation epoch.
+    """Train ``method_name`` from the pretrained weights and the probe-initialised heads (module docstring).
 
-    Returns the method (network inside, at its best validation epoch) and a
-    log: ``steps`` (one dict of loss parts per step), ``val_curve`` and
-    ``val_loss_curve`` (validation accuracy and cross-entropy after each
-    target epoch), ``best_epoch`` (1-based, the lowest cross-entropy; 0 for a
-    method that trains nothing), ``val_loss`` and ``val_accuracy`` (at it),
-    and ``method``: the method's own summary (a learned cost, a relationship)
-    at that epoch.
+    With a validation split in ``data``, the best validation epoch is kept;
+    without one (a refit), the last.  Returns the method (network inside, at
+    the kept epoch) and a log: ``steps`` (one dict of loss parts per step),
+    ``val_curve`` and ``val_loss_curve`` (validation accuracy and
+    cross-entropy after each target epoch; empty for a refit),
+    ``best_epoch`` (1-based, the kept epoch; 0 for a method that trains
+    nothing), ``val_loss`` and ``val_accuracy`` (at it; None for a refit),
+    and ``method``: the method's own summary (a learned cost, a
+    relationship) at that epoch.
     """
     from tqdm.auto import tqdm
 
@@ -129,9 +149,9 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     def val():
         return validation(network, data.Z["target_val"], data.y["target_val"], device)
 
-    steps, curve, loss_curve = [], [], []
+    steps, curve, loss_curve, epoch = [], [], [], 0
     best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
-    if not phases:
+    if not phases and data.validated:
         best["accuracy"], best["loss"] = val()
     bar = tqdm(total=sum(p.steps for p in phases), desc=f"{method_name} seed {seed}", disable=not progress, leave=False)
     network.train()
@@ -149,18 +169,23 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
             steps.append(parts)
             bar.update()
             if phase.target and (step % epoch_steps == 0 or step == phase.steps):
-                method.after_epoch(len(curve) + 1)
+                epoch += 1
+                method.after_epoch(epoch)
+                if not data.validated:
+                    continue
                 accuracy, cross_entropy = val()
                 curve.append(accuracy)
                 loss_curve.append(cross_entropy)
                 if cross_entropy < best["loss"]:
-                    best = {"epoch": len(curve), "accuracy": accuracy, "loss": cross_entropy,
+                    best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
                             "state": copy.deepcopy(network.state_dict()), "summary": method.summary()}
     bar.close()
-    if best["state"] is not None:
+    if not data.validated:  # a refit keeps its last epoch
+        best = {"epoch": epoch, "accuracy": None, "loss": None, "state": None, "summary": method.summary()}
+    elif best["state"] is not None:
         network.load_state_dict(best["state"])
     network.eval()
-    if not math.isfinite(best["loss"]):
+    if data.validated and not math.isfinite(best["loss"]):
         raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({loss_curve})")
     return method, {"steps": steps, "val_curve": curve, "val_loss_curve": loss_curve, "best_epoch": best["epoch"],
                     "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"]}
@@ -185,7 +210,7 @@ def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
 
 
 def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", test=True):
-    """Train (with early stopping) and, if ``test``, evaluate on the target test split; the part of a record that a run computes."""
+    """Train (:func:`train`) and, if ``test``, evaluate on the target test split; the part of a record that a run computes."""
     start = time.perf_counter()
     method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device)
     trained = time.perf_counter()

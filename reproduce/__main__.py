@@ -27,26 +27,41 @@ def cmd_sweep(profile, args):
         if "=" not in item:
             raise ValueError(f"--sbatch takes NAME=VALUE (an sbatch option without its dashes), got {item!r}")
         extra.append(tuple(item.split("=", 1)))
-    slurm = SlurmOptions(partition=args.partition, cpus_per_task=args.cpus, mem_gb=args.mem_gb, gpus_per_task=args.gpus,
-                         time_min=args.time, array_parallelism=args.array_parallelism, runs_per_task=args.runs_per_task,
-                         sbatch=tuple(extra), grace_s=args.grace_s)
+    given = {"partition": args.partition, "cpus_per_task": args.cpus, "mem_gb": args.mem_gb, "gpus_per_task": args.gpus,
+             "time_min": args.time, "array_parallelism": args.array_parallelism, "runs_per_task": args.runs_per_task,
+             "grace_s": args.grace_s}
+    slurm = SlurmOptions(sbatch=tuple(extra), **{k: v for k, v in given.items() if v is not None})  # its defaults are its own
     return sweep(profile, args.runs, args.data_root, args.download, args.executor, args.workers, slurm)
 
 
 def cmd_tables(profile, args, collected=None):
     """Table 2, selected hyper-parameters, statistics, claims, figures and the report from the records of a sweep."""
+    from reproduce.collect import collect
     from reproduce.outputs import write_tables
-    from reproduce.sweep import backbone_lr_keys, collect
 
     runs = Path(args.runs or Path("runs") / profile.name)
-    lr_keys = backbone_lr_keys(profile)
-    out = write_tables(profile, collected or collect(profile, runs, lr_keys), args.out, not args.no_report, lr_keys)
+    out = write_tables(profile, collected or collect(profile, runs), args.out, not args.no_report)
     print(f"wrote Table 2, hyper-parameters, statistics, claims, figures{'' if args.no_report else ' and report.html'} to {out}")
 
 
 def cmd_all(profile, args):
     cmd_table1(profile, args)
     cmd_tables(profile, args, cmd_sweep(profile, args))
+
+
+def at_least(low):
+    """An argparse type: an integer >= ``low`` (argparse then exits 2 naming the option, before any work)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser():
@@ -65,15 +80,15 @@ def build_parser():
     def runs_options(p):
         p.add_argument("--runs", default=None, help="folder of the run records (default: runs/<profile>)")
         p.add_argument("--executor", choices=["local", "slurm"], default="local")
-        p.add_argument("--workers", type=int, default=None, help="local processes in parallel (default: the profile's)")
+        p.add_argument("--workers", type=at_least(1), default=None, help="local processes in parallel (default: the profile's)")
         p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
-        p.add_argument("--time", type=int, default=60, help="SLURM time limit of an array task, minutes")
-        p.add_argument("--gpus", type=int, default=0, help="SLURM GPUs per array task")
-        p.add_argument("--cpus", type=int, default=None, help="SLURM CPUs per array task (default: min(4, a node's CPUs))")
+        p.add_argument("--time", type=at_least(1), help="SLURM time limit of an array task, minutes (default: SlurmOptions')")
+        p.add_argument("--gpus", type=at_least(0), help="SLURM GPUs per array task (default: 0)")
+        p.add_argument("--cpus", type=at_least(1), default=None, help="SLURM CPUs per array task (default: min(4, a node's CPUs))")
         p.add_argument("--mem-gb", type=float, default=None, help="SLURM memory per array task, GB (default: the cluster's)")
-        p.add_argument("--array-parallelism", type=int, default=8, help="SLURM array tasks running at once")
-        p.add_argument("--runs-per-task", type=int, default=0, help="runs per SLURM array task (default: ~4 tasks per slot)")
-        p.add_argument("--grace-s", type=float, default=30.0,
+        p.add_argument("--array-parallelism", type=at_least(1), help="SLURM array tasks running at once (default: SlurmOptions')")
+        p.add_argument("--runs-per-task", type=at_least(0), help="runs per SLURM array task (default: ~4 tasks per slot)")
+        p.add_argument("--grace-s", type=float,
                        help="seconds an array task that left the queue gets for its result to appear before it is reported")
         p.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",
                        help="a further sbatch option, e.g. --sbatch account=lab --sbatch qos=high (repeatable)")
@@ -117,7 +132,7 @@ def main(argv=None):
         return 130
     except Exception as error:
         from reproduce.cluster import SlurmError
-        from reproduce.sweep import Terminated
+        from reproduce.execute import Terminated
 
         if isinstance(error, SlurmError):
             print(f"error: {error}", file=sys.stderr)

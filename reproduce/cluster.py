@@ -3,9 +3,10 @@
 The driver has prepared every dataset (features, cost matrices, probes on
 disk under ``<runs>/cache``) before it submits, so a task only loads them.
 The runs still to do are split into chunks, one array task each (``slurm``
-options below); a task runs its chunk's runs one after the other with
-:func:`reproduce.sweep.execute`, so every run's record is written once,
-atomically and under its lock, exactly as the local executor writes it.
+options below); a task runs its chunk with the function the driver passes
+(:func:`reproduce.execute.run_jobs`: one run after the other, each under its
+lock), so every run's record is written once, atomically, exactly as the
+local executor writes it.
 
 While the array runs, the driver polls every ``poll_s`` seconds:
 
@@ -116,23 +117,11 @@ def chunks(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def run_chunk(jobs):
-    """An array task: every run of ``jobs`` (:func:`reproduce.sweep.execute`); a run that raises does not stop the others."""
-    from reproduce.sweep import execute
+def run_array(todo, runs, options, run_jobs, progress=None):
+    """Run ``todo`` (:class:`reproduce.plan.Job`) as one job array and wait for it, never forever (module docstring).
 
-    errors = []
-    for job in jobs:
-        try:
-            execute(job, wait=True)
-        except Exception as error:  # noqa: BLE001 -- reported below, with the others
-            errors.append(f"{job.dataset}/{job.method}/{job.folder.name} ({job.role} {job.index}): {type(error).__name__}: {error}")
-    if errors:
-        raise RuntimeError(f"{len(errors)} of {len(jobs)} runs failed:\n" + "\n".join(errors))
-    return len(jobs)
-
-
-def run_array(todo, runs, options, progress=None):
-    """Run ``todo`` (:class:`reproduce.sweep.Job`) as one job array and wait for it, never forever (module docstring).
+    Each array task calls ``run_jobs(chunk)`` on its chunk of ``todo``: a
+    function that :mod:`pickle` can name, such as :func:`reproduce.execute.run_jobs`.
 
     Returns when every task has ended; raises :class:`SlurmError` naming every
     task that did not finish, with its reason and log.  Ctrl-C or SIGTERM
@@ -158,7 +147,7 @@ def run_array(todo, runs, options, progress=None):
         parameters["gpus_per_task"] = options.gpus_per_task
     executor.update_parameters(**parameters)
     try:
-        jobs = executor.map_array(run_chunk, parts)
+        jobs = executor.map_array(run_jobs, parts)
     except Exception as error:  # sbatch refused the array
         raise SlurmError(f"sbatch refused the array ({cpus} CPUs per task, partition {options.partition or 'default'}): "
                          f"{error}") from error

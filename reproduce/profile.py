@@ -15,7 +15,6 @@ from pathlib import Path
 from jtln.config import check_range, check_value
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
-DATASETS = ("fgvc_aircraft", "fashion_mnist", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,8 @@ class SearchSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    methods: tuple = ("target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "linear_probe")
+    #: default: every registered method (jtln.methods.METHODS), in the tables' order
+    methods: tuple = None
     seeds: tuple = (0, 1, 2, 3, 4, 5)
     device: str = "cpu"
     workers: int = 1
@@ -123,18 +123,18 @@ def _check_level(level, where):
 
 
 def _check(profile, where):
-    """Ranges and cross-references of a built profile."""
+    """Ranges and cross-references of a built profile: every name it uses is checked against its registry."""
+    from jtln.data import check_dataset
     from jtln.methods import METHODS
+    from jtln.models import check_backbone
 
     data, run = profile.data, profile.run
-    if data.dataset not in DATASETS:
-        raise ValueError(f"{where}: [data].dataset must be one of {DATASETS}, got {data.dataset!r}")
-    if data.dataset in ("fashion_mnist", "synthetic"):
-        from jtln.data.fashion_mnist import GROUPS
-
-        unknown = [g for g in data.groups if g not in GROUPS]
-        if unknown:
-            raise ValueError(f"{where}: [data].groups has unknown group(s) {unknown}; known: {sorted(GROUPS)}")
+    for name, check in (("[data].dataset", lambda: check_dataset(data.dataset, data.groups)),
+                        ("[model].backbone", lambda: check_backbone(profile.model.backbone))):
+        try:
+            check()
+        except ValueError as error:
+            raise ValueError(f"{where}: {name}: {error}") from None
     for level in data.levels:
         _check_level(level, f"{where}: [data].levels item")
     if data.table2_level not in data.levels:
@@ -194,6 +194,10 @@ def load_profile(name_or_path):
     if "data" not in raw:
         raise ValueError(f"profile {path} has no [data] section")
     sections = {name: _build(cls, raw.get(name, {}), f"{path.name}: [{name}]") for name, cls in SECTIONS.items()}
+    if sections["run"].methods is None:
+        from jtln.methods import METHODS, method_order
+
+        sections["run"] = RunSpec(**{**asdict(sections["run"]), "methods": tuple(method_order(METHODS))})
     data = sections["data"]
     if data.table2_level is None:
         sections["data"] = data = DataSpec(**{**asdict(data), "table2_level": data.levels[-1]})

@@ -22,8 +22,8 @@ from jtln.atomic import write_atomic
 #: the fields a record of each role must carry
 REQUIRED = {
     "trial": ("id", "inputs", "dataset", "method", "level", "hparams", "val_accuracy", "val_loss", "best_epoch", "versions"),
-    "seed": ("id", "inputs", "dataset", "method", "level", "seed", "hparams", "val_accuracy", "val_loss", "accuracy", "predictions",
-             "labels", "versions"),
+    "seed": ("id", "inputs", "dataset", "method", "level", "seed", "hparams", "best_epoch", "accuracy", "predictions", "labels",
+             "versions"),
 }
 
 
@@ -56,10 +56,10 @@ def problem(record, folder=None):
         return f"lacks {missing}"
     for key in ("val_accuracy", "accuracy"):
         value = record.get(key)
-        if key in record and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
             return f"{key} = {value!r} is not an accuracy in [0, 1]"
-    loss = record["val_loss"]
-    if not (isinstance(loss, (int, float)) and not isinstance(loss, bool) and 0 <= loss < float("inf")):
+    loss = record.get("val_loss")
+    if record["role"] == "trial" and not (isinstance(loss, (int, float)) and not isinstance(loss, bool) and 0 <= loss < float("inf")):
         return f"val_loss = {loss!r} is not a finite cross-entropy"
     if record["role"] == "seed":
         predictions, labels = record["predictions"], record["labels"]

@@ -4,27 +4,33 @@ import numpy as np
 
 from jtln.hparams import SEARCH_SPACE
 from jtln.methods import METHODS, display_name, method_order
-from reproduce.stats import not_worse_than_best
+from reproduce.stats import not_worse_than_best, test_accuracy
+
+
+def per_seed(records):
+    """``{dataset: {method: {seed: test accuracy}}}`` (:func:`reproduce.stats.test_accuracy`), seeds in increasing order."""
+    cells = {}
+    for r in sorted(records, key=lambda r: r["seed"]):
+        cells.setdefault(r["dataset"], {}).setdefault(r["method"], {})[r["seed"]] = test_accuracy(r)
+    return cells
 
 
 def summary(records):
     """``{dataset: {method: (mean, std (ddof=1), n)}}`` of test accuracy over seeds."""
-    cells = {}
-    for r in records:
-        cells.setdefault(r["dataset"], {}).setdefault(r["method"], []).append(r["accuracy"])
-    return {d: {m: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v)) for m, v in ms.items()}
-            for d, ms in cells.items()}
+    return {d: {m: (float(np.mean(list(v.values()))), float(np.std(list(v.values()), ddof=1)) if len(v) > 1 else 0.0, len(v))
+                for m, v in ms.items()} for d, ms in per_seed(records).items()}
 
 
 def table2_rows(records, datasets, paper_values=None):
-    """Table 2 as data: one row per method in the tables' order, a cell per dataset (mean, std, n, bold, the paper's value).
+    """Table 2 as data: one row per method in the tables' order, a cell per dataset (mean, std, n, the accuracy of each seed,
+    bold, the paper's value); the mean and std recompute exactly from the seeds' accuracies.
 
     Bold: among the paper's methods, the best mean and every method not
     significantly worse than it (paired t-test, Holm over the rivals), or
     nothing when no method stands out (:func:`reproduce.stats.not_worse_than_best`).
     The LaTeX table and the report's HTML table are both made from these rows.
     """
-    s = summary(records)
+    s, seeds = summary(records), per_seed(records)
     methods = method_order({m for d in datasets for m in s.get(d, {})})
     bold = {d: not_worse_than_best(records, d, [m for m in methods if METHODS[m].paper]) for d in datasets}
     rows = []
@@ -33,7 +39,7 @@ def table2_rows(records, datasets, paper_values=None):
         for d in datasets:
             mean, std, n = s.get(d, {}).get(m, (None, None, 0))
             paper = (paper_values or {}).get(d, {}).get(m)
-            cells[d] = {"mean": mean, "std": std, "n": n, "bold": m in bold[d], "paper": paper}
+            cells[d] = {"mean": mean, "std": std, "n": n, "per_seed": seeds.get(d, {}).get(m, {}), "bold": m in bold[d], "paper": paper}
         rows.append({"method": m, "name": display_name(m), "paper_method": METHODS[m].paper, "block": METHODS[m].block,
                      "cells": cells})
     return rows
@@ -85,18 +91,19 @@ def _value(name, value):
     return str(value)
 
 
-def hparams_latex(selection, searched, caption):
-    """The selected configuration of each (dataset, method, level): its searched values, trial, validation cross-entropy and accuracy.
+def hparams_latex(selection, caption):
+    """The selected configuration of each (dataset, method, level): trial, validation cross-entropy and accuracy, refit epochs,
+    and the values of what the method searched.
 
-    ``selection``: ``{(dataset, method, level): selected trial}`` (:func:`reproduce.sweep.select`);
-    ``searched``: ``{method: [names]}``, what each method was tuned on.
+    ``selection``: ``{(dataset, method, level): selected trial}`` (:func:`reproduce.plan.select`), each naming what it searched.
     """
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrrl}", r"\toprule",
-             r"Dataset & Method & Level & Trial & Val. CE & Val. acc. & Selected hyper-parameters \\", r"\midrule"]
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrrrl}", r"\toprule",
+             r"Dataset & Method & Level & Trial & Val. CE & Val. acc. & Refit epochs & Selected hyper-parameters \\", r"\midrule"]
     order = {m: i for i, m in enumerate(method_order({m for _, m, _ in selection}))}
     for (d, m, level), r in sorted(selection.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], level_key(kv[0][2]))):
-        values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_value(name, r['hparams'][name])}" for name in searched[m])
-        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_loss']:.4f} & {r['val_accuracy']:.4f} & {values} \\\\")
+        values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_value(name, r['hparams'][name])}" for name in r["searched"]) or "--"
+        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_loss']:.4f} & {r['val_accuracy']:.4f} & {r['epochs']} & "
+                     f"{values} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -142,14 +149,14 @@ def beyond_latex(results, caption):
 
 
 def claims_latex(claims, caption):
-    """Per claim: the paper's difference, ours with its 95% interval, p (Holm), power to detect the paper's effect, verdict."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrcrrl}", r"\toprule",
+    """Per claim: the paper's difference, ours with its 95% interval, both tests' Holm p, power against the paper's effect, verdict."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrcrrrl}", r"\toprule",
              r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & "
-             r"Power & Verdict \\", r"\midrule"]
+             r"$p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\", r"\midrule"]
     for c in claims:
         ours = c.get("mean_diff")
         lines.append(f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {c['paper_diff']:+.4f} & {_num(ours, '+.4f')} & "
-                     f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_num(c.get('power_paper'), '.2f')} & "
-                     f"{c['verdict']} \\\\")
+                     f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_p(c.get('p_margin_holm'))} & "
+                     f"{_num(c.get('power_paper'), '.2f')} & {c['verdict']} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

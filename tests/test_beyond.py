@@ -41,27 +41,33 @@ def test_the_dynamic_cost_is_recomputed_from_the_current_features(tiny):  # noqa
         C = torch.tensor(log["method"]["final_cost_matrix"]) if log["best_epoch"] == 2 else method.ot_loss.C
         assert not torch.allclose(method.ot_loss.C, costs["mmd"], atol=1e-4)  # the features moved, so did C
         assert torch.isfinite(C).all() and (method.ot_loss.C >= 0).all()
-    # an update by hand: C_1 = m C_0 + (1 - m) C(the features the epoch's steps computed)
+    # an update by hand: C_1 = m C_0 + (1 - m) C(the current features of every target training and source image, eval mode)
     from jtln.costs import class_cost_matrix
+    from jtln.methods import cost_options
     from jtln.models import JTLN
 
-    method = METHODS["jtln_dynamic"](JTLN(factory(), itl.L_s, itl.L_t).train(), with_hp(cost_every=1, cost_momentum=0.25),
-                                     costs["mmd"].clone())
+    hp = with_hp(cost_every=1, cost_momentum=0.25)
+    method = METHODS["jtln_dynamic"](JTLN(factory(), itl.L_s, itl.L_t).train(), hp, costs["mmd"].clone())
     method.start(data)
-    batch_t, batch_s = (data.Z["target_train"], data.y["target_train"]), (data.Z["source"], data.y["source"])
-    method.loss(batch_t, batch_s)  # one step over every image
+    optimizer = torch.optim.SGD(method.param_groups(), lr=0.05)
+    for _ in range(2):  # the features move
+        optimizer.zero_grad()
+        method.loss((data.Z["target_train"][:8], data.y["target_train"][:8]), (data.Z["source"][:8], data.y["source"][:8]))[0].backward()
+        optimizer.step()
+    assert method.network.training
     with torch.no_grad():
-        f = method.network.features(torch.cat([batch_t[0], batch_s[0]]))
-    n_t = len(batch_t[1])
-    expected = 0.25 * costs["mmd"] + 0.75 * class_cost_matrix("mmd", f[n_t:], batch_s[1], f[:n_t], batch_t[1], itl.L_s, itl.L_t,
-                                                              method.hp, dtype=torch.float32, median_samples=300)
+        method.network.eval()
+        f_t, f_s = method.network.features(data.Z["target_train"]), method.network.features(data.Z["source"])
+        method.network.train()
+    expected = 0.25 * costs["mmd"] + 0.75 * class_cost_matrix("mmd", f_s, data.y["source"], f_t, data.y["target_train"], itl.L_s,
+                                                              itl.L_t, **cost_options(hp), dtype=torch.float32, median_samples=300)
     method.after_epoch(1)
     torch.testing.assert_close(method.ot_loss.C, expected, rtol=1e-6, atol=1e-7)
-    # an epoch whose batches miss a class cannot give a cost matrix: it is skipped, and said
-    method.loss((batch_t[0][:2], batch_t[1][:2]), (batch_s[0][:2], batch_s[1][:2]))
-    with pytest.warns(RuntimeWarning, match="fewer than 4 images of some class"):
-        method.after_epoch(2)
-    assert (method.updates, method.skipped) == (1, 1)
+    assert method.network.training and method.updates == 1
+    # images too few for a cost matrix are refused before training, not skipped during it
+    few = type(data)(Z={**data.Z, "source": data.Z["source"][:3]}, y={**data.y, "source": data.y["source"][:3]}, P=data.P)
+    with pytest.raises(ValueError, match="fewer than 2 images of some class"):
+        METHODS["jtln_dynamic"](JTLN(factory(), itl.L_s, itl.L_t), hp, costs["mmd"].clone()).start(few)
 
 
 def test_the_learned_cost_moves_with_its_learning_rate_and_the_pull_holds_it(tiny):  # noqa: F811

@@ -12,12 +12,27 @@ from jtln.costs import class_cost_matrix
 from jtln.data import draw, restrict
 from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.hparams import resolve
-from jtln.methods import METHODS, method_order
-from jtln.models import JTLN, alexnet, build_backbone, efficientnet_lite0, efficientnet_lite0_state_dict
+from jtln.methods import METHODS, cost_options, method_order
+from jtln.models import (
+    BACKBONES,
+    JTLN,
+    LAYER_GROUP_RATES,
+    alexnet,
+    backbone_rates,
+    build_backbone,
+    efficientnet_lite0,
+    efficientnet_lite0_state_dict,
+)
 from jtln.probe import fit_probe, fit_with
 from jtln.train import RunData, run, train
 
 HP = resolve({"epochs": 1, "source_epochs": 1, "batch_size_target": 8, "batch_size_source": 8, "cost_samples_per_class": 6})
+
+
+def cost_kind(method):
+    """The kind of the prepared cost matrix that ``method`` starts from under :data:`HP` (uniform MK-MMD weights), or None."""
+    spec = METHODS[method].cost_spec(HP)
+    return spec and spec[0]
 
 
 def tiny_backbone():
@@ -32,9 +47,9 @@ def tiny():
     backbone = tiny_backbone()
     factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
     cached = cached_features(backbone, itl, "fake-fashion")
-    data = RunData.of(cached, d, with_test=True)
+    data = RunData.of(cached, d, test=True)
     costs = {kind: class_cost_matrix(kind, data.P["source"], data.y["source"], data.P["target_train"], data.y["target_train"],
-                                     itl.L_s, itl.L_t, HP) for kind in ("mmd", "ot")}
+                                     itl.L_s, itl.L_t, **cost_options(HP)) for kind in ("mmd", "ot")}
     probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
     probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
     return itl, backbone, factory, cached, costs, data, probes
@@ -46,9 +61,9 @@ def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe
     assert [METHODS[m].block for m in method_order(METHODS)[5:]] == ["beyond"] * 3 + ["reference"]
     assert METHODS["jtln_mmd"].cost == "mmd" and METHODS["jtln_ot"].cost == "ot" and METHODS["joint"].cost is None
     optimal = resolve({"mmd_kernel_weights": "optimal", "cost_kind": "ot"})
-    assert METHODS["jtln_mmd"].cost_key(HP) == "mmd" and METHODS["jtln_mmd"].cost_key(optimal) == "mmd-optimal"
-    assert METHODS["jtln_dynamic"].cost_key(HP) == "mmd" and METHODS["jtln_dynamic"].cost_key(optimal) == "ot"
-    assert METHODS["co_tuning"].cost_key(optimal) is None
+    assert METHODS["jtln_mmd"].cost_spec(HP) == ("mmd", "uniform") and METHODS["jtln_mmd"].cost_spec(optimal) == ("mmd", "optimal")
+    assert METHODS["jtln_dynamic"].cost_spec(HP) == ("mmd", "uniform") and METHODS["jtln_dynamic"].cost_spec(optimal) == ("ot", None)
+    assert METHODS["co_tuning"].cost_spec(optimal) is None
     assert METHODS["jtln_ot"].display == "JTLN (fc7OT)" and METHODS["linear_probe"].searches == ()
     for name, cls in METHODS.items():
         assert set(cls.searches) <= set(__import__("jtln.hparams").hparams.SEARCH_SPACE), name
@@ -57,7 +72,7 @@ def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe
 @pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].paper))
 def test_every_method_trains_what_it_should(tiny, name):
     itl, backbone, factory, cached, costs, data, probes = tiny
-    C = costs.get(METHODS[name].cost_key(HP))
+    C = costs.get(cost_kind(name))
     before = JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes)
     method, log = train(name, factory, data, HP, seed=0, L_s=itl.L_s, L_t=itl.L_t, C=C, probes=probes)
     after = method.network
@@ -83,7 +98,7 @@ def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
     joint, _ = train("joint", factory, data, HP, 3, itl.L_s, itl.L_t, probes=probes)
     for name in ("jtln_mmd", "jtln_ot"):
         jtln, _ = train(name, factory, data, resolve({**HP.to_dict(), "lambda_ot": 0.0}), 3, itl.L_s, itl.L_t,
-                        C=costs[METHODS[name].cost_key(HP)], probes=probes)
+                        C=costs[cost_kind(name)], probes=probes)
         for k, v in joint.network.state_dict().items():
             assert torch.equal(v, jtln.network.state_dict()[k]), k
 
@@ -92,7 +107,7 @@ def test_ot_gradient_reaches_both_heads_and_the_shared_layers(tiny):
     itl, _, factory, cached, costs, data, probes = tiny
     method = METHODS["jtln_ot"](JTLN(factory(), itl.L_s, itl.L_t), HP, costs["ot"])
     logits_s, logits_t = method.network(data.Z["target_train"])
-    method.extra(logits_s, logits_t).backward()
+    method.ot_term(logits_s, logits_t).backward()
     grads = {n: p.grad for n, p in method.network.named_parameters()}
     for name in ("head_s.weight", "head_t.weight", "trunk.0.0.weight"):
         assert grads[name] is not None and grads[name].abs().sum() > 0, name
@@ -193,6 +208,9 @@ def test_alexnet_protocol_groups():
     net = JTLN(backbone, 5, 3)
     assert backbone.lr_keys == ("lr_backbone", "lr_fc", "lr_head")
     assert efficientnet_lite0(weights=None).lr_keys == ("lr_backbone", "lr_head")
+    for name in BACKBONES:  # what the registry declares is what the built backbone trains
+        assert build_backbone(name, weights=None).lr_keys == backbone_rates(name), name
+    assert "lr_cost" not in LAYER_GROUP_RATES  # a method's own rate is never taken for a layer group's
     groups = net.param_groups(HP)
     assert [g["name"] for g in groups] == ["lr_backbone", "lr_fc", "lr_head"]
     assert [g["lr"] for g in groups] == [HP.lr_backbone, HP.lr_fc, HP.lr_head]

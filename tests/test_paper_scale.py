@@ -12,6 +12,7 @@ SCRIPT = r"""
 import json, resource, sys, time
 import torch
 from jtln.costs import class_cost_matrix
+from jtln.methods import cost_options
 from jtln.data import draw, load_itl
 from jtln.hparams import resolve
 
@@ -26,7 +27,7 @@ P_s = torch.randn(itl.L_s, 4096, generator=g)[y_s] + torch.randn(len(y_s), 4096,
 P_t = torch.randn(itl.L_t, 4096, generator=g)[y_t] + torch.randn(len(y_t), 4096, generator=g)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-costs = {kind: class_cost_matrix(kind, P_s, y_s, P_t, y_t, itl.L_s, itl.L_t, resolve({})) for kind in ("mmd", "ot")}
+costs = {kind: class_cost_matrix(kind, P_s, y_s, P_t, y_t, itl.L_s, itl.L_t, **cost_options(resolve({}))) for kind in ("mmd", "ot")}
 print(json.dumps({"L_s": itl.L_s, "L_t": itl.L_t, "n_source": len(y_s), "n_target_train": len(y_t),
                   "finite": all(bool(torch.isfinite(C).all()) for C in costs.values()),
                   "shapes": [list(C.shape) for C in costs.values()], "seconds": time.perf_counter() - start,

@@ -24,8 +24,9 @@ def test_committed_profiles_load(name):
         (DATA + "colour = 1\n", r"unknown key\(s\) \['colour'\] in .*\[data\]"),
         ('[data]\ndataset = "fashion_mnist"\ngroups = "Tops"\n', r"\[data\].groups must be of type list"),
         (DATA + 'source_per_class = "67"\n', "source_per_class must be of type int"),
-        ('[data]\ndataset = "imagenet"\ngroups = ["Tops"]\n', "dataset must be one of"),
-        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Hats"]\n', r"unknown group\(s\) \['Hats'\]"),
+        ('[data]\ndataset = "imagenet"\ngroups = ["Tops"]\n', r"\[data\].dataset: unknown dataset 'imagenet'; known: \["),
+        ('[data]\ndataset = "fashion_mnist"\ngroups = ["Hats"]\n', r"has no group\(s\) \['Hats'\]"),
+        (DATA + '[model]\nbackbone = "resnet18"\n', r"\[model\].backbone: unknown backbone 'resnet18'; known: \["),
         ('[data]\ndataset = "fashion_mnist"\ngroups = []\n', r"\[data\].groups is empty"),
         (DATA + "levels = [1]\n", "levels item must be an int >= 2"),
         (DATA + "levels = [10, 67]\ntable2_level = 20\n", "table2_level = 20 is not one of"),
@@ -115,3 +116,22 @@ def test_a_cuda_profile_without_cuda_exits_2_before_any_work(tmp_path, capsys):
     assert main(["all", "--profile", str(path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
     assert "no CUDA device" in capsys.readouterr().err and not (tmp_path / "out" / "bad").exists()
     assert not list((tmp_path / "out").rglob("table1.tex"))  # not even Table 1 was written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["all", "--profile", "BAD"], "unknown backbone 'resnet18'"),
+    (["all", "--profile", "smoke", "--workers", "0"], "--workers: must be an integer >= 1, got 0"),
+    (["sweep", "--profile", "smoke", "--workers", "-3"], "--workers: must be an integer >= 1, got -3"),
+    (["sweep", "--profile", "smoke", "--executor", "slurm", "--cpus", "0"], "--cpus: must be an integer >= 1, got 0"),
+])
+def test_a_bad_profile_or_option_exits_2_before_anything_is_written(tmp_path, capsys, argv, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(DATA + '[model]\nbackbone = "resnet18"\n')
+    argv = [str(bad) if a == "BAD" else a for a in argv]
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    try:
+        code = main([*argv, "--out", str(out), "--runs", str(runs)])
+    except SystemExit as exit:  # argparse refuses an option's value itself
+        code = exit.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists() and not runs.exists()  # Table 1 included: nothing is written

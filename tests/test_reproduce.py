@@ -1,6 +1,7 @@
 """The smoke profile end to end, the search and selection protocol, run identity, golden LaTeX, statistics, kill-and-resume."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,11 +13,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from jtln.methods import METHODS, display_name
 from reproduce.__main__ import main
 from reproduce.profile import load_profile
 from reproduce.records import load_record, save_record
 from reproduce.stats import mcnemar, paired
-from reproduce.sweep import SEED, TRIAL, backbone_lr_keys, collect, plan_trials, select
+from reproduce.collect import collect
+from reproduce.plan import SEED, TRIAL, plan_trials, select
 from reproduce.tables import table2_latex
 
 ROOT = Path(__file__).parents[1]
@@ -35,7 +38,8 @@ def test_smoke_profile_end_to_end(smoke):
     assert collected.missing == []
     assert len(collected.trials) == 2 * 8 * 2 * 2 * 2  # datasets x searched methods x levels x trials x search draws
     assert len(collected.seeds) == 2 * 9 * 2 * 3  # datasets x methods x levels x seeds
-    table2 = table2_tex = (out / "table2.tex").read_text()
+    table2_tex = (out / "table2.tex").read_text()
+    table2 = table2_tex[table2_tex.index(r"\begin{tabular}"):]  # the rows, not the caption
     for name in ("Finetuning on target", "Consecutive finetuning on source+target", "Joint finetuning on source+target",
                  "JTLN (fc7MKMMD)", "JTLN (fc7OT)", "Linear probe (outside the paper)"):
         assert name in table2
@@ -45,7 +49,9 @@ def test_smoke_profile_end_to_end(smoke):
     assert beyond < table2.index("JTLN, dynamic cost") < table2.index("JTLN, learned cost") < table2.index("Co-Tuning")
     assert table2.index("Co-Tuning") < table2.index(r"\midrule", table2.index("Co-Tuning")) < table2.index("Linear probe")
     assert "Co-Tuning" not in (out / "stats.tex").read_text()  # the exploratory pairs are the paper's methods'
-    assert "not significantly worse" in table2 and "(paper)" not in table2  # paper values only beside the paper profile
+    assert "not significantly worse" in table2_tex and "(paper)" not in table2_tex  # paper values only beside the paper profile
+    assert "refit the selected configuration on all its labelled images" in table2_tex
+    assert "C recomputed 0 to 0 times per run" in table2_tex  # cost_every 10 > the smoke profile's 2 epochs: C never moves
     assert "Trial" in (out / "hparams.tex").read_text()
     payload = json.loads((out / "stats.json").read_text())
     assert {c["verdict"] for c in payload["claims"]} <= {"supported", "contradicted", "paper's effect ruled out", "inconclusive"}
@@ -57,7 +63,7 @@ def test_smoke_profile_end_to_end(smoke):
     assert (out / "beyond.tex").is_file() and "Beyond the paper" in (out / "report.html").read_text()
     assert len(payload["selection"]) == 2 * 8 * 2  # datasets x searched methods x levels
     record = collected.seeds[0]
-    for key in ("hparams", "seed", "level", "versions", "accuracy", "val_accuracy", "val_loss", "best_epoch", "per_class_accuracy",
+    for key in ("hparams", "seed", "level", "versions", "accuracy", "best_epoch", "per_class_accuracy",
                 "predictions", "timings", "profile", "inputs", "id", "draw"):
         assert key in record, key
     report = (out / "report.html").read_text()
@@ -76,10 +82,32 @@ def test_smoke_profile_end_to_end(smoke):
     assert "Linear probe (outside the paper)" in rows and "Footwear" in report
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_registered_method_trains_is_recorded_and_searches_all_it_declares(smoke, method):
+    """DomainBed's habit: every method of the registry through the whole sweep (the smoke profile runs them all)."""
+    from reproduce.plan import searched
+    from reproduce.records import problem
+
+    profile, collected = load_profile("smoke"), records_of(smoke / "runs")
+    assert method in profile.run.methods
+    seeds = [r for r in collected.seeds if r["method"] == method]
+    assert len(seeds) == 2 * 2 * 3 and all(problem(r) is None for r in seeds)  # datasets x levels x seeds, each complete
+    names = searched(method, profile)
+    # what the registry declares, less what the profile fixes and the layer groups EfficientNet lacks (fc6-fc7)
+    assert set(names) == set(METHODS[method].searches) - set(profile.hparams) - {"lr_fc"}
+    trials = [r for r in collected.trials if r["method"] == method]
+    assert bool(trials) == METHODS[method].trains
+    rows = [line for line in (smoke / "out" / "smoke" / "hparams.tex").read_text().splitlines() if f"& {display_name(method)} &" in line]
+    assert len(rows) == (2 * 2 if METHODS[method].trains else 0)
+    for name in names:
+        assert len({json.dumps(r["hparams"][name]) for r in trials}) > 1, f"{name} never varies across {method}'s trials"
+        assert all(name.replace("_", "\\_") + "=" in row for row in rows), f"{name} missing from hparams.tex"
+
+
 def test_selection_takes_the_lowest_mean_validation_cross_entropy_and_the_lowest_trial_among_ties():
     def trial(dataset, t, loss, repeat=0, accuracy=0.5):
         return {"dataset": dataset, "method": "joint", "level": 67, "trial": t, "val_loss": loss, "val_accuracy": accuracy,
-                "hparams": {"t": t}, "inputs": {"repeat": repeat}}
+                "hparams": {"t": t}, "inputs": {"repeat": repeat}, "best_epoch": 2 + repeat}
 
     records = [trial("A", 2, 0.3), trial("A", 0, 0.6), trial("A", 1, 0.3), trial("A", 3, 0.45), trial("B", 0, 0.2), trial("B", 1, 0.8)]
     chosen = select(records)
@@ -88,6 +116,7 @@ def test_selection_takes_the_lowest_mean_validation_cross_entropy_and_the_lowest
     two = [trial("C", 0, 0.1), trial("C", 0, 0.9, 1), trial("C", 1, 0.4), trial("C", 1, 0.4, 1)]
     best = select(two)[("C", "joint", 67)]
     assert best["trial"] == 1 and best["val_losses"] == [0.4, 0.4] and best["hparams"] == {"t": 1}
+    assert best["best_epochs"] == [2, 3] and best["epochs"] == 3  # the refit's epoch count: the mean kept epoch, 2.5 rounded up
     # the cross-entropy decides, not the accuracy: a trial with the higher accuracy but the higher loss loses
     acc = [trial("D", 0, 0.5, accuracy=0.9), trial("D", 1, 0.4, accuracy=0.8)]
     assert select(acc)[("D", "joint", 67)]["trial"] == 1
@@ -103,7 +132,13 @@ def test_the_sweep_selects_on_validation_and_never_on_test(smoke):
         assert all(len(v) == 2 for v in rivals.values())  # every trial on both search draws
         assert chosen["val_loss"] == pytest.approx(min(np.mean(v) for v in rivals.values()), abs=1e-12)
         seeds = [r for r in collected.seeds if (r["dataset"], r["method"], r["level"]) == (dataset, method, level)]
-        assert seeds and all(r["hparams"] == chosen["hparams"] for r in seeds)
+        # the seeds refit the selected configuration for the selected epoch count, on every labelled image, with no validation
+        assert seeds and all(r["hparams"] == {**chosen["hparams"], "epochs": chosen["epochs"]} for r in seeds)
+        assert all(r["best_epoch"] == chosen["epochs"] and r["val_loss"] is None and r["val_curve"] == [] for r in seeds)
+        if method == "target_only":  # every labelled image trains the refit: its steps cover training and validation images
+            for r in seeds:
+                labelled = r["table1"]["target_train_images"]
+                assert r["n_steps"] == r["hparams"]["epochs"] * math.ceil(labelled / r["hparams"]["batch_size_target"])
     for r in collected.trials:  # trials are never tested, and their search draw is not any seed's
         assert "accuracy" not in r and "predictions" not in r and r["inputs"]["role"] == TRIAL
     search_draws = {r["draw"] for r in collected.trials}
@@ -124,7 +159,6 @@ def test_methods_with_one_seed_see_the_same_data_and_seeds_redraw_it(smoke):
 
 def test_a_new_trial_or_method_changes_no_other_trials_configuration(tmp_path):
     smoke = load_profile("smoke")
-    lr_keys = backbone_lr_keys(smoke)
     bigger = tmp_path / "bigger.toml"
     every = ('["target_only", "consecutive", "joint", "jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost", "co_tuning",\n'
              '           "linear_probe"]')
@@ -132,7 +166,7 @@ def test_a_new_trial_or_method_changes_no_other_trials_configuration(tmp_path):
     bigger.write_text(text)
 
     def configs(profile):
-        return {(j.dataset, j.method, j.level, j.index): j.hparams for j in plan_trials(profile, tmp_path, lr_keys)}
+        return {(j.dataset, j.method, j.level, j.index): j.hparams for j in plan_trials(profile, tmp_path)}
 
     small, large = configs(smoke), configs(load_profile(bigger))
     common = set(small) & set(large)
@@ -149,9 +183,9 @@ def test_a_changed_hyper_parameter_or_a_copied_record_is_not_reused(smoke, tmp_p
     changed.write_text(Path(load_profile("smoke").path).read_text().replace("epochs = 2", "epochs = 3"))
     assert collect(load_profile(changed), runs).seeds == []  # nothing of the old sweep counts
     # nor does a record of another training protocol (its inputs name the protocol that made it)
-    import reproduce.sweep
+    import reproduce.plan
 
-    monkeypatch.setattr(reproduce.sweep, "PROTOCOL", reproduce.sweep.PROTOCOL + 1)
+    monkeypatch.setattr(reproduce.plan, "PROTOCOL", reproduce.plan.PROTOCOL + 1)
     assert collect(load_profile("smoke"), runs).seeds == []
     monkeypatch.undo()
     # a record copied into another run's folder is refused: it was made by other inputs
@@ -177,8 +211,12 @@ def test_the_same_records_give_byte_identical_outputs(smoke, tmp_path):
     assert {"accuracy.png", "accuracy.pdf", "table2.tex", "report.ipynb", "report.html"} <= set(names)
     assert [n for n in names if (first / n).read_bytes() != (again / n).read_bytes()] == []
 
-def make_record(dataset, method, seed, accuracy, predictions=None, labels=None):
-    labels = labels or [0, 1, 0, 1]
+def make_record(dataset, method, seed, accuracy, predictions=None, labels=None, n_test=20_000):
+    """A seed record whose predictions of ``n_test`` images are right ``round(accuracy * n_test)`` times (unless given)."""
+    if labels is None:
+        correct = round(accuracy * n_test)
+        labels, predictions = [0] * n_test, [0] * correct + [1] * (n_test - correct)
+        accuracy = correct / n_test
     return {"profile": "t", "role": SEED, "dataset": dataset, "method": method, "seed": seed, "level": 67, "accuracy": accuracy,
             "predictions": predictions or labels, "labels": labels, "hparams": {}, "versions": {}}
 
@@ -236,8 +274,8 @@ def test_mcnemar_exact():
 
 
 def deterministic(record):
-    return {k: record[k] for k in ("dataset", "method", "seed", "level", "id", "accuracy", "predictions", "per_class_accuracy",
-                                   "val_curve", "val_loss_curve")}
+    return {k: record.get(k) for k in ("dataset", "method", "role", "seed", "trial", "level", "id", "accuracy", "predictions",
+                                       "per_class_accuracy", "best_epoch", "val_curve", "val_loss_curve")}
 
 
 def finished(runs):
@@ -295,7 +333,8 @@ def sweep_records(tmp_path, name, *options):
     profile = tmp_path / "mini.toml"
     profile.write_text(MINI_PROFILE)
     assert main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / name), *options]) == 0
-    return sorted(map(deterministic, collect(load_profile(profile), tmp_path / name).seeds), key=lambda r: r["id"])
+    collected = collect(load_profile(profile), tmp_path / name)
+    return sorted(map(deterministic, collected.seeds + collected.trials), key=lambda r: r["id"])
 
 
 def test_parallel_local_processes_give_the_same_records(tmp_path):
@@ -310,10 +349,10 @@ def test_parallel_local_processes_give_the_same_records(tmp_path):
                 np.array([x for r in records for x in r["val_loss_curve"]]))
 
     sequential, sequential_losses = split(sweep_records(tmp_path, "sequential"))
-    assert len(sequential) == 4
+    assert len(sequential) == 4 + 2 * 2 * 2 and len(sequential_losses) == 2 * 2 * 2  # the trials' validation curves, one epoch
     parallel, parallel_losses = split(sweep_records(tmp_path, "parallel", "--workers", "2"))
     assert parallel == sequential
-    np.testing.assert_allclose(parallel_losses, sequential_losses, rtol=1e-5)
+    np.testing.assert_allclose(parallel_losses, sequential_losses, rtol=1e-5, atol=1e-6)  # float32 sums of losses near 0.02
 
 
 def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
@@ -359,10 +398,16 @@ def test_records_are_checked_by_content_and_a_bad_one_is_reported_and_redone(smo
     for change, message in (({"accuracy": 1.7}, r"accuracy = 1.7 is not an accuracy in \[0, 1\]"),
                             ({"accuracy": 0.0 if record["accuracy"] else 1.0}, "disagrees with its predictions"),
                             ({"predictions": record["predictions"][:-1]}, "same, non-zero length"),
-                            ({"val_loss": float("nan")}, "val_loss = nan is not a finite cross-entropy")):
+                            ):
         save_record(folder, {**record, **change})
         with pytest.warns(RuntimeWarning, match=message):
             assert load_record(folder, record["inputs"]) is None
+    trial = collected.trials[0]
+    trial_folder = runs / trial["dataset"] / trial["method"] / trial["id"]
+    save_record(trial_folder, {**trial, "val_loss": float("nan")})
+    with pytest.warns(RuntimeWarning, match="val_loss = nan is not a finite cross-entropy"):
+        assert load_record(trial_folder, trial["inputs"]) is None
+    save_record(trial_folder, trial)
     # a target_only record copied into joint's folder under its own id is refused as lying in another run's folder
     other = next(r for r in collected.seeds if r["method"] == "target_only")
     intruder = runs / record["dataset"] / "joint" / other["id"]
@@ -378,17 +423,19 @@ def test_records_are_checked_by_content_and_a_bad_one_is_reported_and_redone(smo
 def test_a_run_locked_by_another_process_is_skipped_then_waited_for(tmp_path):
     import fcntl
 
-    from reproduce.sweep import execute
+    from reproduce.execute import execute
+    from reproduce.prepare import Workspace
 
     profile = tmp_path / "mini.toml"
     profile.write_text(MINI_PROFILE)
     loaded = load_profile(profile)
-    job = plan_trials(loaded, tmp_path / "runs", backbone_lr_keys(loaded))[0]
+    job = plan_trials(loaded, tmp_path / "runs")[0]
     job.folder.mkdir(parents=True)
+    workspace = Workspace()
     with open(job.folder / "lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # as another sweep training this run would
-        assert execute(job) is None and not (job.folder / "done").exists()
-    record = execute(job)
+        assert execute(job, workspace) is None and not (job.folder / "done").exists()
+    record = execute(job, workspace)
     assert record is not None and load_record(job.folder, job.inputs) == record
 
 
@@ -438,13 +485,13 @@ def test_two_sweeps_at_once_share_the_work_and_write_each_record_once(tmp_path):
     assert [p.wait(timeout=600) for p in processes] == [0, 0]
     collected = collect(load_profile(profile), runs)
     assert not collected.missing and len(collected.seeds) == 4 and len(collected.trials) == 2 * 2 * 2
-    assert sorted(map(deterministic, collected.seeds), key=lambda r: r["id"]) == sweep_records(tmp_path, "sequential")
+    assert sorted(map(deterministic, collected.seeds + collected.trials), key=lambda r: r["id"]) == sweep_records(tmp_path, "sequential")
     writers = {r["run_by"] for r in collected.seeds + collected.trials}
     assert len(writers) <= 2  # every run was written by one of the two sweeps, once (its lock held while it trained)
 
 
 def test_only_the_cost_matrices_the_methods_can_ask_for_are_prepared(tmp_path):
-    from reproduce.sweep import cost_keys
+    from reproduce.prepare import cost_keys
 
     smoke = load_profile("smoke")
     assert cost_keys(smoke) == ["mmd", "mmd-optimal", "ot"]  # jtln_mmd searches the kernel weights

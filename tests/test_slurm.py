@@ -11,7 +11,7 @@ import pytest
 
 from reproduce.__main__ import main
 from reproduce.profile import load_profile
-from reproduce.sweep import collect
+from reproduce.collect import collect
 from tests.test_reproduce import MINI_PROFILE, ROOT, deterministic, finished
 
 FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]
@@ -98,9 +98,9 @@ def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(sl
 
 def test_a_run_that_raises_is_reported_with_its_log_and_the_others_go_on(slurm_cluster, tmp_path, capsys):
     profile, runs = mini(tmp_path), tmp_path / "runs"
-    from reproduce.sweep import backbone_lr_keys, plan_trials
+    from reproduce.plan import plan_trials
 
-    victim = plan_trials(load_profile(profile), runs, backbone_lr_keys(load_profile(profile)))[0].folder
+    victim = plan_trials(load_profile(profile), runs)[0].folder
     victim.parent.mkdir(parents=True)
     victim.write_text("a file where the run's folder goes: its lock cannot be made, so the run raises")
     assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST, "--runs-per-task", "2"]) == 1
@@ -148,9 +148,10 @@ def test_without_sbatch_the_slurm_executor_says_what_it_needs(tmp_path, monkeypa
     import shutil
 
     from reproduce.cluster import SlurmError, SlurmOptions, run_array
+    from reproduce.execute import run_jobs
 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(SlurmError, match="needs SLURM's sbatch"):
-        run_array([object()], tmp_path, SlurmOptions())
+        run_array([object()], tmp_path, SlurmOptions(), run_jobs)
     with pytest.raises(ValueError, match="slurm option cpus_per_task must be an integer >= 1, got 0"):
         SlurmOptions(cpus_per_task=0)

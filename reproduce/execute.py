@@ -1,0 +1,208 @@
+"""Executing runs: one job trained and recorded under its lock, and the local executor (one process, or several).
+
+Every run's record is written atomically as it finishes, in a folder named
+by the hash of its inputs (:mod:`reproduce.records`); an interrupted sweep
+resumes where it stopped.  A run holds a lock (``flock`` on ``<run
+folder>/lock``) while it trains, so sweeps started at once on one runs
+folder share the work: a run locked by another sweep is skipped, then
+waited for at the end, and run here only if that sweep died without
+finishing it.  SIGTERM and SIGINT stop a parallel sweep promptly: the
+workers are ended, finished records kept.
+
+Each process keeps the datasets it has prepared in a
+:class:`reproduce.prepare.Workspace` that it owns and passes to
+:func:`execute`: the driver its own, every worker process one of its own.
+"""
+
+import contextlib
+import copy
+import fcntl
+import os
+import platform
+import queue
+import signal
+import threading
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+
+from reproduce.plan import SEED
+from reproduce.prepare import Workspace, cost_key
+from reproduce.records import load_record, run_id, save_record
+
+
+@contextlib.contextmanager
+def run_lock(folder, wait):
+    """Hold the run's lock (True), or yield False at once if another process holds it and ``wait`` is false."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with open(Path(folder) / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def execute(job, workspace, wait=False):
+    """Run one job unless it already finished; its record, or None if another process holds its lock (and ``wait`` is false)."""
+    record = load_record(job.folder, job.inputs)
+    if record is not None:
+        return record
+    with run_lock(job.folder, wait) as held:
+        if not held:
+            return None
+        return load_record(job.folder, job.inputs) or train_and_save(job, workspace)
+
+
+def train_and_save(job, workspace):
+    """Train ``job`` (a :class:`reproduce.plan.Job`) on its prepared data and write its record.
+
+    A search trial trains on its draw's training images and early-stops on
+    its validation images; a seed's run is the refit on both and is tested
+    (:mod:`reproduce.plan`).
+    """
+    from jtln.data import draw_digest
+    from jtln.train import RunData, run
+    from reproduce.plan import searched
+
+    prep = workspace.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
+    draw = prep.draws[(job.level, job.draw_seed)]
+    refit = job.role == SEED
+    hp = job.hp
+    cost = cost_key(job.method, hp)
+    probes = prep.probes[(job.level, job.draw_seed)]
+    with warnings.catch_warnings(record=True) as caught:  # kept in the record and summed up once at the end, not printed
+        warnings.simplefilter("always")
+        result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit), hp,
+                     job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
+                     probes=probes, device=job.profile.run.device, test=refit)
+    record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
+              "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
+              "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),
+              "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
+              "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
+              "probe_C": probes[0].C, **result, "warnings": warning_counts(caught), "run_by": f"{platform.node()}:{os.getpid()}",
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    save_record(job.folder, record)
+    return record
+
+
+def warning_counts(caught):
+    """``{"Category: message": count}`` of the warnings a run raised."""
+    counts = {}
+    for w in caught:
+        key = f"{w.category.__name__}: {w.message}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def run_jobs(jobs):
+    """Every run of ``jobs`` in this process, one after the other, each waiting for its lock (a SLURM array task's work).
+
+    A run that raises does not stop the others; the failures are raised together at the end.
+    """
+    workspace, errors = Workspace(), []
+    for job in jobs:
+        try:
+            execute(job, workspace, wait=True)
+        except Exception as error:  # noqa: BLE001 -- reported below, with the others
+            errors.append(f"{job.dataset}/{job.method}/{job.folder.name} ({job.role} {job.index}): {type(error).__name__}: {error}")
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(jobs)} runs failed:\n" + "\n".join(errors))
+    return len(jobs)
+
+
+class Terminated(Exception):
+    """SIGTERM, raised in the driver so that it stops its workers before it exits."""
+
+
+def _terminated(signum, frame):
+    raise Terminated(f"stopped by signal {signum}; finished runs are kept, and the same command resumes")
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere signals cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_locally(todo, workers, progress, workspace):
+    """Run ``todo`` here: in this process (with ``workspace``), or in ``workers`` processes that each keep their own workspace.
+
+    Then every run another sweep held is waited for, and run here if that
+    sweep died without finishing it.  ``progress()`` is called once per run.
+    """
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            execute(job, workspace)
+            progress()
+    else:
+        _run_in_processes(todo, workers, progress)
+    for job in todo:
+        if load_record(job.folder, job.inputs) is None:
+            execute(job, workspace, wait=True)
+
+
+def _worker(tasks, results, threads):
+    """A worker process: runs the jobs it is sent until it gets None, with one workspace for all of them."""
+    torch.set_num_threads(threads)
+    workspace = Workspace()
+    for index, job in iter(tasks.get, None):
+        try:
+            execute(job, workspace)
+            results.put((index, None, None))
+        except Exception as error:  # noqa: BLE001 -- sent to the driver, which raises it
+            results.put((index, error, traceback.format_exc()))
+
+
+def _run_in_processes(todo, workers, progress):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    tasks, results = context.Queue(), context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    processes = [context.Process(target=_worker, args=(tasks, results, threads), daemon=True) for _ in range(workers)]
+    for index, job in enumerate(todo):
+        tasks.put((index, job))
+    for _ in processes:
+        tasks.put(None)
+    for process in processes:
+        process.start()
+    try:
+        for _ in todo:
+            while True:
+                try:
+                    index, error, trace = results.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    dead = [p for p in processes if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"a worker process died (exit code {dead[0].exitcode}); finished runs are kept, "
+                                           "and the same command resumes") from None
+            if error is not None:
+                error.add_note(f"in the worker that ran {todo[index].folder}:\n{trace}")
+                raise error
+            progress()
+        for process in processes:
+            process.join()
+    finally:  # Ctrl-C, SIGTERM or a failed run: end the workers now, not after the queue
+        tasks.cancel_join_thread()  # what is left queued is dropped, not flushed at exit
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=30)

@@ -1,0 +1,151 @@
+"""Preparation: each ITL dataset's draws, frozen-prefix features, cost matrices and linear probes, computed once.
+
+Everything is cached on disk under ``<runs>/cache`` (or ``[model]
+cache_dir``), so that every process of a sweep — a local worker or a SLURM
+array task — only loads it, and in memory in a :class:`Workspace` that
+its owner passes along.
+
+The cost matrices a sweep prepares are this module's policy, on the
+sweep's side of the line: :data:`COST_KEYS` names each one the methods can
+start from, and :func:`cost_keys` the ones a profile's methods can ask for.
+The mathematics is :mod:`jtln.costs`'.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from jtln.atomic import atomic_path
+from jtln.hparams import CHOICES, resolve
+from jtln.methods import METHODS, cost_options
+from jtln.seeding import stable_seed
+from jtln.train import PROTOCOL
+from reproduce.plan import search_draw, searched
+
+#: the cost matrices a sweep prepares per draw, by key: (kind, MK-MMD kernel weights)
+COST_KEYS = {"mmd": ("mmd", "uniform"), "mmd-optimal": ("mmd", "optimal"), "ot": ("ot", None)}
+
+
+def cost_key(method, hp):
+    """The key (in :data:`COST_KEYS`) of the prepared cost matrix that ``method`` starts from under ``hp``, or None."""
+    spec = METHODS[method].cost_spec(hp)
+    return None if spec is None else next(key for key, value in COST_KEYS.items() if value == spec)
+
+
+def cost_keys(profile):
+    """The prepared cost matrices that the profile's methods can ask for, in a fixed order."""
+    keys = set()
+    for m in profile.run.methods:
+        names = set(searched(m, profile))
+        for kind in CHOICES["cost_kind"] if "cost_kind" in names else (None,):
+            for weights in CHOICES["mmd_kernel_weights"] if "mmd_kernel_weights" in names else (None,):
+                chosen = {k: v for k, v in (("cost_kind", kind), ("mmd_kernel_weights", weights)) if v is not None}
+                key = cost_key(m, resolve({**profile.hparams, **chosen}))
+                if key is not None:
+                    keys.add(key)
+    return sorted(keys)
+
+
+def make_backbone(profile, pretrained=None):
+    from jtln.models import build_backbone
+
+    m = profile.model
+    pretrained = m.pretrained if pretrained is None else pretrained
+    weights = (m.weights_path or "DEFAULT") if pretrained else None
+    return build_backbone(m.backbone, weights=weights, image_size=m.image_size)
+
+
+@dataclass
+class Prepared:
+    """One ITL dataset ready for runs: draws by (level, seed), features, cost matrices by (level, seed, key), probes by (level, seed).
+
+    A search draw's cost matrices and probes come from its training images
+    (its validation images stay held out); a seed's from all its labelled
+    images, training and validation, as its refit sees them
+    (:mod:`reproduce.plan`).
+    """
+
+    itl: object
+    draws: dict
+    cached: object
+    costs: dict
+    probes: dict
+    backbone: object = field(repr=False)
+
+
+class Workspace:
+    """The prepared ITL datasets of one process, each built (or loaded from disk) once and then kept."""
+
+    def __init__(self):
+        self._prepared = {}
+
+    def prepared(self, profile, dataset, runs, data_root=None, download=False):
+        key = (profile.path, dataset, str(runs), data_root, download)
+        if key not in self._prepared:
+            self._prepared[key] = prepare(profile, dataset, runs, data_root, download)
+        return self._prepared[key]
+
+
+def labelled(d, refit):
+    """The positions of a draw's labelled target images that train a run: the training split, or with ``refit`` both splits."""
+    return list(d.target_train + d.target_val) if refit else list(d.target_train)
+
+
+def prepare(profile, dataset, runs, data_root=None, download=False):
+    """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
+    from jtln.cache import cached_features
+    from jtln.costs import class_cost_matrix
+    from jtln.data import draw, load_itl, restrict
+    from jtln.probe import fit_probe, fit_with
+
+    data = profile.data
+    hp = resolve(profile.hparams)
+    full = load_itl(data.dataset, dataset, root=data_root or data.root or None, download=download or data.download)
+    searches = [search_draw(k) for k in range(profile.search.draws)]
+    keys = [(level, seed) for level in data.levels for seed in (*searches, *profile.run.seeds)]
+    draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed) for level, seed in keys]
+    itl, draws = restrict(full, draws)
+    draws = dict(zip(keys, draws))
+    backbone = make_backbone(profile)
+    cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
+    cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
+    wanted = cost_keys(profile)
+    # everything the stored costs and probes depend on; PROTOCOL: the probes' selection and the refit (jtln.train)
+    settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
+                PROTOCOL, *wanted)
+    path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
+    stored = _load_prepared(path)
+    device = profile.run.device
+    if stored is None:
+        stored = {"costs": {}, "probes": {}}
+        P, y = cached.P["target_train"], cached.y["target_train"]
+        for (level, seed), d in draws.items():
+            refit = seed not in searches  # a seed's run trains on every labelled image
+            train = labelled(d, refit)
+            P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
+            for key in wanted:
+                kind, weights = COST_KEYS[key]
+                options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
+                C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device), itl.L_s,
+                                      itl.L_t, **options)
+                stored["costs"][(level, seed, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
+            # the probe's L2 strength is chosen on the draw's validation split; a seed's probe is then refit on both splits
+            probe_t = fit_probe(P[list(d.target_train)], y[list(d.target_train)], P[list(d.target_val)], y[list(d.target_val)],
+                                itl.L_t)
+            if refit:
+                probe_t = fit_with(P[train], y[train], itl.L_t, probe_t.C)
+            stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
+        with atomic_path(path) as tmp:
+            torch.save(stored, tmp)
+    return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
+
+
+def _load_prepared(path):
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception:  # noqa: BLE001 -- a damaged file is rebuilt
+        return None
+
