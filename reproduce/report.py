@@ -3,10 +3,24 @@
 import json
 from pathlib import Path
 
-TABLES_CELL = """import pandas as pd
-stats = json.loads((out / 'stats.json').read_text())
-display(Markdown('**Table 1**: the ITL datasets'))
-display(pd.DataFrame(json.loads((out / 'table1.json').read_text())))
+FORMAT_CELL = """import math
+import pandas as pd
+def fmt(value):
+    # a number as the LaTeX tables write it: four decimals, never NaN or exponent notation; an interval as [low, high]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return '--'
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float, type(None))) for v in value):
+        return f'[{fmt(value[0])}, {fmt(value[1])}]'
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 5e-5:
+            return '< 0.0001' if value > 0 else '> -0.0001'
+        return f'{value:.4f}'
+    return value
+def show(frame):
+    display(HTML(frame.map(fmt).to_html(na_rep='--')))
+stats = json.loads((out / 'stats.json').read_text())"""
+TABLES_CELL = """display(Markdown('**Table 1**: the ITL datasets'))
+show(pd.DataFrame(json.loads((out / 'table1.json').read_text())))
 rows = stats['table2']
 datasets = list(rows[0]['cells']) if rows else []
 def cell(c):
@@ -26,18 +40,20 @@ display(Markdown('**Table 2**: target test accuracy, mean ± std over seeds; in 
                  'then the linear probe (outside the paper)'))
 styled = table2.style.set_uuid('table2').apply(lambda column: ['font-weight: bold' if b else '' for b in bold[column.name]])
 display(HTML(styled.to_html()))  # the HTML alone: a Styler's text form holds its memory address
-display(Markdown('**Selected hyper-parameters** (lowest mean validation cross-entropy over the search draws; its accuracy beside)'))
-display(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_loss', 'val_accuracy')}, **s['hparams']}
-                      for s in stats['selection']]))"""
+display(Markdown('**Selected hyper-parameters** (lowest mean validation cross-entropy over the search draws, its accuracy '
+                 'beside; the seeds refit on every labelled image for the selected epoch count)'))
+show(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_loss', 'val_accuracy', 'refit_epochs')},
+                    **s['hparams']} for s in stats['selection']]))"""
 CLAIMS_CELL = """claims = pd.DataFrame(stats['claims'])
-columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'mean_diff', 'ci95', 'p_t_holm', 'power_paper', 'seeds_needed', 'verdict']
-display(Markdown('**The paper\\'s claims**, one family Holm-corrected across both datasets'))
-display(claims[[c for c in columns if c in claims]])
+columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'mean_diff', 'ci95', 'p_t_holm', 'p_margin_holm', 'power_paper',
+           'seeds_needed', 'verdict']
+display(Markdown('**The paper\\'s claims**: both tests of every claim, on both datasets, one Holm family'))
+show(claims[[c for c in columns if c in claims]])
 if stats.get('beyond'):
     display(Markdown('**Beyond the paper**: each new method against JTLN and joint fine-tuning (Holm within each dataset)'))
-    display(pd.DataFrame(stats['beyond'])[['dataset', 'a', 'b', 'mean_diff', 'ci95', 'p_t', 'p_holm', 'verdict']])
+    show(pd.DataFrame(stats['beyond'])[['dataset', 'a', 'b', 'mean_diff', 'ci95', 'p_t', 'p_holm', 'verdict']])
 display(Markdown('**Every pair of the paper\\'s methods** (exploratory; Holm within each dataset)'))
-display(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'seeds']))"""
+show(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'seeds', 'accuracies_a', 'accuracies_b', 'differences']))"""
 
 
 def build_notebook(out, profile_path):
@@ -52,13 +68,15 @@ def build_notebook(out, profile_path):
         # the notebook runs in its own folder (see execute_and_render): no machine's paths in it
         new_code_cell("from pathlib import Path\nimport json\nfrom IPython.display import HTML, Image, Markdown, display\n"
                       "out = Path('.')"),
+        new_code_cell(FORMAT_CELL),
         new_markdown_cell("## Table 1, Table 2 and the selected hyper-parameters\n\nHTML tables made from `table1.json` and "
                           "`stats.json`, the data the LaTeX tables (`*.tex` beside this report) are made from."),
         new_code_cell(TABLES_CELL),
         new_markdown_cell("## Statistical tests and the paper's claims"),
         new_code_cell(CLAIMS_CELL),
         new_markdown_cell("## Figures"),
-        new_code_cell("for png in sorted(out.glob('*.png')):\n    display(Markdown(f'**{png.stem}**'))\n    display(Image(str(png)))"),
+        new_code_cell("for png in sorted(out.glob('*.png')):\n    display(Markdown(f'**{png.stem}**'))\n"
+                      "    display(Image(str(png), width=960))"),
         new_markdown_cell(f"## Profile and environment\n\nThe profile, `{Path(profile_path).name}`:\n\n```toml\n{profile_text}\n```"),
         new_code_cell("print(json.dumps(stats['environment'], indent=1))"),
     ]
@@ -87,7 +105,8 @@ def execute_and_render(notebook_path, timeout=600):
         ExecutePreprocessor(timeout=timeout, kernel_name="python3", record_timing=False,
                             extra_arguments=["--IPKernelApp.log_level=ERROR"]).preprocess(notebook, resources, km=kernel)
     nbformat.write(notebook, notebook_path)
-    html, _ = HTMLExporter().from_notebook_node(notebook)
+    # for a reader: the outputs alone, no code cells or prompts
+    html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(notebook)
     html_path = Path(notebook_path).with_suffix(".html")
     html_path.write_text(html)
     return html_path

@@ -97,12 +97,46 @@ def test_statistics_against_statsmodels_and_scipy():
     assert seeds_needed(100 * sd, sd) == 2  # statsmodels' solver finds no solution here
 
 
-def test_probability_of_improvement_and_its_bootstrap_interval():
+def test_probability_of_improvement_and_its_exact_interval():
     p, (low, high) = probability_of_improvement([0.6, 0.7, 0.5, 0.5], [0.5, 0.6, 0.6, 0.5])
     assert p == pytest.approx((1 + 1 + 0 + 0.5) / 4)
-    assert 0 <= low <= p <= high <= 1
-    assert probability_of_improvement([1, 1, 1], [0, 0, 0]) == (1.0, [1.0, 1.0])
-    assert probability_of_improvement([0.1, 0.2], [0.5, 0.6], seed=3) == probability_of_improvement([0.1, 0.2], [0.5, 0.6], seed=3)
+    # Clopper-Pearson: the lower end with the tie as a loss (2 of 4), the upper with it as a win (3 of 4)
+    assert low == pytest.approx(sps.beta.ppf(0.025, 2, 3), rel=1e-9) and high == pytest.approx(sps.beta.ppf(0.975, 4, 1), rel=1e-9)
+    # six seeds that all go one way claim no certainty: 6 of 6 gives [0.025^(1/6), 1] = [0.54, 1], and 0 of 6 its mirror
+    p, (low, high) = probability_of_improvement([1] * 6, [0] * 6)
+    assert p == 1.0 and low == pytest.approx(0.025 ** (1 / 6), rel=1e-9) and high == 1.0
+    p, (low, high) = probability_of_improvement([0] * 6, [1] * 6)
+    assert p == 0.0 and low == 0.0 and high == pytest.approx(1 - 0.025 ** (1 / 6), rel=1e-9)
+
+
+@pytest.mark.parametrize("n", [2, 3, 6, 10, 30])
+def test_power_and_seeds_needed_are_never_nan(n):
+    """Effects of up to 1000 standard deviations (statsmodels and scipy's lower tail give NaN at 4.7 with 6 seeds)."""
+    from statsmodels.stats.power import TTestPower
+
+    for size in np.geomspace(1e-3, 1e3, 61):
+        power = power_to_detect(size, 1.0, n)
+        assert np.isfinite(power) and 0 < power <= 1, (size, n, power)
+        expected = TTestPower().power(effect_size=size, nobs=n, alpha=0.05, alternative="two-sided")
+        if np.isfinite(expected):
+            assert power == pytest.approx(expected, abs=1e-9), (size, n)
+        if size >= 0.05:
+            needed = seeds_needed(size, 1.0)
+            assert isinstance(needed, int) and needed >= 2 and power_to_detect(size, 1.0, needed) >= 0.8
+    assert power_to_detect(4.7, 1.0, 6) == pytest.approx(1.0, abs=1e-9) and power_to_detect(5.4, 1.0, 6) == pytest.approx(1.0)
+
+
+def test_equal_counts_of_correct_images_tie_exactly():
+    """Accuracies come from counts, so that two runs with the same count tie (a float32 mean could break the tie)."""
+    from reproduce.stats import compare, test_accuracy
+
+    labels = list(range(7)) * 13
+    a = make_record("Tops", "joint", 0, None, predictions=labels[:-3] + [0, 0, 0], labels=labels)
+    a["accuracy"] = float(np.float32(88 / 91))  # as torch's float32 mean stores it
+    b = make_record("Tops", "jtln_ot", 0, 88 / 91, predictions=[0, 0, 0] + labels[3:-1] + [0], labels=labels)
+    assert test_accuracy(a) == test_accuracy(b) == 88 / 91 and a["accuracy"] != b["accuracy"]
+    row = compare({"joint": {0: a}, "jtln_ot": {0: b}}, "joint", "jtln_ot", "Tops")
+    assert row["differences"] == [0.0]
 
 
 def test_bold_marks_the_best_and_those_not_worse_or_nothing():
@@ -115,12 +149,12 @@ GOLDEN_CLAIMS = r"""\begin{table}[t]
 \centering
 \caption{toy}
 \small
-\begin{tabular}{llrrcrrl}
+\begin{tabular}{llrrcrrrl}
 \toprule
-Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & Power & Verdict \\
+Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & $p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\
 \midrule
-JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.058 & 0.21 & inconclusive \\
-joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & not run \\
+JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.12 & 0.87 & 0.21 & inconclusive \\
+joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & -- & not run \\
 \bottomrule
 \end{tabular}
 \end{table}
@@ -137,5 +171,8 @@ def test_claims_latex_golden():
     recs = [make_record("Tops", m, s, x) for m, xs in (("joint", joint), ("jtln_ot", ot)) for s, x in enumerate(xs)]
     wanted = ("JTLN (fc7OT) beats joint fine-tuning", "joint beats consecutive fine-tuning")
     chosen = [c for c in claims(recs, ["Tops"]) if c["claim"] in wanted]
-    assert chosen[0]["p_t_holm"] == pytest.approx(2 * sps.t.sf(3.0, 3), rel=1e-9)  # the only claim tested: Holm leaves it
+    # the only claim tested, with its two tests one family: Holm doubles the smaller p and keeps the larger
+    p_margin = sps.t.cdf((0.0075 - 0.0041) / 0.0025, 3)
+    assert chosen[0]["p_t_holm"] == pytest.approx(2 * 2 * sps.t.sf(3.0, 3), rel=1e-9)
+    assert chosen[0]["p_margin_holm"] == pytest.approx(p_margin, rel=1e-6) and p_margin > 2 * 2 * sps.t.sf(3.0, 3)
     assert claims_latex(chosen, "toy") == GOLDEN_CLAIMS
