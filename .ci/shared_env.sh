@@ -2,17 +2,18 @@
 # Runs a command inside the one virtual environment that `tox -e test`, `-e bench` and
 # `-e reproduce` share (torch alone is ~5.5 GB). tox 4 recreates an env_dir shared by
 # differently named environments at every switch, so the sharing happens here: the
-# environment is created once in .tox/shared and refreshed when pyproject.toml changes.
+# environment is created once in .tox/shared and refreshed when pyproject.toml or .ci/constraints.txt changes
+# (the exact PyTorch pins live there: the package itself declares ranges).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="$root/.tox/shared"
 stamp="$venv/.pyproject.sha256"
-want="$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+want="$(cat "$root/pyproject.toml" "$root/.ci/constraints.txt" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "creating the shared environment $venv (a few minutes, ~6 GB)" >&2
     python3 -m venv --clear "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
-    "$venv/bin/python" -m pip install -q -e "$root[test,report,cluster]"
+    "$venv/bin/python" -m pip install -q -e "$root[test,report,cluster]" -c "$root/.ci/constraints.txt"
     echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv"

@@ -122,7 +122,7 @@ def main(argv=None):
             check_writable(args.out, "--out")
         if args.command in ("sweep", "all"):
             check_writable(args.runs or Path("runs") / profile.name, "--runs")
-            check_device(profile)
+            check_device(profile, args.workers if args.executor == "local" else 1)
         args.func(profile, args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

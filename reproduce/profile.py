@@ -149,18 +149,26 @@ def _check(profile, where):
         raise ValueError(f"{where}: [run].methods has unknown method(s) {unknown}; known: {sorted(METHODS)}")
     check_range(min(run.seeds), f"{where}: [run].seeds item", 0)
     check_range(run.workers, f"{where}: [run].workers", 1)
+    if run.device != "cpu" and run.workers > 1:
+        raise ValueError(f"{where}: [run].workers = {run.workers} on [run].device = {run.device!r}: local workers would each "
+                         "hold their own copy of the feature caches on one GPU; use 1 (or the slurm executor for several GPUs)")
     if run.device not in ("cpu", "cuda") and not run.device.startswith("cuda:"):
         raise ValueError(f"{where}: [run].device must be 'cpu', 'cuda' or 'cuda:N', got {run.device!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", profile.name):
         raise ValueError(f"{where}: name {profile.name!r} must be letters, digits, '_', '.' or '-' (it names output folders)")
 
 
-def check_device(profile):
-    """The profile's device is present here (checked before any work, not when the first run starts)."""
+def check_device(profile, workers=None):
+    """The profile's device is present here, and ``workers`` (default: the profile's) can share it; checked before any work."""
     import torch
 
-    if profile.run.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"profile {profile.name}: [run].device = {profile.run.device!r}, but torch finds no CUDA device here")
+    device, workers = profile.run.device, workers or profile.run.workers
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"profile {profile.name}: [run].device = {device!r}, but torch finds no CUDA device here")
+    if device.startswith("cuda") and workers > 1:
+        raise ValueError(f"profile {profile.name}: {workers} local workers on {device!r} would each hold their own copy of the "
+                         "feature caches and their own CUDA context on one GPU; use one worker per GPU (--workers 1), or "
+                         "--executor slurm with --gpus 1 to spread the runs over several GPUs")
 
 
 def resolve_path(name_or_path):

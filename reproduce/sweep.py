@@ -23,7 +23,7 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     ``workers``: local processes (default: the profile's); ``slurm``:
     :class:`reproduce.cluster.SlurmOptions` for ``executor="slurm"``.
     """
-    check_device(profile)
+    check_device(profile, workers if executor == "local" else 1)
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())

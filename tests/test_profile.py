@@ -46,6 +46,7 @@ def test_committed_profiles_load(name):
         (DATA + "[run]\nseeds = [-1]\n", r"seeds item must be >= 0"),
         (DATA + '[run]\nseeds = ["a"]\n', r"seeds item 'a' must be of type int"),
         (DATA + '[run]\ndevice = "tpu"\n', "device must be"),
+        (DATA + '[run]\ndevice = "cuda"\nworkers = 2\n', r"\[run\].workers = 2 on \[run\].device = 'cuda': local workers would each"),
         (DATA + "[search]\nn_trials = 0\n", r"n_trials must be >= 1"),
         (DATA + "[search]\ndraws = 0\n", r"draws must be >= 1"),
         ('name = "../../escape"\n' + DATA, "must be letters, digits"),

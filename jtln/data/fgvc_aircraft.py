@@ -14,19 +14,118 @@ from pathlib import Path
 
 from jtln.data.itl import Sample, build_itl
 
+ARCHIVE = "fgvc-aircraft-2013b.tar.gz"
+#: where the archive (2.75 GB, images and annotations) is published
+URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/"
+#: replaces :data:`URL` when set: a URL whose folder holds the archive (a local mirror; the tests' HTTP server)
+MIRROR_ENV = "JTLN_FGVC_MIRROR"
+#: the archive's size as the dataset's page states it (2.75 GB); a fetch needs about twice that while archive and images coexist
+ARCHIVE_BYTES = 2.75e9
 HOW_TO_GET = (
-    "Get it with download=True (python -m reproduce ... --download), or from "
+    "Get it with download=True (python -m reproduce ... --download fetches the 2.75 GB archive into the root), or from "
     "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz; the 375 KB "
     "annotations-only archive suffices for Table 1), and pass the folder that holds fgvc-aircraft-2013b/ "
     "as root (--data-root) or in $JTLN_FGVC_ROOT."
 )
 
 
+def default_root():
+    """Where FGVC-Aircraft goes when no root is given: ``$JTLN_CACHE/fgvc-aircraft`` (default ``~/.cache/jtln/fgvc-aircraft``)."""
+    return Path(os.environ.get("JTLN_CACHE", Path.home() / ".cache" / "jtln")) / "fgvc-aircraft"
+
+
 def resolve_root(root=None):
-    root = root or os.environ.get("JTLN_FGVC_ROOT")
-    if not root:
-        raise FileNotFoundError(f"FGVC-Aircraft: no root given and $JTLN_FGVC_ROOT is unset. {HOW_TO_GET}")
-    return Path(root)
+    """The folder that holds (or will hold) ``fgvc-aircraft-2013b/``: ``root``, ``$JTLN_FGVC_ROOT``, or :func:`default_root`."""
+    return Path(root or os.environ.get("JTLN_FGVC_ROOT") or default_root())
+
+
+def data_dir(root):
+    return Path(root) / "fgvc-aircraft-2013b" / "data"
+
+
+def annotated_images(root):
+    """The path of every image the annotation files list (trainval and test), in their order."""
+    data = data_dir(root)
+    return [data / "images" / f"{image_id}.jpg" for split in ("trainval", "test")
+            for image_id, _ in _read_pairs(data / f"images_variant_{split}.txt")]
+
+
+def missing_images(root, images=None):
+    """The annotated images (or ``images``) that are not files under ``root``."""
+    return [path for path in (annotated_images(root) if images is None else images) if not Path(path).is_file()]
+
+
+def fetch(root, keep_archive=False, progress=True, timeout_s=60, attempts=2):
+    """Download the archive into ``root`` and extract it, so that every annotated image is there; returns ``root``.
+
+    The archive is downloaded to a ``.part`` file (a progress bar) and renamed
+    only once complete; an archive that does not extract whole (truncated,
+    corrupt) is deleted and downloaded again, up to ``attempts`` times — never
+    trusted.  No checksum of the archive is published, so it is verified by
+    its content: after extraction every image the annotation files list must
+    be there, or FileNotFoundError says how many are missing.  The archive is
+    deleted after extraction unless ``keep_archive``.  Annotation files
+    already under ``root`` are overwritten by the archive's.
+    """
+    import tarfile
+    import zlib
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / ARCHIVE
+    url = (os.environ.get(MIRROR_ENV) or URL).rstrip("/") + "/" + ARCHIVE
+    errors = []
+    for _ in range(attempts):
+        if not archive.is_file():
+            _download(url, archive, progress, timeout_s)
+        try:
+            _extract(archive, root, progress)
+            break
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            errors.append(f"{type(error).__name__}: {error}")
+            archive.unlink(missing_ok=True)  # damaged: never used again
+    else:
+        raise FileNotFoundError(f"FGVC-Aircraft: the archive from {url} did not extract whole in {attempts} attempts "
+                                f"({'; '.join(errors)}). {HOW_TO_GET}")
+    missing = missing_images(root)
+    if missing:
+        raise FileNotFoundError(f"FGVC-Aircraft: {len(missing)} annotated images are still missing after extracting {archive} "
+                                f"(e.g. {missing[0]}): the archive is not the full FGVC-Aircraft 2013b. {HOW_TO_GET}")
+    if not keep_archive:
+        archive.unlink(missing_ok=True)
+    return root
+
+
+def _download(url, archive, progress, timeout_s):
+    import shutil
+    import urllib.request
+
+    from tqdm.auto import tqdm
+
+    partial = archive.with_name(archive.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {archive.name}", disable=not progress) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        if total is not None and partial.stat().st_size != total:
+            raise OSError(f"the download stopped at {partial.stat().st_size} of {total} bytes")
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise FileNotFoundError(f"FGVC-Aircraft: could not download {url} ({error}). {HOW_TO_GET}") from error
+    shutil.move(partial, archive)
+
+
+def _extract(archive, root, progress):
+    import tarfile
+
+    from tqdm.auto import tqdm
+
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tqdm(tar, desc=f"extracting {archive.name}", unit=" files", disable=not progress):
+            tar.extract(member, root, filter="data")
 
 
 def _read_pairs(path):
@@ -44,14 +143,25 @@ def _read_pairs(path):
     return pairs
 
 
-def fgvc_aircraft_samples(root=None, download=False):
-    """All 10,000 images as :class:`Sample` (key = image path) and the manufacturer -> variants map."""
-    root = resolve_root(root)
-    if download:
-        from torchvision.datasets import FGVCAircraft
+def needs_fetch(root):
+    """Whether the annotation files or any annotated image are missing under ``root``."""
+    data = data_dir(root)
+    annotations = ["variants.txt"] + [f"images_{kind}_{split}.txt" for kind in ("variant", "manufacturer")
+                                      for split in ("trainval", "test")]
+    return not all((data / name).is_file() for name in annotations) or bool(missing_images(root))
 
-        FGVCAircraft(root, split="trainval", download=True)  # fetches and extracts the archive once
-    data = root / "fgvc-aircraft-2013b" / "data"
+
+def fgvc_aircraft_samples(root=None, download=False):
+    """All 10,000 images as :class:`Sample` (key = image path) and the manufacturer -> variants map.
+
+    With ``download``, the archive is fetched (:func:`fetch`) when the
+    annotation files or any annotated image are missing under the root,
+    also where an annotations-only tree exists.
+    """
+    root = resolve_root(root)
+    if download and needs_fetch(root):
+        fetch(root)
+    data = data_dir(root)
     if not (data / "variants.txt").is_file():
         raise FileNotFoundError(f"FGVC-Aircraft not found: looked for {data / 'variants.txt'}. {HOW_TO_GET}")
     known_variants = set(_read_nonempty_lines(data / "variants.txt"))
