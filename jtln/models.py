@@ -64,24 +64,42 @@ def freeze(module):
     return module
 
 
+def alexnet_weights():
+    """torchvision's ImageNet weights of AlexNet (``IMAGENET1K_V1``), from its cache or downloaded with its hash check.
+
+    Offline with no cached file: FileNotFoundError saying where torchvision
+    looked and naming ``weights_path``, the profile key that takes a local file.
+    """
+    from urllib.error import URLError
+
+    from torchvision.models import AlexNet_Weights
+
+    weights = AlexNet_Weights.IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=True, check_hash=True)
+    except (URLError, OSError) as error:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise FileNotFoundError(f"AlexNet's ImageNet weights are not in torchvision's cache ({cached}) and could not be "
+                                f"downloaded from {weights.url} ({error}); put that file there, or set [model].weights_path "
+                                "to a local copy of it") from error
+
+
 def alexnet(weights="DEFAULT", image_size=224):
     """AlexNet as in the paper: conv1-3 frozen, conv4-5 ``lr_backbone``, fc6-7 ``lr_fc``.
 
-    ``weights``: "DEFAULT" (torchvision's ImageNet weights, downloaded where the
-    network allows), a path to a state-dict file, or None (random; tests).
+    ``weights``: "DEFAULT" (torchvision's ImageNet weights, :func:`alexnet_weights`),
+    a path to a state-dict file, or None (random; tests).
     """
-    from torchvision.models import AlexNet_Weights
     from torchvision.models import alexnet as tv_alexnet
 
     weights_id = "random"
+    net = tv_alexnet(weights=None)
     if weights == "DEFAULT":
-        net = tv_alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)
+        net.load_state_dict(alexnet_weights(), strict=True)
         weights_id = "torchvision:AlexNet_Weights.IMAGENET1K_V1"
-    else:
-        net = tv_alexnet(weights=None)
-        if weights:
-            net.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
-            weights_id = "file:" + _sha256(weights)
+    elif weights:
+        net.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
+        weights_id = "file:" + _sha256(weights)
     f = net.features
     prefix = freeze(f[:8])  # conv1, pool, conv2, pool, conv3 (+ ReLUs)
     conv45 = nn.Sequential(*f[8:], net.avgpool, nn.Flatten())

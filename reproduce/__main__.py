@@ -5,7 +5,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reproduce.profile import check_device, load_profile
+from reproduce.profile import load_profile
 
 DEFAULT_OUT = Path("paper_tables")
 
@@ -102,13 +102,17 @@ def build_parser():
 
 
 def check_writable(path, flag):
-    """Create ``path`` and write a file there, or raise ValueError naming the flag: before any work, not after the first run."""
-    path = Path(path)
+    """``path`` is a folder this user can write, or can create: raise ValueError naming the flag otherwise; creates nothing."""
+    path = Path(path).absolute()
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {path} cannot be created: {existing} is a file")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         raise ValueError(f"{flag} {path} is not a folder this user can write: {error.strerror or error}") from error
@@ -122,7 +126,11 @@ def main(argv=None):
             check_writable(args.out, "--out")
         if args.command in ("sweep", "all"):
             check_writable(args.runs or Path("runs") / profile.name, "--runs")
-            check_device(profile, args.workers if args.executor == "local" else 1)
+        if args.command in ("table1", "sweep", "all"):
+            from reproduce.preflight import preflight
+
+            preflight(profile, args.command, args.data_root, args.download, getattr(args, "runs", None), getattr(args, "workers", None),
+                      getattr(args, "executor", "local"))
         args.func(profile, args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -91,14 +91,13 @@ def write_tables(profile, collected, out, report=True):
                                                 "the seeds where an exact McNemar test on the test predictions gives $p<0.05$"
                                                 + incomplete))
     roles = f"{groups[0]} plays Boeing's role" + (f", {groups[1]} Airbus's" if len(groups) > 1 else "")
-    write_atomic(out / "claims.tex", claims_latex(verdicts, f"The paper's claims ({roles}), tested on test accuracy paired over "
-                                                            "seeds. Two tests per claim: the two-sided paired t-test ($p_{\\mathrm{Holm}}$) and "
-                                                            "a one-sided paired t-test of a difference as large as the paper's "
-                                                            "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, "
-                                                            "on both datasets, one Holm family at $\\alpha=0.05$, so a verdict's family-wise "
-                                                            "error is at most 0.05. Supported / contradicted: the two-sided test rejects in / "
-                                                            "against the claimed direction; paper's effect ruled out: the margin test rejects; "
-                                                            "Power: of our seeds against the paper's difference" + incomplete))
+    claims_caption = (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the "
+                      "two-sided paired t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as "
+                      "the paper's ($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on both "
+                      "datasets, one Holm family at $\\alpha=0.05$, so a verdict's family-wise error is at most 0.05. Supported / "
+                      "contradicted: the two-sided test rejects in / against the claimed direction; paper's effect ruled out: "
+                      "the margin test rejects; Power: of our seeds against the paper's difference")
+    write_atomic(out / "claims.tex", claims_latex(verdicts, claims_caption + incomplete))
     beyond = compare_beyond(records)
     if beyond:
         rivals = ", ".join(display_name(m) for m in BEYOND_RIVALS)

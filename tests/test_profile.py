@@ -99,7 +99,7 @@ def test_an_output_folder_that_cannot_be_written_exits_2_before_any_work(tmp_pat
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     other = "--runs" if flag == "--out" else "--out"
-    for target, message in ((a_file, "is a file, not a folder"), (a_file / "below", "is not a folder this user can write")):
+    for target, message in ((a_file, "is a file, not a folder"), (a_file / "below", "cannot be created: ")):
         argv = ["all", "--profile", "smoke", flag, str(target), other, str(tmp_path / "elsewhere")]
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -15,11 +15,11 @@ from scipy import stats as sps
 
 from jtln.methods import METHODS, display_name
 from reproduce.__main__ import main
+from reproduce.collect import collect
+from reproduce.plan import SEED, TRIAL, plan_trials, select
 from reproduce.profile import load_profile
 from reproduce.records import load_record, save_record
 from reproduce.stats import mcnemar, paired
-from reproduce.collect import collect
-from reproduce.plan import SEED, TRIAL, plan_trials, select
 from reproduce.tables import table2_latex
 
 ROOT = Path(__file__).parents[1]

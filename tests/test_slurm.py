@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from reproduce.__main__ import main
-from reproduce.profile import load_profile
 from reproduce.collect import collect
+from reproduce.profile import load_profile
 from tests.test_reproduce import MINI_PROFILE, ROOT, deterministic, finished
 
 FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]

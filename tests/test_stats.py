@@ -145,20 +145,24 @@ def test_bold_marks_the_best_and_those_not_worse_or_nothing():
     assert not_worse_than_best(records({}, 0.03), "Tops", PAPER) == set()
 
 
-GOLDEN_CLAIMS = r"""\begin{table}[t]
-\centering
-\caption{toy}
-\small
-\begin{tabular}{llrrcrrrl}
-\toprule
-Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & $p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\
-\midrule
-JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.12 & 0.87 & 0.21 & inconclusive \\
-joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & -- & not run \\
-\bottomrule
-\end{tabular}
-\end{table}
-"""
+GOLDEN_CLAIMS = "\n".join([
+    r"\begin{table}[t]",
+    r"\centering",
+    r"\caption{toy}",
+    r"\small",
+    r"\begin{tabular}{llrrcrrrl}",
+    r"\toprule",
+    r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm"
+    r"}}$ & $p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\",
+    r"\midrule",
+    r"JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.12 & 0.87 & "
+    r"0.21 & inconclusive \\",
+    r"joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & -- & not run \\",
+    r"\bottomrule",
+    r"\end{tabular}",
+    r"\end{table}",
+    r"",
+])
 
 
 def test_claims_latex_golden():

@@ -1,0 +1,128 @@
+"""Everything a sweep needs, checked before any work: a failure exits 2 with nothing written, Table 1 included.
+
+* the device (:func:`reproduce.profile.check_device`), and how many local workers can share it;
+* the data: for FGVC-Aircraft every image the ITL datasets use (their count missing and the command
+  that fetches them); for Fashion-MNIST the files (:func:`jtln.data.fashion_mnist.locate`);
+* the backbone's pretrained weights: a ``weights_path`` file, or torchvision's cached AlexNet weights,
+  fetched now (with torchvision's hash check) where the network allows, never later in a run;
+* the free disk space that the feature caches (and a download) will take.
+
+With ``--download`` a missing dataset is not an error: it is fetched when the command runs, and its
+size counts in the disk check.
+"""
+
+import shutil
+from pathlib import Path
+
+from reproduce.profile import check_device
+
+
+def preflight(profile, command, data_root=None, download=False, runs=None, workers=None, executor="local"):
+    """Raise ValueError (or FileNotFoundError) naming what is missing for ``command`` ("table1", "sweep" or "all")."""
+    download = download or profile.data.download
+    if command in ("sweep", "all"):
+        check_device(profile, workers if executor == "local" else 1)
+    fetch_bytes = check_data(profile, command, data_root, download)
+    if command in ("sweep", "all"):
+        check_weights(profile)
+        check_disk(profile, data_root, runs, download, fetch_bytes)
+
+
+def check_data(profile, command, data_root, download):
+    """The data is there (or will be downloaded); returns the bytes a download will take on disk (0 if none)."""
+    root = data_root or profile.data.root or None
+    if profile.data.dataset == "fashion_mnist" and not download:
+        from jtln.data.fashion_mnist import locate
+
+        locate(root, download=False)  # FileNotFoundError: where it looked and how to get it
+    if profile.data.dataset != "fgvc_aircraft":
+        return 0
+    from jtln.data import fgvc_aircraft as fgvc
+
+    root = fgvc.resolve_root(root)
+    if download:
+        return int(2 * fgvc.ARCHIVE_BYTES) if fgvc.needs_fetch(root) else 0
+    fgvc.fgvc_aircraft_samples(root)  # the annotation files: FileNotFoundError with where it looked and how to get them
+    if command == "table1":  # Table 1 reads the annotations alone
+        return 0
+    images = fgvc.annotated_images(root)
+    missing = fgvc.missing_images(root, images)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(images)} FGVC-Aircraft images that the ITL datasets use are missing under "
+            f"{fgvc.data_dir(root) / 'images'} (e.g. {missing[0].name}); fetch them with `python -m reproduce {command} --profile "
+            f"{profile.name} --download` (a 2.75 GB archive, into {root}), or pass --data-root DIR holding fgvc-aircraft-2013b/")
+    return 0
+
+
+def check_weights(profile):
+    """The pretrained weights the backbone loads are on disk, or are fetched now (torchvision's hash check) where the network allows."""
+    model = profile.model
+    if not model.pretrained:
+        return
+    if model.weights_path:
+        if not Path(model.weights_path).is_file():
+            raise FileNotFoundError(f"[model].weights_path = {model.weights_path!r} is not a file")
+        return
+    if model.backbone == "alexnet":
+        from jtln.models import alexnet_weights
+
+        alexnet_weights()  # FileNotFoundError naming weights_path when neither cached nor downloadable
+
+
+def cache_bytes(profile, data_root=None):
+    """The bytes the feature caches of the profile's ITL datasets will take (prefix outputs and penultimate features)."""
+    import torch
+
+    from jtln.data import draw, load_itl, restrict
+    from reproduce.plan import search_draw
+    from reproduce.prepare import make_backbone
+
+    data = profile.data
+    backbone = make_backbone(profile, pretrained=False)
+    with torch.no_grad():
+        z = backbone.prefix(torch.zeros(1, 3, backbone.image_size, backbone.image_size))
+        per_image = 4 * (z.numel() + backbone.penultimate(z).numel())  # float32
+    seeds = [search_draw(k) for k in range(profile.search.draws)] + list(profile.run.seeds)
+    total = 0
+    for group in data.groups:
+        full = load_itl(data.dataset, group, root=data_root or data.root or None)
+        draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed)
+                 for level in data.levels for seed in seeds]
+        itl, _ = restrict(full, draws)
+        total += per_image * (len(itl.target_train) + len(itl.target_test) + len(itl.source))
+    return total
+
+
+def check_disk(profile, data_root, runs, download=False, fetch_bytes=0):
+    """Enough free space where the caches (and a download) go: the cache estimate plus 10%.
+
+    The caches are not sized when they exist already (a damaged one is
+    rebuilt in place), nor when the data that counts their images is still to
+    be downloaded.
+    """
+    from jtln.data import fgvc_aircraft as fgvc
+
+    cache_dir = Path(profile.model.cache_dir or Path(runs or Path("runs") / profile.name) / "cache")
+    needed = 0
+    if not list(cache_dir.glob("features-*.pt")):
+        try:
+            needed = cache_bytes(profile, data_root)
+        except FileNotFoundError:
+            if not download:
+                raise
+    checks = [(cache_dir, needed, "the feature caches")]
+    if fetch_bytes:
+        checks.append((fgvc.resolve_root(data_root or profile.data.root or None), fetch_bytes, "the dataset's archive and images"))
+    for folder, size, what in checks:
+        free = shutil.disk_usage(_existing(folder)).free
+        if size and free < 1.1 * size:
+            raise ValueError(f"{what} need about {size / 1e9:.1f} GB under {folder}, but only {free / 1e9:.1f} GB are free there; "
+                             "free some space, or point [model].cache_dir (or --data-root) to a larger disk")
+
+
+def _existing(folder):
+    folder = Path(folder).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    return folder
