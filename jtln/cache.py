@@ -55,6 +55,40 @@ class CachedITL:
     P: dict
     key: str
 
+    @property
+    def nbytes(self):
+        return sum(t.nbytes for part in (self.Z, self.y, self.P) for t in part.values())
+
+    def apply(self, fn):
+        """A copy with ``fn`` applied to every tensor."""
+        return CachedITL(*({split: fn(t) for split, t in part.items()} for part in (self.Z, self.y, self.P)), self.key)
+
+
+#: the share of a GPU's free memory the feature caches may take when they are moved there (the rest: training, kernels)
+RESIDENT_SHARE = 0.6
+
+
+def on_device(cached, device, free_bytes=None):
+    """``cached`` where the runs will gather their batches: on ``device`` when it fits, else in pinned host memory.
+
+    It fits when it takes at most :data:`RESIDENT_SHARE` of the device's free
+    memory (``free_bytes``, default: what CUDA reports).  Then every batch is
+    gathered on the device, with no copy from the host per step; otherwise
+    batches are gathered on the host and copied asynchronously from pinned
+    memory.  A CPU device keeps ``cached`` as it is.  Returns ``(cached, where)``,
+    ``where`` a sentence for the log.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return cached, "on the CPU"
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    if cached.nbytes <= RESIDENT_SHARE * free_bytes:
+        return cached.apply(lambda t: t.to(device)), f"on {device} ({cached.nbytes / 1e9:.1f} GB of {free_bytes / 1e9:.1f} GB free)"
+    pinned = cached.apply(torch.Tensor.pin_memory) if torch.cuda.is_available() else cached
+    return pinned, (f"in pinned host memory: {cached.nbytes / 1e9:.1f} GB is over {RESIDENT_SHARE:.0%} of the "
+                    f"{free_bytes / 1e9:.1f} GB free on {device}")
+
 
 def cache_key(backbone, itl, dataset_id):
     description = {

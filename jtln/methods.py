@@ -2,7 +2,9 @@ r"""The five methods of Table 2, three beyond the paper, and the linear probe as
 
 Each method has DomainBed's small interface: ``phases(n_t, n_s)`` says what
 a training run consists of, ``loss(batch_t, batch_s)`` returns the objective
-of one step and its parts, ``predict(z)`` the target logits.  Hooks with
+of one step and its parts (detached 0-d tensors, which :mod:`jtln.train`
+reads once per epoch: a step itself never waits for the device),
+``predict(z)`` the target logits.  Hooks with
 defaults that do nothing: ``start(data)`` before the first step (the run's
 :class:`jtln.train.RunData`), ``after_epoch(epoch)`` after each target epoch,
 ``param_groups()`` what the optimiser trains, ``summary()`` what the record
@@ -31,6 +33,7 @@ from torch import nn
 
 from jtln.costs import class_cost_matrix
 from jtln.ot import OTLoss, ot_loss_with_logits
+from jtln.sinkhorn import READS
 
 METHODS = {}
 #: Table 2's blocks, in row order: the paper's methods, the methods beyond the paper, references outside the paper
@@ -95,6 +98,8 @@ class Method:
     final_cost = None
     #: whether the method trains (has phases); one that does not needs no search and no epoch count
     trains = True
+    #: host reads of one training step besides the OT loss's Sinkhorn loop (:data:`jtln.sinkhorn.READS`); tested per method
+    step_reads = 0
 
     def __init__(self, network, hp, C=None):
         self.network, self.hp = network, hp
@@ -143,7 +148,7 @@ class TargetOnly(Method):
 
     def loss(self, batch_t, batch_s):
         ce_t = F.cross_entropy(self.network(batch_t[0])[1], batch_t[1])
-        return ce_t, {"ce_t": ce_t.item()}
+        return ce_t, {"ce_t": ce_t.detach()}
 
 
 @register("consecutive", display="Consecutive finetuning on source+target", order=1,
@@ -158,7 +163,7 @@ class Consecutive(TargetOnly):
     def loss(self, batch_t, batch_s):
         if batch_t is None:
             ce_s = F.cross_entropy(self.network(batch_s[0])[0], batch_s[1])
-            return ce_s, {"ce_s": ce_s.item()}
+            return ce_s, {"ce_s": ce_s.detach()}
         return super().loss(batch_t, batch_s)
 
 
@@ -178,12 +183,12 @@ class Joint(Method):
         logits_t_on_target = logits_t[:n_t]  # one slice for both terms: one autograd node, one gradient buffer
         ce_t = F.cross_entropy(logits_t_on_target, batch_t[1])
         ce_s = F.cross_entropy(logits_s[n_t:], batch_s[1])
-        parts = {"ce_t": ce_t.item(), "ce_s": ce_s.item()}
+        parts = {"ce_t": ce_t.detach(), "ce_s": ce_s.detach()}
         total = ce_t + self.hp.lambda_s * ce_s
         ot = self.ot_term(logits_s[:n_t], logits_t_on_target)
         if ot is not None:
             total = torch.add(total, ot, alpha=self.hp.lambda_ot)
-            parts["ot"] = ot.item()
+            parts["ot"] = ot.detach()
         return total, parts
 
     def ot_term(self, logits_s_on_target, logits_t_on_target):
@@ -297,6 +302,8 @@ class JTLNLearnedCost(JTLNMethod):
     """
 
     final_cost = "learned_cost_matrix"
+    #: C moves every step, so its Gibbs kernel is built every step: one read of C's extremes (jtln.sinkhorn.READS)
+    step_reads = READS["kernel"]
 
     @staticmethod
     def stable(hp):
@@ -324,7 +331,7 @@ class JTLNLearnedCost(JTLNMethod):
     def loss(self, batch_t, batch_s):
         total, parts = super().loss(batch_t, batch_s)
         pull = self.hp.cost_pull * (self.C - self.C0).square().sum()
-        parts["pull"] = pull.item()
+        parts["pull"] = pull.detach()
         return total + pull, parts
 
     def param_groups(self):
@@ -375,7 +382,7 @@ class CoTuning(Method):
         logits_s, logits_t = self.network(batch_t[0])
         ce_t = F.cross_entropy(logits_t, batch_t[1])
         ce_co = F.cross_entropy(logits_s, self.R[batch_t[1]])  # soft labels: a row of p(y_s | y_t) per image
-        return ce_t + self.hp.lambda_co * ce_co, {"ce_t": ce_t.item(), "ce_co": ce_co.item()}
+        return ce_t + self.hp.lambda_co * ce_co, {"ce_t": ce_t.detach(), "ce_co": ce_co.detach()}
 
     def summary(self):
         return {"relationship": self.R.cpu().tolist(), "temperature": self.temperature}

@@ -71,6 +71,18 @@ class Scalings:
 #: what :class:`GibbsKernel` ``loop`` names: the compiled CPU kernel, or torch (any device)
 LOOPS = ("numba", "torch")
 
+#: What the OT core reads from the device (host synchronisations, which keep a GPU idle while they wait):
+#: building a :class:`GibbsKernel` reads C's minimum and maximum once (its finiteness and range together); the torch
+#: loop of the scaling domain reads its marginal error at each convergence check and its scalings' finiteness once at the
+#: end: ``ceil(n_iter / check_every) + 1`` reads for a call of ``n_iter`` iterations (:func:`torch_loop_reads`).  A kernel
+#: that :class:`jtln.ot.OTLoss` keeps is built once per cost matrix, not per step.
+READS = {"kernel": 1}
+
+
+def torch_loop_reads(n_iter, check_every):
+    """The host reads of one call of the torch loop that ran ``n_iter`` iterations (:data:`READS`)."""
+    return math.ceil(n_iter / check_every) + 1
+
 
 @dataclass(frozen=True)
 class GibbsKernel:
@@ -110,7 +122,8 @@ class GibbsKernel:
     @classmethod
     def of(cls, C, lam, loop=None):
         """Validate ``C`` (finite, 2-D) and build its kernel; ``loop`` as in the class docstring (None: the default)."""
-        check_finite(C, "C")
+        if not torch.is_tensor(C) or not C.dtype.is_floating_point:
+            check_finite(C, "C")  # raises the precise error
         if C.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
         on_host = C.device.type == "cpu" and C.dtype in (torch.float32, torch.float64)
@@ -119,11 +132,13 @@ class GibbsKernel:
             raise ValueError(f"loop must be 'torch', or 'numba' for float32/float64 C on the CPU, got {loop!r} for "
                              f"{C.dtype} C on {C.device}")
         C = C.detach()
-        lowest = C.min()
+        lowest, highest = torch.stack([C.min(), C.max()]).tolist()  # one read: NaN and inf show in the extremes
+        if not (math.isfinite(lowest) and math.isfinite(highest)):
+            check_finite(C, "C")  # raises the precise error
         K = torch.exp(-lam * (C - lowest) - 1.0)
         K_T, KC = K.T.contiguous(), K * C
         finfo = torch.finfo(C.dtype)
-        safe = lam * (C.max() - lowest).item() < math.log(finfo.max) / 4
+        safe = lam * (highest - lowest) < math.log(finfo.max) / 4
         return cls(lam, tuple(C.shape), C.dtype, C.device, K, K_T, KC, safe, finfo.tiny, loop)
 
     def matches(self, C, lam):
@@ -300,8 +315,8 @@ def _scaling_iterations(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extr
                 torch.matmul(v, K_T, out=Kv)
         torch.divide(a, Kv, out=u)  # line 4
     # the scalings are bounded (GibbsKernel.safe), so an infinite or NaN entry is an over- or underflow
-    # (an underflow of K v or K^T u shows as mass / 0 or 0 / 0 in u or v)
-    if not (u.isfinite().all() and v.isfinite().all()):
+    # (an underflow of K v or K^T u shows as mass / 0 or 0 / 0 in u or v); one read for both
+    if not bool(u.isfinite().all() & v.isfinite().all()):
         return False, converged, u, v, None, n_iter, error
     cost = (torch.matmul(u, KC) * v).sum(-1)  # line 6: u^T (K o C) v, without forming the plan
     return True, converged, u.clamp_min(tiny).log(), v.clamp_min(tiny).log(), cost, n_iter, error

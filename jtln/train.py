@@ -17,6 +17,12 @@ The protocol, the same for every method:
    trains for exactly ``epochs`` target epochs, the count the search
    selected, keeps the last network and is tested once.
 
+A training step never waits for the device, except where the OT loss must
+(:data:`jtln.sinkhorn.READS`): the loss and its parts stay on the device and
+are read together once per epoch (:func:`_read_steps`), which also finds a
+non-finite loss and names its step; features already on the run's device are
+batched there (:func:`batches`).
+
 Why cross-entropy and not accuracy (protocol 2): the validation split is
 small (39 images for Footwear at 67 images per class, so one image is 2.6
 points of accuracy).  The best-epoch accuracy is then the maximum of a noisy,
@@ -100,10 +106,30 @@ class RunData:
 
 
 def batches(Z, y, batch_size, generator, device):
-    """Endless shuffled mini-batches (a fresh permutation each pass), drawn from ``generator``."""
+    """Endless shuffled mini-batches (a fresh permutation each pass), drawn from ``generator`` (on the CPU: the same batches on
+    every device).  Features already on ``device`` are gathered there; others are gathered on the host and copied."""
     while True:
         for idx in torch.randperm(len(y), generator=generator).split(batch_size):
-            yield Z[idx].to(device), y[idx].to(device)
+            if Z.device != torch.device(device):
+                yield Z[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
+            else:
+                idx = idx.to(Z.device, non_blocking=True)
+                yield Z[idx], y[idx]
+
+
+def _read_steps(pending, method_name, first_step):
+    """The steps' losses and parts (0-d tensors, on the device) as floats, in one read; raises at the first non-finite loss."""
+    if not pending:
+        return []
+    values = torch.stack([t.double() for loss, parts in pending for t in (loss, *parts.values())]).tolist()
+    steps, at = [], 0
+    for k, (_, parts) in enumerate(pending):
+        loss, read = values[at], dict(zip(parts, values[at + 1 : at + 1 + len(parts)]))
+        at += 1 + len(parts)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{method_name}: the loss is {loss} at step {first_step + k + 1} ({read})")
+        steps.append(read)
+    return steps
 
 
 @torch.no_grad()
@@ -149,7 +175,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     def val():
         return validation(network, data.Z["target_val"], data.y["target_val"], device)
 
-    steps, curve, loss_curve, epoch = [], [], [], 0
+    steps, pending, curve, loss_curve, epoch = [], [], [], [], 0
     best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
     if not phases and data.validated:
         best["accuracy"], best["loss"] = val()
@@ -161,14 +187,16 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
             loss, parts = method.loss(batch_t, batch_s)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{method_name}: the loss is {loss.item()} at step {len(steps) + 1} ({parts})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            steps.append(parts)
+            pending.append((loss.detach(), parts))
             bar.update()
-            if phase.target and (step % epoch_steps == 0 or step == phase.steps):
+            end_of_epoch = phase.target and (step % epoch_steps == 0 or step == phase.steps)
+            if end_of_epoch or step == phase.steps:  # one read per epoch (and per source phase), not one per step
+                steps += _read_steps(pending, method_name, len(steps))
+                pending = []
+            if end_of_epoch:
                 epoch += 1
                 method.after_epoch(epoch)
                 if not data.validated:

@@ -94,7 +94,7 @@ def labelled(d, refit):
 
 def prepare(profile, dataset, runs, data_root=None, download=False):
     """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
-    from jtln.cache import cached_features
+    from jtln.cache import cached_features, on_device
     from jtln.costs import class_cost_matrix
     from jtln.data import draw, load_itl, restrict
     from jtln.probe import fit_probe, fit_with
@@ -138,6 +138,9 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
             stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
         with atomic_path(path) as tmp:
             torch.save(stored, tmp)
+    cached, where = on_device(cached, device)
+    if where != "on the CPU":
+        print(f"{dataset}: feature caches {where}", flush=True)
     return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
 
 

@@ -1,0 +1,107 @@
+"""A training step keeps the device busy: the host reads of one step of every registered method, counted on the CPU.
+
+What a GPU runs is forced here (the torch loop of the OT core), and every way a tensor's value reaches the host is
+counted (``item``, ``tolist``, ``cpu``, ``numpy``, ``bool``, ``float``, ``int``, ``index``). Each method is held to its
+documented number: none beyond the OT loss's (``Method.step_reads``, :data:`jtln.sinkhorn.READS`).
+"""
+
+import contextlib
+import math
+
+import pytest
+import torch
+
+import jtln.sinkhorn
+from jtln.methods import METHODS
+from jtln.models import JTLN
+from jtln.sinkhorn import torch_loop_reads
+from jtln.train import batches, train
+from tests.test_models_methods import HP, cost_kind, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
+from tests.test_torch_branch import force_torch_loop
+
+READERS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@contextlib.contextmanager
+def counting_reads(monkeypatch):
+    """Counts every host read of a tensor, and the torch loop's calls with their iterations, while the block runs."""
+    counts = {"reads": 0, "loops": []}
+    with monkeypatch.context() as patch:
+        for name in READERS:
+            original = getattr(torch.Tensor, name)
+
+            def counted(self, *args, _original=original, **kwargs):
+                counts["reads"] += 1
+                return _original(self, *args, **kwargs)
+
+            patch.setattr(torch.Tensor, name, counted)
+        loop = jtln.sinkhorn._scaling_iterations
+
+        def counted_loop(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
+            result = loop(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate)
+            counts["loops"].append((result[5], check_every))
+            return result
+
+        patch.setattr(jtln.sinkhorn, "_scaling_iterations", counted_loop)
+        yield counts
+
+
+@pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].trains))
+def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, monkeypatch, name):  # noqa: F811
+    itl, _, factory, _, costs, data, probes = tiny
+    force_torch_loop(monkeypatch)
+    C = costs.get(cost_kind(name))
+    method = METHODS[name](JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes).train(), HP, None if C is None else C.clone())
+    method.start(data)
+    optimizer = torch.optim.SGD(method.param_groups(), momentum=HP.momentum, weight_decay=HP.weight_decay)
+    generator = torch.Generator().manual_seed(0)
+    target = batches(data.Z["target_train"], data.y["target_train"], HP.batch_size_target, generator, "cpu")
+    source = batches(data.Z["source"], data.y["source"], HP.batch_size_source, generator, "cpu")
+    phase = method.phases(len(data.y["target_train"]), len(data.y["source"]))[-1]
+
+    def step():
+        loss, parts = method.loss(next(target) if phase.target else None, next(source) if phase.source else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    step()  # the first step builds what a run keeps (a fixed cost's Gibbs kernel)
+    with counting_reads(monkeypatch) as counts:
+        parts = step()
+    expected = method.step_reads + sum(torch_loop_reads(n, every) for n, every in counts["loops"])
+    assert counts["reads"] == expected, (name, counts)
+    assert bool(counts["loops"]) == (C is not None)  # the JTLN variants run the torch loop, once a step
+    assert all(torch.is_tensor(v) and v.dim() == 0 for v in parts.values())  # parts stay on the device
+
+
+def test_a_run_reads_its_losses_once_per_epoch_and_names_the_first_non_finite_step(tiny, monkeypatch):  # noqa: F811
+    itl, _, factory, _, costs, data, probes = tiny
+    _, log = train("joint", factory, data, HP, 0, itl.L_s, itl.L_t, probes=probes)
+    assert len(log["steps"]) == math.ceil(len(data.y["target_train"]) / HP.batch_size_target) * HP.epochs
+    assert all(isinstance(v, float) and math.isfinite(v) for s in log["steps"] for v in s.values())
+    joint = METHODS["joint"]
+    original, calls = joint.loss, []
+
+    def nan_at_step_2(self, batch_t, batch_s):
+        loss, parts = original(self, batch_t, batch_s)
+        calls.append(1)
+        return (loss * float("nan"), parts) if len(calls) == 2 else (loss, parts)
+
+    monkeypatch.setattr(joint, "loss", nan_at_step_2)
+    with pytest.raises(FloatingPointError, match=r"joint: the loss is nan at step 2 "):
+        train("joint", factory, data, HP.__class__(**{**HP.to_dict(), "epochs": 2}), 0, itl.L_s, itl.L_t, probes=probes)
+
+
+def test_the_caches_go_to_the_device_when_they_fit_and_batches_are_gathered_there(tiny):  # noqa: F811
+    from jtln.cache import RESIDENT_SHARE, on_device
+
+    _, _, _, cached, _, _, _ = tiny
+    assert on_device(cached, "cpu")[0] is cached
+    moved, where = on_device(cached, "meta", free_bytes=cached.nbytes / RESIDENT_SHARE)
+    assert all(t.device.type == "meta" for part in (moved.Z, moved.y, moved.P) for t in part.values()) and "meta" in where
+    kept, where = on_device(cached, "meta", free_bytes=cached.nbytes)  # over the share: gathered on the host
+    assert all(t.device.type == "cpu" for t in kept.Z.values()) and "host memory" in where
+    Z = moved.Z["target_train"]
+    z, y = next(batches(Z, moved.y["target_train"], 4, torch.Generator().manual_seed(0), "meta"))
+    assert z.device.type == y.device.type == "meta" and z.shape[0] == 4
