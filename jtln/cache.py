@@ -15,6 +15,7 @@ business (the sweep's prepared datasets).
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,9 +143,19 @@ def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, d
     return result
 
 
-def _image_batches(itl, items, backbone, batch_size, progress, desc):
+#: threads that decode and resize images for the prefix (PIL and torchvision release the GIL while they work)
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _image_batches(itl, items, backbone, batch_size, progress, desc, threads=DECODE_THREADS):
+    """The inputs of ``items`` in batches, in order, each batch's images decoded by ``threads`` threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
-    for start in tqdm(range(0, len(items), batch_size), desc=f"prefix {desc}", disable=not progress, leave=False):
-        chunk = items[start : start + batch_size]
-        yield torch.stack([to_input(itl.loader(k), backbone.image_size, backbone.mean, backbone.std) for k, _ in chunk])
+    def load(item):
+        return to_input(itl.loader(item[0]), backbone.image_size, backbone.mean, backbone.std)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for start in tqdm(range(0, len(items), batch_size), desc=f"prefix {desc}", disable=not progress, leave=False):
+            yield torch.stack(list(pool.map(load, items[start : start + batch_size])))

@@ -212,8 +212,8 @@ class JTLNMethod(Joint):
         return self.transport_loss(logits_s_on_target, logits_t_on_target)
 
     def transport_loss(self, logits_s_on_target, logits_t_on_target):
-        """The mean OT loss (Algorithm 1 and Eq. 11) with the method's cost matrix."""
-        return self.ot_loss(logits_s_on_target, logits_t_on_target)
+        """The mean OT loss (Algorithm 1 and Eq. 11) with the method's cost matrix, in float32 at least (bf16 logits too)."""
+        return self.ot_loss(logits_s_on_target.float(), logits_t_on_target.float())
 
 
 @register("jtln_mmd", display="JTLN (fc7MKMMD)", order=3, cost="mmd",
@@ -325,8 +325,8 @@ class JTLNLearnedCost(JTLNMethod):
         return (self.C0 + self.delta).clamp_min(0.0)
 
     def transport_loss(self, logits_s_on_target, logits_t_on_target):
-        return ot_loss_with_logits(logits_s_on_target, logits_t_on_target, self.C.to(logits_t_on_target.dtype), self.hp.lam,
-                                   reduction="mean")
+        logits_s, logits_t = logits_s_on_target.float(), logits_t_on_target.float()
+        return ot_loss_with_logits(logits_s, logits_t, self.C.to(logits_t.dtype), self.hp.lam, reduction="mean")
 
     def loss(self, batch_t, batch_s):
         total, parts = super().loss(batch_t, batch_s)

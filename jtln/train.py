@@ -32,6 +32,7 @@ selected on a tie).  The mean validation cross-entropy is a proper scoring
 rule: continuous, it seldom ties, and it charges confident mistakes.
 """
 
+import contextlib
 import copy
 import math
 import platform
@@ -62,6 +63,29 @@ def library_versions():
         except PackageNotFoundError:
             found[name] = None
     return found
+
+
+#: the arithmetic of a run's network: "float32", or "bf16" (autocast on the network's layers; the OT loss and the cost
+#: matrices stay in float32 or float64, :mod:`jtln.ot` and :mod:`jtln.costs`)
+PRECISIONS = ("float32", "bf16")
+
+
+@contextlib.contextmanager
+def arithmetic(device, precision="float32", tf32=False):
+    """For the block: autocast to bfloat16 with ``precision="bf16"``, and TF32 matrix products on CUDA with ``tf32``.
+
+    The previous TF32 settings are restored afterwards.  The defaults change nothing.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device_type = torch.device(device).type
+    previous = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bool(tf32)
+    try:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous
 
 
 @dataclass(frozen=True)
@@ -146,8 +170,11 @@ def validation(network, Z, y, device, batch_size=512):
     return correct / len(y), nll / len(y)
 
 
-def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False):
+def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False,
+          precision="float32", tf32=False):
     """Train ``method_name`` from the pretrained weights and the probe-initialised heads (module docstring).
+
+    ``precision`` and ``tf32``: the network's arithmetic (:func:`arithmetic`).
 
     With a validation split in ``data``, the best validation epoch is kept;
     without one (a refit), the last.  Returns the method (network inside, at
@@ -173,7 +200,8 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     method.start(data)
 
     def val():
-        return validation(network, data.Z["target_val"], data.y["target_val"], device)
+        with arithmetic(device, precision, tf32):
+            return validation(network, data.Z["target_val"], data.y["target_val"], device)
 
     steps, pending, curve, loss_curve, epoch = [], [], [], [], 0
     best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
@@ -186,7 +214,8 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
         for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
-            loss, parts = method.loss(batch_t, batch_s)
+            with arithmetic(device, precision, tf32):
+                loss, parts = method.loss(batch_t, batch_s)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -224,7 +253,7 @@ def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
     """Multi-class accuracy (the paper's metric), per-class accuracy, predictions; and the mean plan if C is given."""
     method.network.eval()
     logits_s, logits_t = zip(*(method.network(z.to(device)) for z in Z.split(batch_size)))
-    logits_s, logits_t = torch.cat(logits_s).cpu(), torch.cat(logits_t).cpu()
+    logits_s, logits_t = torch.cat(logits_s).float().cpu(), torch.cat(logits_t).float().cpu()
     predictions = logits_t.argmax(1)
     correct = predictions == y
     per_class = [correct[y == c].float().mean().item() if (y == c).any() else None for c in range(L_t)]
@@ -237,10 +266,11 @@ def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
     return result
 
 
-def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", test=True):
+def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", test=True,
+        precision="float32", tf32=False):
     """Train (:func:`train`) and, if ``test``, evaluate on the target test split; the part of a record that a run computes."""
     start = time.perf_counter()
-    method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device)
+    method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device, precision=precision, tf32=tf32)
     trained = time.perf_counter()
     record = {"val_accuracy": log["val_accuracy"], "val_loss": log["val_loss"], "best_epoch": log["best_epoch"],
               "val_curve": log["val_curve"], "val_loss_curve": log["val_loss_curve"],
@@ -250,7 +280,8 @@ def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=
         moved = METHODS[method_name].final_cost  # a method whose cost matrix moves: its plans with the cost it ended with
         final = log["method"].get(moved) if moved else None
         C_plan = C if final is None else torch.tensor(final, dtype=C.dtype)
-        record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C_plan, lam=hp.lam))
+        with arithmetic(device, precision, tf32):
+            record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C_plan, lam=hp.lam))
         record["cost_matrix"] = None if C is None else C.tolist()
     record["timings"] = {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained}
     return record

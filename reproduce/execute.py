@@ -82,7 +82,8 @@ def train_and_save(job, workspace):
         warnings.simplefilter("always")
         result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit), hp,
                      job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
-                     probes=probes, device=job.profile.run.device, test=refit)
+                     probes=probes, device=job.profile.run.device, test=refit, precision=job.profile.run.precision,
+                     tf32=job.profile.run.tf32)
     record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
               "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
               "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),

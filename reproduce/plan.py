@@ -71,7 +71,7 @@ class Job:
     @property
     def inputs(self):
         p = self.profile
-        return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), "device": p.run.device,
+        return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), **p.run.identity(),
                           "dataset": self.dataset,
                           "method": self.method, "level": self.level, "role": self.role, "index": self.index,
                           "repeat": self.repeat, "hparams": dict(self.hparams)})

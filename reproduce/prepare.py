@@ -120,7 +120,9 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     if stored is None:
         stored = {"costs": {}, "probes": {}}
         P, y = cached.P["target_train"], cached.y["target_train"]
-        for (level, seed), d in draws.items():
+        from tqdm.auto import tqdm
+
+        for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
             refit = seed not in searches  # a seed's run trains on every labelled image
             train = labelled(d, refit)
             P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]

@@ -66,6 +66,15 @@ class RunSpec:
     seeds: tuple = (0, 1, 2, 3, 4, 5)
     device: str = "cpu"
     workers: int = 1
+    #: the network's arithmetic (jtln.train.PRECISIONS): "float32", or "bf16" autocast (on a GPU; the OT loss and costs stay
+    #: in float32/float64)
+    precision: str = "float32"
+    #: TF32 matrix products on CUDA (faster on Ampere and later, 10 mantissa bits)
+    tf32: bool = False
+
+    def identity(self):
+        """What of this section determines a run's result besides the seeds and methods."""
+        return {"device": self.device, "precision": self.precision, "tf32": self.tf32}
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,10 @@ def _check(profile, where):
     if run.device != "cpu" and run.workers > 1:
         raise ValueError(f"{where}: [run].workers = {run.workers} on [run].device = {run.device!r}: local workers would each "
                          "hold their own copy of the feature caches on one GPU; use 1 (or the slurm executor for several GPUs)")
+    from jtln.train import PRECISIONS
+
+    if run.precision not in PRECISIONS:
+        raise ValueError(f"{where}: [run].precision must be one of {PRECISIONS}, got {run.precision!r}")
     if run.device not in ("cpu", "cuda") and not run.device.startswith("cuda:"):
         raise ValueError(f"{where}: [run].device must be 'cpu', 'cuda' or 'cuda:N', got {run.device!r}")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", profile.name):
