@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+#: a feature whose standard deviation is below this share of the features' largest magnitude counts as constant
+CONSTANT_BELOW = 1e-6
 #: the L2 strengths tried (scikit-learn's C, the inverse of the penalty), chosen on validation cross-entropy
 PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -41,7 +43,9 @@ class _Standardised:
         if missing:
             raise ValueError(f"the probe needs training images of every class; classes {missing} have none")
         self.mu, sigma = X.mean(0), X.std(0)
-        self.sigma = np.where(sigma > 0, sigma, 1.0)  # constant features carry nothing: leave them unscaled
+        # constant features carry nothing: leave them unscaled; a spread at float32 rounding level is constant too (scaled up,
+        # it would give the probe weights of 1e4 and more, and the network's heads infinite logits)
+        self.sigma = np.where(sigma > CONSTANT_BELOW * max(float(np.abs(X).max()), 1e-30), sigma, 1.0)
         self.X = (X - self.mu) / self.sigma
         self.n_classes = n_classes
         self.clf = LogisticRegression(max_iter=1000, warm_start=True)

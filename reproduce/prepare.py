@@ -48,12 +48,16 @@ def cost_keys(profile):
 
 
 def make_backbone(profile, pretrained=None):
+    """The profile's backbone; without pretrained weights, initialised from a fixed seed, so that it is the same network
+    whatever this process drew before (a profile with ``pretrained = false`` is as reproducible as one with weights)."""
     from jtln.models import build_backbone
 
     m = profile.model
     pretrained = m.pretrained if pretrained is None else pretrained
     weights = (m.weights_path or "DEFAULT") if pretrained else None
-    return build_backbone(m.backbone, weights=weights, image_size=m.image_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stable_seed("backbone", m.backbone, profile.data.data_seed) % 2**31)
+        return build_backbone(m.backbone, weights=weights, image_size=m.image_size)
 
 
 @dataclass
