@@ -28,8 +28,8 @@ VARIANTS = {"Boeing": 22, "Airbus": 13, **{f"Maker{k:02d}": 5 for k in range(13)
 
 
 def _write_images(job):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     folder, ids, width, height = job
     rng = np.random.default_rng(ids[0])
