@@ -41,7 +41,7 @@ def write_tables(profile, collected, out, report=True):
     from reproduce.figures import accuracy_figure, cost_and_plan_figures, learning_curve_figure
     from reproduce.report import build_notebook, environment, execute_and_render
     from reproduce.stats import BEYOND_RIVALS, PAPER_TABLE2, claims, compare_all, compare_beyond, paper_methods
-    from reproduce.tables import beyond_latex, claims_latex, hparams_latex, stats_latex, table2_latex, table2_rows
+    from reproduce.tables import beyond_latex, claims_latex, findings_markdown, hparams_latex, stats_latex, table2_latex, table2_rows
 
     if not collected.seeds:
         raise FileNotFoundError(f"no finished seed runs for profile {profile.name}: run `python -m reproduce sweep --profile "
@@ -113,6 +113,7 @@ def write_tables(profile, collected, out, report=True):
                                                  "claims": verdicts, "beyond": beyond, "selection": selection,
                                                  "environment": environment(records)},
                                                 indent=1, default=str) + "\n")
+    write_atomic(out / "findings.md", findings_markdown(table2_rows(records, groups), verdicts, beyond, profile.name))
     accuracy_figure(records, groups, out)
     learning_curve_figure(collected.seeds, groups, out)
     cost_and_plan_figures(records, groups, out)

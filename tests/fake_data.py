@@ -1,5 +1,9 @@
 """Small generated datasets in the real formats, so loaders are tested without any download."""
 
+import contextlib
+import http.server
+import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +35,16 @@ def make_mini_fgvc(root, n_trainval=3, n_test=2, size=(40, 30)):
         (data / f"images_variant_{split}.txt").write_text("\n".join(variant_lines) + "\n")
         (data / f"images_manufacturer_{split}.txt").write_text("\n".join(manufacturer_lines) + "\n")
     return Path(root)
+
+
+@contextlib.contextmanager
+def http_mirror(folder):
+    """An HTTP server on localhost serving the files of ``folder``, standing in for a dataset's site; yields its base URL."""
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()

@@ -2,10 +2,7 @@
 
 import gzip
 import hashlib
-import http.server
 import struct
-import threading
-from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ import pytest
 import jtln.data.fashion_mnist as fm
 from jtln.data.fashion_mnist import FILES
 from reproduce.__main__ import main
+from tests.fake_data import http_mirror
 
 TRAIN, TEST = 12, 4  # images per class in the small stand-in files
 
@@ -38,18 +36,14 @@ def mirror(tmp_path, monkeypatch):
     served = tmp_path / "mirror"
     served.mkdir()
     info = idx_files(served)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(fm.MIRROR_ENV, f"http://127.0.0.1:{server.server_address[1]}/")
-    monkeypatch.setenv("JTLN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("JTLN_DATA", raising=False)
-    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian-package")
-    monkeypatch.setattr(fm, "resources", lambda: [(f"{name}.gz", md5) for name, (md5, _) in info.items()])
-    monkeypatch.setattr(fm, "SIZES", {name: size for name, (_, size) in info.items()})
-    yield served
-    server.shutdown()
+    with http_mirror(served) as url:
+        monkeypatch.setenv(fm.MIRROR_ENV, url)
+        monkeypatch.setenv("JTLN_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("JTLN_DATA", raising=False)
+        monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian-package")
+        monkeypatch.setattr(fm, "resources", lambda: [(f"{name}.gz", md5) for name, (md5, _) in info.items()])
+        monkeypatch.setattr(fm, "SIZES", {name: size for name, (_, size) in info.items()})
+        yield served
 
 
 PROFILE = """name = "first_run"

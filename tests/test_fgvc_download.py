@@ -1,17 +1,14 @@
 """FGVC-Aircraft's first run: the archive fetched from a local HTTP mirror, checked by its content, never trusted when damaged."""
 
-import http.server
 import io
 import shutil
 import tarfile
-import threading
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 import jtln.data.fgvc_aircraft as fgvc
-from tests.fake_data import make_mini_fgvc
+from tests.fake_data import http_mirror, make_mini_fgvc
 
 
 def make_archive(path, tree, drop=0, truncate=False):
@@ -34,15 +31,11 @@ def mirror(tmp_path, monkeypatch):
     served.mkdir()
     tree = make_mini_fgvc(tmp_path / "tree", n_trainval=4, n_test=2)
     make_archive(served / fgvc.ARCHIVE, tree)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv(fgvc.MIRROR_ENV, f"http://127.0.0.1:{server.server_address[1]}/")
-    monkeypatch.setenv("JTLN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("JTLN_FGVC_ROOT", raising=False)
-    yield served, tree
-    server.shutdown()
+    with http_mirror(served) as url:
+        monkeypatch.setenv(fgvc.MIRROR_ENV, url)
+        monkeypatch.setenv("JTLN_CACHE", str(tmp_path / "cache"))
+        monkeypatch.delenv("JTLN_FGVC_ROOT", raising=False)
+        yield served, tree
 
 
 def annotations_only(tree, root):

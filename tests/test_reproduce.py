@@ -31,8 +31,8 @@ def records_of(runs, profile="smoke"):
 
 def test_smoke_profile_end_to_end(smoke):
     out = smoke / "out" / "smoke"
-    for name in ("table1.tex", "table1.json", "table2.tex", "hparams.tex", "stats.tex", "stats.json", "claims.tex", "accuracy.png",
-                 "accuracy.pdf", "learning_curve.png", "costs_Tops.png", "plans_Footwear.pdf", "report.html"):
+    for name in ("table1.tex", "table1.json", "table2.tex", "hparams.tex", "stats.tex", "stats.json", "claims.tex", "findings.md",
+                 "accuracy.png", "accuracy.pdf", "learning_curve.png", "costs_Tops.png", "plans_Footwear.pdf", "report.html"):
         assert (out / name).is_file(), name
     collected = records_of(smoke / "runs")
     assert collected.missing == []
