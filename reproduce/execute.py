@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from reproduce.plan import SEED
+from reproduce.plan import SEED, searched
 from reproduce.prepare import Workspace, cost_key
 from reproduce.records import load_record, run_id, save_record
 
@@ -70,7 +70,6 @@ def train_and_save(job, workspace):
     """
     from jtln.data import draw_digest
     from jtln.train import RunData, run
-    from reproduce.plan import searched
 
     prep = workspace.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
     draw = prep.draws[(job.level, job.draw_seed)]

@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 from jtln.atomic import write_atomic
-from jtln.methods import display_name
 
 
 def out_dir(out, profile):
@@ -37,7 +36,8 @@ def short_cells(collected):
 
 
 def write_tables(profile, collected, out, report=True):
-    """Table 2, the selected hyper-parameters, statistics, claims, figures and the report from the collected records."""
+    """Table 2, the selected hyper-parameters, statistics, claims, findings, figures and the report from the collected records."""
+    from reproduce import captions
     from reproduce.figures import accuracy_figure, cost_and_plan_figures, learning_curve_figure
     from reproduce.report import build_notebook, environment, execute_and_render
     from reproduce.stats import BEYOND_RIVALS, PAPER_TABLE2, claims, compare_all, compare_beyond, paper_methods
@@ -49,71 +49,28 @@ def write_tables(profile, collected, out, report=True):
     short = short_cells(collected)
     if short:
         print(f"warning: the sweep is unfinished; tables use what exists. Runs missing per cell: {short}", file=sys.stderr)
-    out = out_dir(out, profile)
-    level = profile.data.table2_level
-    records = [r for r in collected.seeds if r["level"] == level]
-    groups = [g for g in profile.data.groups if any(r["dataset"] == g for r in records)]
-    n_seeds = len({r["seed"] for r in records})
-    paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
-    protocol = (f"{level} labelled target images per class, each seed its own draw; every method tuned by the same random search "
-                f"({profile.search.n_trials} trials, each scored on {profile.search.draws} search draws of its own) on validation "
-                "cross-entropy, which also chose the epoch count (early stopping); each seed's run then refit the selected "
-                "configuration on all its labelled images, training and validation, for that epoch count, and was tested once")
-    one_seed = n_seeds == 1
     incomplete = "; INCOMPLETE SWEEP" if short else ""
-    caption = (("Target test accuracy, one seed" if one_seed else
-                f"Target test accuracy, mean $\\pm$ std (ddof=1) over {n_seeds} seeds") + f" ({profile.description}); {protocol}; in bold "
-               "among the paper's methods: the best mean and every method not significantly worse (paired t-test, Holm), none if "
-               "no method stands out; below the rules, methods beyond the paper (same search, selection and seeds) and a "
-               "reference outside the paper"
-               + ("; columns marked (paper) are the values published in the paper's Table 2" if paper else "") + incomplete)
-    warned = sum(bool(r.get("warnings")) for r in records)
-    if warned:
-        caption += f"; {warned} of {len(records)} runs warned while training (their warnings in the records)"
-    dynamic = sorted(r["cost_updates"] for r in records if r["method"] == "jtln_dynamic" and "cost_updates" in r)
-    if dynamic:
-        caption += (f"; {display_name('jtln_dynamic')}: C recomputed {dynamic[0]} to {dynamic[-1]} times per run "
-                    f"(median {dynamic[len(dynamic) // 2]})")
-    write_atomic(out / "table2.tex", table2_latex(records, groups, caption, paper))
-    write_atomic(out / "hparams.tex", hparams_latex(collected.selection,
-                                                    "Selected hyper-parameters: the search trial with the lowest validation "
-                                                    f"cross-entropy (mean over {profile.search.draws} search draws) per dataset, "
-                                                    "method and level (trial 0: the defaults), its searched values, and the epoch "
-                                                    "count of the seeds' refit (the trial's kept epoch, mean over the draws)"
-                                                    + incomplete))
-    results = compare_all(paper_methods(records))
-    verdicts = claims(paper_methods(records), groups)
-    write_atomic(out / "stats.tex", stats_latex(results, "Exploratory: every pair of the paper's methods once per dataset, paired "
-                                                "over seeds: mean accuracy difference A$-$B with 95\\% CI (t distribution), paired "
-                                                "t-test $p_t$ with Holm correction within each dataset, Wilcoxon signed-rank $p_W$, "
-                                                "probability of improvement $P(A>B)$ over seeds with an exact binomial 95\\% CI, the "
-                                                "smallest difference the seeds detect with 80\\% power at $\\alpha=0.05$ (MDE), and "
-                                                "the seeds where an exact McNemar test on the test predictions gives $p<0.05$"
-                                                + incomplete))
-    roles = f"{groups[0]} plays Boeing's role" + (f", {groups[1]} Airbus's" if len(groups) > 1 else "")
-    claims_caption = (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the "
-                      "two-sided paired t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as "
-                      "the paper's ($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on both "
-                      "datasets, one Holm family at $\\alpha=0.05$, so a verdict's family-wise error is at most 0.05. Supported / "
-                      "contradicted: the two-sided test rejects in / against the claimed direction; paper's effect ruled out: "
-                      "the margin test rejects; Power: of our seeds against the paper's difference")
-    write_atomic(out / "claims.tex", claims_latex(verdicts, claims_caption + incomplete))
-    beyond = compare_beyond(records)
+    out = out_dir(out, profile)
+    records = [r for r in collected.seeds if r["level"] == profile.data.table2_level]
+    groups = [g for g in profile.data.groups if any(r["dataset"] == g for r in records)]
+    paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
+    results, verdicts, beyond = compare_all(paper_methods(records)), claims(paper_methods(records), groups), compare_beyond(records)
+    rows = table2_rows(records, groups, paper)
+    tables = {"table2.tex": table2_latex(records, groups, captions.table2(profile, records, paper, incomplete), paper),
+              "hparams.tex": hparams_latex(collected.selection, captions.hparams(profile, incomplete)),
+              "stats.tex": stats_latex(results, captions.stats(incomplete)),
+              "claims.tex": claims_latex(verdicts, captions.claims(groups, incomplete)),
+              "findings.md": findings_markdown(rows, verdicts, beyond, profile.name)}
     if beyond:
-        rivals = ", ".join(display_name(m) for m in BEYOND_RIVALS)
-        write_atomic(out / "beyond.tex", beyond_latex(beyond, "Beyond the paper: each new method against " + rivals + ", paired "
-                                                      "over seeds; mean accuracy difference A$-$B with 95\\% CI, paired t-test "
-                                                      "$p_t$, Holm-corrected within each dataset ($\\alpha=0.05$). Supported / "
-                                                      "contradicted: significant in / against the direction A beats B" + incomplete))
+        tables["beyond.tex"] = beyond_latex(beyond, captions.beyond(BEYOND_RIVALS, incomplete))
     selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_loss": r["val_loss"],
                   "val_losses": r["val_losses"], "val_accuracy": r["val_accuracy"], "val_accuracies": r["val_accuracies"],
                   "best_epochs": r["best_epochs"], "refit_epochs": r["epochs"], "hparams": {k: r["hparams"][k] for k in r["searched"]}}
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
-    write_atomic(out / "stats.json", json.dumps({"table2": table2_rows(records, groups, paper), "comparisons": results,
-                                                 "claims": verdicts, "beyond": beyond, "selection": selection,
-                                                 "environment": environment(records)},
-                                                indent=1, default=str) + "\n")
-    write_atomic(out / "findings.md", findings_markdown(table2_rows(records, groups), verdicts, beyond, profile.name))
+    tables["stats.json"] = json.dumps({"table2": rows, "comparisons": results, "claims": verdicts, "beyond": beyond,
+                                       "selection": selection, "environment": environment(records)}, indent=1, default=str) + "\n"
+    for name, text in tables.items():
+        write_atomic(out / name, text)
     accuracy_figure(records, groups, out)
     learning_curve_figure(collected.seeds, groups, out)
     cost_and_plan_figures(records, groups, out)

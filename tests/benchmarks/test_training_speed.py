@@ -108,16 +108,22 @@ def test_jtln_step_against_joint_step(setup):
 def test_dynamic_cost_run_against_joint_steps(setup):
     """One update period of jtln_dynamic (``cost_every`` epochs of JTLN steps, then C recomputed) against as many joint steps.
 
-    What a dynamic run adds to a JTLN run: keeping each step's features
-    (detached) and, at the end of the period, the Sec. 3.4 cost of the last
-    epoch's features; the period is the default ``cost_every`` (10 epochs of
-    9 steps).
+    What a dynamic run adds to a JTLN run: at the end of the period, a forward
+    pass over the run's images (the Tops profile's 268 target training images
+    and 600 source images) and the Sec. 3.4 cost of their features; the
+    period is the default ``cost_every`` (10 epochs of 9 steps).
     """
+    from types import SimpleNamespace
+
     backbone, batch_t, batch_s, _, C = setup
     network = JTLN(backbone, L_S, L_T).train()
     optimizer = torch.optim.SGD(network.param_groups(HP), momentum=HP.momentum)
     dynamic = METHODS["jtln_dynamic"](network, HP, C.clone())
-    dynamic.start(None)
+    n_s = 100 * L_S
+    images = SimpleNamespace(Z={"target_train": batch_t[0].repeat(-(-N_T // len(batch_t[0])), 1, 1, 1)[:N_T],
+                                "source": batch_s[0].repeat(-(-n_s // len(batch_s[0])), 1, 1, 1)[:n_s]},
+                             y={"target_train": torch.arange(N_T) % L_T, "source": torch.arange(n_s) % L_S})
+    dynamic.start(images)
     steps = {"jtln_dynamic": step_fn(dynamic, optimizer), "joint": step_fn(METHODS["joint"](network, HP), optimizer)}
     epoch_steps = -(-N_T // HP.batch_size_target)
     n_steps = HP.cost_every * epoch_steps

@@ -1,0 +1,64 @@
+"""The tables' captions: what each table holds and how it was computed, from the profile and the facts of the run.
+
+The statistics themselves are :mod:`reproduce.stats`'; a caption names them
+and the protocol that produced the numbers, so that a table read alone says
+what was selected on what.
+"""
+
+from jtln.methods import display_name
+
+
+def protocol(profile):
+    level, search = profile.data.table2_level, profile.search
+    return (f"{level} labelled target images per class, each seed its own draw; every method tuned by the same random search "
+            f"({search.n_trials} trials, each scored on {search.draws} search draws of its own) on validation cross-entropy, which "
+            "also chose the epoch count (early stopping); each seed's run then refit the selected configuration on all its "
+            "labelled images, training and validation, for that epoch count, and was tested once")
+
+
+def table2(profile, records, paper, incomplete):
+    n_seeds = len({r["seed"] for r in records})
+    spread = "one seed" if n_seeds == 1 else f"mean $\\pm$ std (ddof=1) over {n_seeds} seeds"
+    caption = (f"Target test accuracy, {spread} ({profile.description}); {protocol(profile)}; in bold among the paper's methods: "
+               "the best mean and every method not significantly worse (paired t-test, Holm), none if no method stands out; "
+               "below the rules, methods beyond the paper (same search, selection and seeds) and a reference outside the paper")
+    if paper:
+        caption += "; columns marked (paper) are the values published in the paper's Table 2"
+    warned = sum(bool(r.get("warnings")) for r in records)
+    if warned:
+        caption += f"; {warned} of {len(records)} runs warned while training (their warnings in the records)"
+    updates = sorted(r["cost_updates"] for r in records if r["method"] == "jtln_dynamic" and "cost_updates" in r)
+    if updates:
+        caption += (f"; {display_name('jtln_dynamic')}: C recomputed {updates[0]} to {updates[-1]} times per run "
+                    f"(median {updates[len(updates) // 2]})")
+    return caption + incomplete
+
+
+def hparams(profile, incomplete):
+    return ("Selected hyper-parameters: the search trial with the lowest validation cross-entropy (mean over "
+            f"{profile.search.draws} search draws) per dataset, method and level (trial 0: the defaults), its searched values, "
+            "and the epoch count of the seeds' refit (the trial's kept epoch, mean over the draws)" + incomplete)
+
+
+def stats(incomplete):
+    return ("Exploratory: every pair of the paper's methods once per dataset, paired over seeds: mean accuracy difference A$-$B "
+            "with 95\\% CI (t distribution), paired t-test $p_t$ with Holm correction within each dataset, Wilcoxon signed-rank "
+            "$p_W$, probability of improvement $P(A>B)$ over seeds with an exact binomial 95\\% CI, the smallest difference the "
+            "seeds detect with 80\\% power at $\\alpha=0.05$ (MDE), and the seeds where an exact McNemar test on the test "
+            "predictions gives $p<0.05$" + incomplete)
+
+
+def claims(groups, incomplete):
+    roles = f"{groups[0]} plays Boeing's role" + (f", {groups[1]} Airbus's" if len(groups) > 1 else "")
+    return (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the two-sided paired "
+            "t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as the paper's "
+            "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on both datasets, one Holm family "
+            "at $\\alpha=0.05$, so a verdict's family-wise error is at most 0.05. Supported / contradicted: the two-sided test "
+            "rejects in / against the claimed direction; paper's effect ruled out: the margin test rejects; Power: of our seeds "
+            "against the paper's difference" + incomplete)
+
+
+def beyond(rivals, incomplete):
+    return ("Beyond the paper: each new method against " + ", ".join(display_name(m) for m in rivals) + ", paired over seeds; "
+            "mean accuracy difference A$-$B with 95\\% CI, paired t-test $p_t$, Holm-corrected within each dataset "
+            "($\\alpha=0.05$). Supported / contradicted: significant in / against the direction A beats B" + incomplete)
