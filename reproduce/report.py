@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 FORMAT_CELL = """import math
+import numpy as np
 import pandas as pd
 def fmt(value):
     # a number as the LaTeX tables write it: four decimals, never NaN or exponent notation; an interval as [low, high]
@@ -12,8 +13,8 @@ def fmt(value):
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float, type(None))) for v in value):
         return f'[{fmt(value[0])}, {fmt(value[1])}]'
     if isinstance(value, float):
-        if value != 0 and abs(value) < 5e-5:
-            return '< 0.0001' if value > 0 else '> -0.0001'
+        if value != 0 and abs(value) < 1e-3:  # three significant digits, written out
+            return np.format_float_positional(value, precision=3, unique=True, fractional=False, trim='-')
         return f'{value:.4f}'
     return value
 def show(frame):

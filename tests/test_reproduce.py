@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,10 @@ def test_smoke_profile_end_to_end(smoke):
         assert rows[row["name"]][0] == f"{cell['mean']:.4f} ± {cell['std']:.4f}", row["name"]
         assert f"{cell['mean']:.4f} $\\pm$ {cell['std']:.4f}" in table2_tex
     assert "Linear probe (outside the paper)" in rows and "Footwear" in report
+    # for a reader: no code cells, no NaN, no number in exponent notation
+    text = BeautifulSoup(report, "html.parser").get_text(" ")
+    assert "def fmt" not in report and "import json" not in report
+    assert "NaN" not in text and not re.search(r"\b\d+(\.\d+)?e[-+]\d+", text), re.search(r"\b\d+(\.\d+)?e[-+]\d+", text)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
