@@ -38,10 +38,11 @@ def check_histograms(h, name):
     lowest, worst = h.min().item(), (sums - 1).abs().max().item()
     if not (math.isfinite(lowest) and math.isfinite(worst)):
         check_finite(h, name)
+    hint = " (logits? pass them to ot_loss_with_logits, or OTLoss(..., logits=True))"
     if lowest < 0:
-        raise ValueError(f"{name} has negative entries (min {lowest:.3g})")
+        raise ValueError(f"{name} has negative entries (min {lowest:.3g}){hint}")
     if worst > histogram_atol(h.dtype):
-        raise ValueError(f"{name} rows must sum to 1 (histograms); the worst row is off by {worst:.3g}")
+        raise ValueError(f"{name} rows must sum to 1 (histograms); the worst row is off by {worst:.3g}{hint}")
     return sums
 
 
@@ -53,7 +54,10 @@ def check_lam(lam):
 
 
 def check_iterations(max_iter, check_every):
-    """Sinkhorn's iteration cap and check period: positive ints, named in the error."""
+    """Sinkhorn's iteration cap and check period: positive ints, named in the error, the cap at least one period."""
     for name, value in (("max_iter", max_iter), ("check_every", check_every)):
         if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if max_iter < check_every:
+        raise ValueError(f"max_iter = {max_iter} is below check_every = {check_every}: convergence would never be checked; "
+                         "raise max_iter or lower check_every")

@@ -71,6 +71,8 @@ def _group_by_class(features, labels, n_classes, name):
     if features.dim() != 2:
         raise ValueError(f"features_{name} must have shape [N, D], got {tuple(features.shape)}")
     labels = torch.as_tensor(labels, device=features.device)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"y_{name} must hold integer class labels, got dtype {labels.dtype}")
     if labels.shape != (len(features),):
         raise ValueError(f"y_{name} must have shape [{len(features)}], got {tuple(labels.shape)}")
     if n_classes is None:
@@ -89,8 +91,10 @@ def _group_by_class(features, labels, n_classes, name):
 
 
 def _check_features(feat_s, feat_t):
+    """Both sides' features, detached (a cost matrix is a constant of the OT loss: it keeps no graph of the network)."""
     if feat_s.shape[1] != feat_t.shape[1]:
         raise ValueError(f"feat_s and feat_t must have the same feature dimension, got {feat_s.shape[1]} and {feat_t.shape[1]}")
+    return feat_s.detach(), feat_t.detach()
 
 
 def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None, betas=None,
@@ -119,7 +123,7 @@ def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None
         raise ValueError(f"kernel_weights must be one of {KERNEL_WEIGHTS}, got {kernel_weights!r}")
     if kernel_weights == "optimal" and estimator != "linear":
         raise ValueError(f"kernel_weights='optimal' needs estimator='linear' (Eq. 14), got estimator={estimator!r}")
-    _check_features(feat_s, feat_t)
+    feat_s, feat_t = _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     for name, n in (("y_s", n_s), ("y_t", n_t)):
@@ -205,7 +209,7 @@ def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, no
     ones of each side, as :func:`median_bandwidths`), so that the entropic
     blur is a tenth of a typical distance whatever the feature scale.
     """
-    _check_features(feat_s, feat_t)
+    feat_s, feat_t = _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")
     X_t, n_t = _group_by_class(feat_t, y_t, L_t, "t")
     Ls, Lt = len(n_s), len(n_t)

@@ -164,12 +164,14 @@ class _OTLossFunction(torch.autograd.Function):
         losses = transport_cost(scalings, C, lam)  # line 6
         ctx.weight = 1.0  # d(reduced loss) / d(each row's loss)
         if reduction == "mean":
-            ctx.weight = 1.0 / len(losses) if len(losses) else math.nan  # an empty mean is NaN, as in torch
+            if not len(losses):
+                raise ValueError("an empty batch has no mean OT loss: pass at least one row, or reduction='sum' or 'none'")
+            ctx.weight = 1.0 / len(losses)
         plans = transport_plan(scalings, C, lam) if ctx.needs_input_grad[2] else None
         ctx.save_for_backward(a, b, scalings.log_u, scalings.log_v, plans)
         ctx.lam, ctx.logits, ctx.per_sample, ctx.dtype = lam, logits, reduction == "none", x_s.dtype
         if reduction != "none":
-            losses = losses.mean() if reduction == "mean" else losses.sum()  # an empty mean is NaN, as in torch
+            losses = losses.mean() if reduction == "mean" else losses.sum()
         return losses.to(x_s.dtype)
 
     @staticmethod
@@ -264,13 +266,33 @@ def ot_loss_with_logits(logits_s, logits_t, C, lam, *, reduction="none", tol=Non
 class OTLoss(nn.Module):
     """Eq. 3 as a module: the OT loss between two heads' predictions, reduced over the batch.
 
-    ``OTLoss(C, lam)(h_s, h_t)`` with ``reduction`` "mean" (Eq. 3), "sum" or
-    "none"; with ``logits=True`` it takes the heads' logits instead
-    (:func:`ot_loss_with_logits`).  A constant ``C`` is copied into a
-    buffer; an ``nn.Parameter`` is kept as this module's parameter (the same
-    object, so an optimiser holding it updates the cost), and gets the
-    envelope gradient.  Either way ``.to(device)`` moves it.  Other keywords
-    go to :func:`ot_loss`.
+    ``OTLoss(C, lam)(x_s, x_t)``: ``x_s`` [B, L_s] is the *source* head's
+    output and ``x_t`` [B, L_t] the *target* head's, both on the same batch of
+    target images (Eq. 3); histograms, or logits with ``logits=True``
+    (:func:`ot_loss_with_logits`, the softmax folded into the backward pass).
+    ``reduction`` "mean" (Eq. 3, the default), "sum" or "none".
+
+    Choosing ``lam``: it is :math:`\\lambda` of Algorithm 1, POT's ``1 / reg``
+    (``ot.sinkhorn(a, b, M, reg)``), in units of 1 / cost.  With ``C`` scaled
+    to [0, 1] (:func:`jtln.costs.normalize_cost`, the cost matrices' default)
+    ``lam = 10`` blurs the plan over a tenth of the cost range, the default of
+    this project's search (2-20); larger values follow ``C`` more sharply and
+    need more iterations, and past ~20 in float32 Sinkhorn works in the slower
+    log domain.  The OT term's weight in Eq. 4, ``lambda_ot``, is the
+    caller's: 1 weighs it like the target cross-entropy (a loss in [0, 1] on
+    such a ``C``).
+
+    A constant ``C`` is copied into a buffer; an ``nn.Parameter`` is kept as
+    this module's parameter (the same object, so an optimiser holding it
+    updates the cost), and gets the envelope gradient.  Either way
+    ``.to(device)`` moves it.  Other keywords go to :func:`ot_loss`.
+
+    >>> C = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
+    >>> loss = OTLoss(C, lam=10.0, logits=True)
+    >>> logits_s = torch.tensor([[2.0, 0.0]], dtype=torch.float64)  # the source head: mostly source class 0
+    >>> logits_t = torch.tensor([[0.0, 2.0]], dtype=torch.float64)  # the target head: mostly target class 1
+    >>> round(loss(logits_s, logits_t).item(), 4)  # most of the mass pays C[0, 1] = 1
+    0.7616
     """
 
     def __init__(self, C, lam, reduction="mean", logits=False, **options):
@@ -293,6 +315,7 @@ class OTLoss(nn.Module):
         return self._kernel
 
     def forward(self, x_s, x_t):
+        """The loss between the source head's ``x_s`` [B, L_s] and the target head's ``x_t`` [B, L_t] on the same images."""
         C = self.C.to(x_s.dtype)
         loss = ot_loss_with_logits if self.logits else ot_loss
         return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(compute_dtype(x_s.dtype)), **self.options)

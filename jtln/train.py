@@ -174,7 +174,11 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
           precision="float32", tf32=False):
     """Train ``method_name`` from the pretrained weights and the probe-initialised heads (module docstring).
 
-    ``precision`` and ``tf32``: the network's arithmetic (:func:`arithmetic`).
+    ``probes``: the :class:`jtln.probe.Probe` of the target and of the source
+    head; a head whose probe is None keeps the random initialisation of
+    :class:`torch.nn.Linear` (what LP-FT avoids: pass probes to follow the
+    protocol).  ``precision`` and ``tf32``: the network's arithmetic
+    (:func:`arithmetic`).
 
     With a validation split in ``data``, the best validation epoch is kept;
     without one (a refit), the last.  Returns the method (network inside, at

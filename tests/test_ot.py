@@ -109,15 +109,37 @@ def test_reductions_inside_the_node_match_reducing_the_rows(rng, dtype, logits):
             bad()
 
 
-def test_empty_batch_gives_empty_losses_and_a_nan_mean():
+def test_empty_batch_gives_empty_losses_and_refuses_a_mean():
     logits_s = torch.zeros(0, L_S, requires_grad=True)
     C = torch.rand(L_S, L_T)
     assert ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0).shape == (0,)
-    assert ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="sum").item() == 0.0
-    mean = ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="mean")
-    assert torch.isnan(mean) and torch.isnan(torch.zeros(0).mean())  # as torch's own empty mean
-    mean.backward()
+    total = ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="sum")
+    assert total.item() == 0.0
+    total.backward()
     assert logits_s.grad.shape == (0, L_S)
+    # torch's own empty mean is NaN; a returned loss is finite or the call raises
+    with pytest.raises(ValueError, match="an empty batch has no mean OT loss"):
+        ot_loss_with_logits(logits_s, torch.zeros(0, L_T), C, 10.0, reduction="mean")
+    with pytest.raises(ValueError, match="an empty batch has no mean OT loss"):
+        OTLoss(C, 10.0, logits=True)(logits_s, torch.zeros(0, L_T))
+
+
+def test_rough_edges_get_errors_that_say_what_to_do(rng):
+    """Logits where histograms belong, a cap below the check period, float labels, and a cost that would keep a graph."""
+    from jtln.costs import mmd_cost_matrix
+
+    C = torch.rand(L_S, L_T, dtype=torch.float64)
+    logits_s, logits_t = torch.randn(4, L_S, dtype=torch.float64), torch.randn(4, L_T, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"h_s has negative entries .*\(logits\? pass them to ot_loss_with_logits"):
+        ot_loss(logits_s, logits_t, C, 10.0)
+    with pytest.raises(ValueError, match="max_iter = 5 is below check_every = 10: convergence would never be checked"):
+        ot_loss(logits_s.softmax(1), logits_t.softmax(1), C, 10.0, max_iter=5)
+    features = torch.randn(12, 3, requires_grad=True)
+    labels = torch.arange(12) % 3
+    with pytest.raises(ValueError, match="y_s must hold integer class labels, got dtype torch.float32"):
+        mmd_cost_matrix(features, labels.float(), features, labels)
+    cost = mmd_cost_matrix(features * 2, labels, features * 2, labels)
+    assert not cost.requires_grad and cost.grad_fn is None  # a constant: no graph of the features kept
 
 
 def test_second_derivatives_are_refused(rng):
