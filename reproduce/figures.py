@@ -83,6 +83,10 @@ def learning_curve_figure(records, datasets, out):
     return paths
 
 
+#: heatmaps per row of a figure: a report page shows each at a readable size
+HEATMAPS_PER_ROW = 2
+
+
 def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     import matplotlib
 
@@ -90,15 +94,21 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    width = (0.7 * len(col_labels) + 2.5) * len(matrices) + 1.5
-    fig, axes = plt.subplots(1, len(matrices), figsize=(width, 0.35 * len(row_labels) + 2.5), squeeze=False)
-    for i, (ax, matrix, title) in enumerate(zip(axes[0], matrices, titles)):
-        sns.heatmap(np.asarray(matrix), ax=ax, xticklabels=col_labels, yticklabels=row_labels if i == 0 else False,
+    ncols = min(HEATMAPS_PER_ROW, len(matrices))
+    nrows = -(-len(matrices) // ncols)
+    cell_w, cell_h = 0.7 * len(col_labels) + 2.5, 0.35 * len(row_labels) + 2.5
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols + 1.5, cell_h * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(matrices):
+            ax.set_visible(False)
+            continue
+        first_column = i % ncols == 0
+        sns.heatmap(np.asarray(matrices[i]), ax=ax, xticklabels=col_labels, yticklabels=row_labels if first_column else False,
                     cmap="viridis", annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
-        ax.set_title(title)
+        ax.set_title(titles[i])
         ax.set_xlabel("target class")
-        ax.set_ylabel("source class" if i == 0 else "")
-    fig.suptitle(suptitle, y=1.03)
+        ax.set_ylabel("source class" if first_column else "")
+    fig.suptitle(suptitle, y=1.01)
     fig.tight_layout()
     paths = _save(fig, out, stem)
     plt.close(fig)
