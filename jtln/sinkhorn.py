@@ -359,8 +359,11 @@ def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
         f, used = rough.log_u, used + rough.n_iter
     if f is not None:
         f = f * (lam / stages[-2])
-    result = _sinkhorn_log_stage(a, b, C, lam, tol, max_iter - used, check_every, extrapolate, f)
-    return replace(result, n_iter=used + result.n_iter)
+    result = _sinkhorn_log_stage(a, b, C, lam, tol, max_iter - used, check_every, extrapolate, f, warn=False)
+    result = replace(result, n_iter=used + result.n_iter)
+    if not result.marginal_error < tol and not math.isnan(result.marginal_error):
+        _warn_not_converged(max_iter, result.marginal_error, tol, stacklevel=3)  # the whole budget, every stage's iterations
+    return result
 
 
 def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f=None, warn=True):

@@ -125,3 +125,14 @@ def test_a_scaling_run_that_overflows_is_redone_in_the_log_domain_without_warnin
     assert forced.domain == "log" and forced.marginal_error < 1e-6
     torch.testing.assert_close(transport_plan(forced, C, 150.0), transport_plan(log, C, 150.0), rtol=0, atol=1e-6)
     assert [str(w.message) for w in recwarn] == []
+
+
+def test_an_annealed_run_that_does_not_converge_warns_with_the_whole_budget():
+    """At lam = 1e4 the stages share max_iter; the warning names the budget the caller gave, as the result's n_iter does."""
+    rng = np.random.default_rng(0)
+    a = torch.tensor(rng.dirichlet(np.ones(6), 3))
+    b = torch.tensor(rng.dirichlet(np.ones(4), 3))
+    C = torch.tensor(rng.random((6, 4)))
+    with pytest.warns(RuntimeWarning, match=r"did not converge in 300 iterations"):
+        result = sinkhorn(a, b, C, 1e4, tol=1e-12, max_iter=300, domain="log")
+    assert result.n_iter == 300
