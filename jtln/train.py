@@ -108,10 +108,9 @@ class RunData:
         otherwise the validation images are held out.  ``test`` (default:
         ``refit``): with the target test split.
         """
-        if refit:
-            rows = {"target_train": ("target_train", draw.target_train + draw.target_val)}
-        else:
-            rows = {"target_train": ("target_train", draw.target_train), "target_val": ("target_train", draw.target_val)}
+        rows = {"target_train": ("target_train", draw.training(refit))}
+        if not refit:
+            rows["target_val"] = ("target_train", draw.target_val)
         rows["source"] = ("source", draw.source)
         parts = {name: {} for name in ("Z", "y", "P")}
         for split, (pool, index) in rows.items():

@@ -91,11 +91,6 @@ class Workspace:
         return self._prepared[key]
 
 
-def labelled(d, refit):
-    """The positions of a draw's labelled target images that train a run: the training split, or with ``refit`` both splits."""
-    return list(d.target_train + d.target_val) if refit else list(d.target_train)
-
-
 def prepare(profile, dataset, runs, data_root=None, download=False):
     """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
     from jtln.cache import cached_features, on_device
@@ -128,7 +123,7 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
 
         for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
             refit = seed not in searches  # a seed's run trains on every labelled image
-            train = labelled(d, refit)
+            train = list(d.training(refit))
             P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
             for key in wanted:
                 kind, weights = COST_KEYS[key]

@@ -78,6 +78,11 @@ class Draw:
     target_val: tuple
     source: tuple
 
+    def training(self, refit=False):
+        """The labelled target images that train a run: the training split, or with ``refit`` both splits (the refit of a
+        tested run, which uses every labelled image)."""
+        return self.target_train + self.target_val if refit else self.target_train
+
 
 def _by_class(pool, n_classes):
     labels = np.array([label for _, label in pool], dtype=np.int64)
