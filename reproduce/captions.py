@@ -48,8 +48,10 @@ def stats(incomplete):
             "predictions gives $p<0.05$" + incomplete)
 
 
-def claims(groups, incomplete):
-    roles = f"{groups[0]} plays Boeing's role" + (f", {groups[1]} Airbus's" if len(groups) > 1 else "")
+def claims(groups, incomplete, plays=()):
+    from reproduce.stats import roles as paper_roles
+
+    roles = ", ".join(f"{d} plays {column}'s role" for d, column in paper_roles(groups, plays))
     return (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the two-sided paired "
             "t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as the paper's "
             "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on both datasets, one Holm family "
@@ -62,3 +64,19 @@ def beyond(rivals, incomplete):
     return ("Beyond the paper: each new method against " + ", ".join(display_name(m) for m in rivals) + ", paired over seeds; "
             "mean accuracy difference A$-$B with 95\\% CI, paired t-test $p_t$, Holm-corrected within each dataset "
             "($\\alpha=0.05$). Supported / contradicted: significant in / against the direction A beats B" + incomplete)
+
+
+def recovery(incomplete):
+    return ("How well each cost matrix finds each source class's true parent (the target class it is a sub-class of, by "
+            "construction); over the tested seeds' draws at Table 2's level. Cheapest = parent: source classes with a parent whose "
+            "cheapest target class is it, pooled over seeds, with an exact Clopper-Pearson 95\\% interval that takes each class of "
+            "each seed as a trial. Plan mass on parents: the share of the mass of children's rows that the entropic plan between "
+            "uniform class marginals (Algorithm 1, $\\lambda=10$) sends to their parents, mean and 95\\% t-interval over seeds "
+            "(clipped to [0, 1]). "
+            "Heads' plan: the same share of each OT method's mean transport plan between its heads on the target test images. "
+            "Learned and dynamic costs: at the epoch each run kept. Chance: one over the number of target classes" + incomplete)
+
+
+def gain(incomplete):
+    return ("Each method's gain over target-only fine-tuning at each setting of the relatedness dial, in accuracy points: the "
+            "mean paired difference over seeds with its 95\\% t-interval" + incomplete)

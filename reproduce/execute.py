@@ -88,8 +88,12 @@ def train_and_save(job, workspace):
               "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),
               "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
               "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
-              "probe_C": probes[0].C, **result, "warnings": warning_counts(caught), "run_by": f"{platform.node()}:{os.getpid()}",
+              "probe_C": probes[0].C, "parents": prep.itl.parents, **result, "warnings": warning_counts(caught),
+              "run_by": f"{platform.node()}:{os.getpid()}",
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if refit:  # every cost matrix prepared for this draw, so that how well each kind finds the true parents is read from records
+        record["prepared_costs"] = {key: C.tolist() for (level, seed, key), C in sorted(prep.costs.items(), key=repr)
+                                    if (level, seed) == (job.level, job.draw_seed)}
     save_record(job.folder, record)
     return record
 

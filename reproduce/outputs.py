@@ -54,12 +54,14 @@ def write_tables(profile, collected, out, report=True):
     records = [r for r in collected.seeds if r["level"] == profile.data.table2_level]
     groups = [g for g in profile.data.groups if any(r["dataset"] == g for r in records)]
     paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
-    results, verdicts, beyond = compare_all(paper_methods(records)), claims(paper_methods(records), groups), compare_beyond(records)
+    plays = profile.data.plays
+    results, verdicts = compare_all(paper_methods(records)), claims(paper_methods(records), groups, plays)
+    beyond = compare_beyond(records)
     rows = table2_rows(records, groups, paper)
     tables = {"table2.tex": table2_latex(records, groups, captions.table2(profile, records, paper, incomplete), paper),
               "hparams.tex": hparams_latex(collected.selection, captions.hparams(profile, incomplete)),
               "stats.tex": stats_latex(results, captions.stats(incomplete)),
-              "claims.tex": claims_latex(verdicts, captions.claims(groups, incomplete)),
+              "claims.tex": claims_latex(verdicts, captions.claims(groups, incomplete, plays)),
               "findings.md": findings_markdown(rows, verdicts, beyond, profile.name)}
     if beyond:
         tables["beyond.tex"] = beyond_latex(beyond, captions.beyond(BEYOND_RIVALS, incomplete))
@@ -69,6 +71,7 @@ def write_tables(profile, collected, out, report=True):
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     tables["stats.json"] = json.dumps({"table2": rows, "comparisons": results, "claims": verdicts, "beyond": beyond,
                                        "selection": selection, "environment": environment(records)}, indent=1, default=str) + "\n"
+    tables.update(relatedness_outputs(records, groups, out, incomplete))
     for name, text in tables.items():
         write_atomic(out / name, text)
     accuracy_figure(records, groups, out)
@@ -77,3 +80,18 @@ def write_tables(profile, collected, out, report=True):
     if report:
         execute_and_render(build_notebook(out, profile.path))
     return out
+
+
+def relatedness_outputs(records, groups, out, incomplete):
+    """Where the datasets know their source classes' parents: the recovery table, the gain table, their data and their figures."""
+    from reproduce import captions
+    from reproduce.relatedness import cost_figure, gain_figure, gain_latex, gains, has_parents, recovery, recovery_latex
+
+    if not has_parents(records):
+        return {}
+    found, gained = recovery(records, groups), gains(records, groups)
+    gain_figure(gained, groups, out)
+    cost_figure(records, groups, out)
+    return {"recovery.tex": recovery_latex(found, captions.recovery(incomplete)),
+            "gain.tex": gain_latex(gained, groups, captions.gain(incomplete)),
+            "relatedness.json": json.dumps({"recovery": found, "gain": gained}, indent=1) + "\n"}

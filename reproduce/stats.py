@@ -232,21 +232,23 @@ def verdict(diff, p_holm, p_margin_holm, alpha=ALPHA):
     return "inconclusive"
 
 
-def claims(records, groups):
-    """Every claim of :data:`CLAIMS` on each dataset that plays its paper column's role; its two tests, on every claim and
-    dataset, one Holm family.
+def roles(groups, plays=()):
+    """``[(dataset, paper column)]``: with ``plays`` (a paper column per group), each group plays its own; otherwise
+    ``groups[0]`` plays Boeing's role and ``groups[1]`` Airbus's (the paper's column order)."""
+    return list(zip(groups, plays)) if plays else list(zip(groups, ("Boeing", "Airbus")))
 
-    ``groups[0]`` plays Boeing's role and ``groups[1]`` Airbus's (the
-    paper's column order).  A claim about a method that was not run reads
-    "not run".
+
+def claims(records, groups, plays=()):
+    """Every claim of :data:`CLAIMS` on each dataset that plays its paper column's role (:func:`roles`); its two tests, on
+    every claim and dataset, one Holm family.
+
+    A claim about a method that was not run reads "not run".
     """
-    roles = dict(zip(("Boeing", "Airbus"), groups))
     cells = by_cell(records)
     out = []
     for text, better, worse, columns in CLAIMS:
-        for column in columns:
-            dataset = roles.get(column)
-            if dataset is None:
+        for dataset, column in roles(groups, plays):
+            if column not in columns:
                 continue
             paper = PAPER_TABLE2[column][better] - PAPER_TABLE2[column][worse]
             entry = {"claim": text, "dataset": dataset, "paper_column": column, "better": better, "worse": worse,

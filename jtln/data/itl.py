@@ -43,6 +43,12 @@ class ITLDataset:
     target_test: list
     source: list
     loader: object = None  # how to turn a key into an image, set by the dataset module
+    #: where known by construction, each source class's true parent: the index of the target class it is a sub-class of,
+    #: or None for a source class related to none (:mod:`jtln.data.relatedness`); None where nothing is known
+    parents: tuple = None
+    #: the name the target images are drawn under (default: ``name``): datasets that share their target pool share it, so
+    #: that every seed draws the same labelled target images in each of them
+    target_pool: str = None
 
     @property
     def L_s(self):
@@ -116,7 +122,7 @@ def draw(itl, level, seed, validation_fraction, source_per_class=None, data_seed
         if n > len(members):
             raise ValueError(f"{itl.name}: level {level} asks for {n} labelled images of {itl.target_classes[c]!r}, "
                              f"which has {len(members)}")
-        order = np.random.default_rng(stable_seed("target", itl.name, data_seed, seed, c)).permutation(members)
+        order = np.random.default_rng(stable_seed("target", itl.target_pool or itl.name, data_seed, seed, c)).permutation(members)
         v = n_validation(n, validation_fraction)
         val += order[:v].tolist()
         train += order[v:n].tolist()

@@ -1,0 +1,234 @@
+"""When does it help: how well each cost matrix finds the source classes' true parents, and each method's gain over
+target-only fine-tuning as the source moves from related to unrelated (:mod:`jtln.data.relatedness`).
+
+Pure functions of the seed records of a profile whose datasets know their
+source classes' parents (a record's ``parents``): each record carries the
+cost matrices prepared for its draw (``prepared_costs``), and the learned and
+dynamic costs' records the matrix of their kept epoch.
+"""
+
+import numpy as np
+from scipy import stats
+
+from jtln.hparams import DEFAULTS
+from jtln.methods import METHODS, display_name, method_order
+from reproduce.tables import per_seed
+
+#: the cost matrices whose recovery is measured: key in a record -> label
+COSTS = {"mmd": r"MK-MMD, uniform $\beta$ (Eq. 14)", "mmd-optimal": r"MK-MMD, optimal $\beta$", "ot": "OT (Eq. 16)",
+         "final_cost_matrix": "dynamic, kept epoch", "learned_cost_matrix": "learned, kept epoch"}
+#: the methods whose heads' transport plan is measured (the ones that train with an OT loss)
+PLAN_METHODS = ("jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost")
+
+
+def has_parents(records):
+    return any(any(p is not None for p in r.get("parents") or ()) for r in records)
+
+
+def cheapest_is_parent(C, parents):
+    """``(hits, n)``: of the ``n`` source classes with a parent, how many have it as their cheapest target class (row argmin)."""
+    C = np.asarray(C, float)
+    rows = [i for i, p in enumerate(parents) if p is not None]
+    return sum(int(np.argmin(C[i]) == parents[i]) for i in rows), len(rows)
+
+
+def parent_mass(plan, parents):
+    """The share of the plan's mass in rows of source classes with a parent that goes to that parent (chance: 1 / L_t)."""
+    plan = np.asarray(plan, float)
+    rows = [i for i, p in enumerate(parents) if p is not None]
+    total = plan[rows].sum()
+    if not rows or total <= 0:
+        raise ValueError("parent_mass needs a source class with a parent and a plan with mass in its rows")
+    return float(sum(plan[i, parents[i]] for i in rows) / total)
+
+
+def uniform_plan(C, lam=DEFAULTS.lam):
+    """The entropic OT plan (Algorithm 1's, at the loss's default ``lam``) between uniform class marginals under ``C``."""
+    import torch
+
+    from jtln.ot import solve
+    from jtln.sinkhorn import transport_plan
+
+    C = torch.as_tensor(np.asarray(C, float))
+    L_s, L_t = C.shape
+    a, b = torch.full((1, L_s), 1.0 / L_s, dtype=C.dtype), torch.full((1, L_t), 1.0 / L_t, dtype=C.dtype)
+    return transport_plan(solve(a, b, C, lam, tol=1e-7), C, lam)[0].numpy()
+
+
+def _interval(values, bounds=(-np.inf, np.inf)):
+    """Mean and 95% t-interval over seeds, clipped to ``bounds`` (None where fewer than two seeds)."""
+    v = np.asarray(values, float)
+    if len(v) < 2:
+        return {"mean": float(v.mean()) if len(v) else None, "ci95": [None, None], "n": len(v)}
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    low, high = np.clip([v.mean() - half, v.mean() + half], *bounds)
+    return {"mean": float(v.mean()), "ci95": [float(low), float(high)], "n": len(v)}
+
+
+def _seed_costs(records, dataset):
+    """``{cost key: {seed: (C, parents)}}`` of a dataset's seed records."""
+    found = {}
+    for r in records:
+        if r["dataset"] != dataset or not r.get("parents"):
+            continue
+        for key, C in (r.get("prepared_costs") or {}).items():
+            found.setdefault(key, {})[r["seed"]] = (C, r["parents"])
+        field = METHODS[r["method"]].final_cost if r["method"] in METHODS else None
+        if field and r.get(field) is not None:
+            found.setdefault(field, {})[r["seed"]] = (r[field], r["parents"])
+    return found
+
+
+def recovery(records, datasets):
+    """Per dataset with known parents: each cost kind's recovery of the true parents, and each OT method's heads' plan on them.
+
+    ``costs``: per cost kind, ``cheapest`` (hits and trials pooled over seeds,
+    with an exact Clopper-Pearson interval that treats each source class of
+    each seed as a trial), ``plan_mass`` (the share of :func:`uniform_plan`'s
+    mass on true pairs, mean and t-interval over seeds). ``heads``: per method
+    of :data:`PLAN_METHODS`, the share of its mean transport plan between the
+    heads on target test images (the record's ``mean_plan``) on true pairs.
+    Chance for both shares: ``1 / L_t``.
+    """
+    out = {}
+    for d in datasets:
+        found = _seed_costs(records, d)
+        if not found or not has_parents([r for r in records if r["dataset"] == d]):
+            continue  # a setting without relatives has nothing to recover
+        costs = {}
+        for key in (k for k in COSTS if k in found):
+            seeds = sorted(found[key])
+            counts = [cheapest_is_parent(*found[key][s]) for s in seeds]
+            hits, n = sum(h for h, _ in counts), sum(m for _, m in counts)
+            ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
+            costs[key] = {"cheapest": {"hits": hits, "n": n, "share": hits / n, "ci95": [float(ci.low), float(ci.high)]},
+                          "plan_mass": _interval([parent_mass(uniform_plan(found[key][s][0]), found[key][s][1]) for s in seeds], (0, 1)),
+                          "seeds": seeds}
+        heads = {}
+        for m in PLAN_METHODS:
+            runs = sorted((r for r in records if r["dataset"] == d and r["method"] == m and r.get("mean_plan")), key=lambda r: r["seed"])
+            if runs:
+                heads[m] = _interval([parent_mass(r["mean_plan"], r["parents"]) for r in runs], (0, 1))
+        chance = 1 / len(next(r for r in records if r["dataset"] == d)["target_classes"])
+        out[d] = {"costs": costs, "heads": heads, "chance": chance}
+    return out
+
+
+def gains(records, datasets, reference="target_only"):
+    """``{method: {dataset: mean paired gain over reference and its 95% t-interval, in accuracy}}`` over the seeds both have."""
+    seeds = per_seed(records)
+    out = {}
+    for m in method_order({r["method"] for r in records} - {reference}):
+        for d in datasets:
+            a, b = seeds.get(d, {}).get(m, {}), seeds.get(d, {}).get(reference, {})
+            common = sorted(set(a) & set(b))
+            if common:
+                out.setdefault(m, {})[d] = _interval([a[s] - b[s] for s in common])
+    return out
+
+
+def _fmt(cell, scale=1.0):
+    """``mean [low, high]``; where every seed gave the same value, says so instead of printing a zero-width interval."""
+    if cell["mean"] is None:
+        return "--"
+    low, high = cell["ci95"]
+    if low is None:
+        interval = " (one seed)"
+    elif low == high:
+        interval = " (every seed)"
+    else:
+        interval = f" [{low * scale:.2f}, {high * scale:.2f}]"
+    return f"{cell['mean'] * scale:.2f}{interval}"
+
+
+def recovery_latex(found, caption):
+    """Two blocks per dataset: each cost kind (cheapest class = parent; plan mass on parents), each OT method's heads' plan."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{llcc}", r"\toprule",
+             r"setting & cost matrix & cheapest = parent & plan mass on parents \\", r"\midrule"]
+    for d, part in found.items():
+        for key, c in part["costs"].items():
+            ch = c["cheapest"]
+            lines.append(f"{d} & {COSTS[key]} & {ch['hits']}/{ch['n']} = {ch['share']:.2f} [{ch['ci95'][0]:.2f}, {ch['ci95'][1]:.2f}]"
+                         f" & {_fmt(c['plan_mass'])} \\\\")
+        for m, cell in part["heads"].items():
+            lines.append(f"{d} & heads' plan, {display_name(m)} & -- & {_fmt(cell)} \\\\")
+        lines.append(rf"{d} & chance & {part['chance']:.2f} & {part['chance']:.2f} \\")
+        lines.append(r"\midrule")
+    lines[-1] = r"\bottomrule"
+    lines += [r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def gain_latex(gained, datasets, caption):
+    """One row per method, a column per dataset: the mean paired gain over target-only fine-tuning in points, with its interval."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{l" + "c" * len(datasets) + "}",
+             r"\toprule", "method & " + " & ".join(datasets) + r" \\", r"\midrule"]
+    for m, cells in gained.items():
+        lines.append(display_name(m) + " & " + " & ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def gain_figure(gained, datasets, out):
+    """Each method's gain over target-only fine-tuning (points, mean and 95% interval over seeds) against the dial's setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reproduce.figures import _save
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = np.arange(len(datasets))
+    for i, (m, cells) in enumerate(gained.items()):
+        shift = (i - (len(gained) - 1) / 2) * 0.06
+        present = [k for k, d in enumerate(datasets) if d in cells and cells[d]["ci95"][0] is not None]
+        mean = [100 * cells[datasets[k]]["mean"] for k in present]
+        err = np.array([[100 * (cells[datasets[k]]["mean"] - cells[datasets[k]]["ci95"][0]),
+                         100 * (cells[datasets[k]]["ci95"][1] - cells[datasets[k]]["mean"])] for k in present]).T.reshape(2, -1)
+        ax.errorbar(x[present] + shift, mean, yerr=err, marker="o", capsize=3, label=display_name(m))
+    ax.axhline(0, color="0.4", linestyle="--", linewidth=1)
+    ax.set_xticks(x, datasets)
+    ax.set_xlabel("source classes (dial from related to unrelated)")
+    ax.set_ylabel("gain over target-only fine-tuning (points)")
+    ax.set_title("Gain over target-only fine-tuning, mean and 95% CI over seeds")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+    paths = _save(fig, out, "gain_vs_relatedness")
+    plt.close(fig)
+    return paths
+
+
+def cost_figure(records, datasets, out):
+    """Per dataset, each cost kind's matrix averaged over seeds, with the true (child, parent) pairs outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from reproduce.figures import _save
+
+    paths = []
+    for d in datasets:
+        found = _seed_costs(records, d)
+        if not found or not has_parents([r for r in records if r["dataset"] == d]):
+            continue
+        first = next(r for r in records if r["dataset"] == d)
+        rows, cols, parents = first["source_classes"], first["target_classes"], first["parents"]
+        keys = [k for k in COSTS if k in found]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 2.5, 0.35 * len(rows) + 2.2), squeeze=False)
+        for i, (ax, key) in enumerate(zip(axes[0], keys)):
+            mean = np.mean([np.asarray(C, float) for C, _ in found[key].values()], axis=0)
+            sns.heatmap(mean, ax=ax, xticklabels=cols, yticklabels=rows if i == 0 else False, cmap="viridis", cbar=False,
+                        annot=True, fmt=".2f", annot_kws={"size": 7})
+            for row, parent in enumerate(parents):
+                if parent is not None:
+                    ax.add_patch(plt.Rectangle((parent, row), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            ax.set_title(COSTS[key].replace("$\\beta$", "β"), fontsize=9)
+            ax.set_xlabel("target class")
+        fig.suptitle(f"{d}: cost matrices, mean over seeds (red: each source class's true parent)", y=1.02)
+        fig.tight_layout()
+        paths += _save(fig, out, f"costs_true_pairs_{d}")
+        plt.close(fig)
+    return paths
