@@ -21,6 +21,7 @@ the probe was fitted on.  It applies to every method alike.
 """
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,70 @@ def efficientnet_lite0(weights="DEFAULT", image_size=64):
                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), weights_id, penultimate)
 
 
+def _has_trained_layer(module):
+    return any(isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)) for m in module.modules())
+
+
+def timm_backbone(name: str, weights: str | None = "DEFAULT", image_size: int = 0, trunk_from: str = "") -> Backbone:
+    """Any timm model whose top-level children run in sequence (most CNNs), cut for JTLN at one of them.
+
+    ``trunk_from`` names the first trained child; default: the last child
+    holding a convolution or a linear layer (``layer4`` of a ResNet,
+    ``conv_head`` of an EfficientNet or MobileNetV3).  The children before
+    it are the frozen prefix, it and the ones after (pooling included) the
+    trunk, one layer group at ``lr_backbone``; the heads sit on the pooled
+    output, the pretrained penultimate features.  ``weights``: "DEFAULT"
+    (timm's pretrained weights, downloaded or from its cache), a state-dict
+    file, or None (random).  ``image_size``: default the model's.
+
+    Raises ValueError for an unknown model, an unknown ``trunk_from``, or a
+    model whose children do not reproduce its forward pass (a vision
+    transformer, say); FileNotFoundError naming ``weights_path`` when the
+    pretrained weights can be neither found nor downloaded.
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r} (timm.list_models() lists them)")
+    try:
+        net = timm.create_model(name, pretrained=weights == "DEFAULT", num_classes=0)
+    except (OSError, RuntimeError) as error:  # huggingface_hub's offline and HTTP errors are OSErrors
+        raise FileNotFoundError(f"timm's pretrained weights of {name!r} are neither in its cache nor downloadable ({error}); "
+                                "set [model].weights_path to a local state-dict file of this model") from error
+    weights_id = f"timm:{net.pretrained_cfg.get('hf_hub_id') or name}" if weights == "DEFAULT" else "random"
+    if weights not in (None, "DEFAULT"):
+        missing, unexpected = net.load_state_dict(torch.load(weights, map_location="cpu"), strict=False)
+        wrong = [k for k in missing + unexpected if not k.startswith(net.default_cfg.get("classifier", "fc"))]
+        if wrong:
+            raise ValueError(f"{weights} is not a state dict of timm's {name!r}: keys {wrong[:5]} do not match")
+        weights_id = "file:" + _sha256(weights)
+    net.eval()
+    size = image_size or net.pretrained_cfg["input_size"][-1]
+    children = list(net.named_children())
+    names = [n for n, _ in children]
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        try:
+            whole = net(x)
+        except Exception as error:  # noqa: BLE001 -- any model's own refusal, said with the size that caused it
+            raise ValueError(f"timm model {name!r} does not run on {size}x{size} images ({error}); set [model].image_size") from None
+        try:
+            chained = nn.Sequential(OrderedDict(children))(x)
+        except Exception:  # noqa: BLE001 -- children that cannot run one after the other
+            chained = None
+    if chained is None or whole.shape != chained.shape or not torch.allclose(whole, chained, rtol=1e-4, atol=1e-5):
+        raise ValueError(f"timm model {name!r} does not run as the sequence of its top-level children {names}, so it cannot be "
+                         "cut into a cached prefix and a trained top; choose a convolutional network (resnet*, efficientnet*, ...)")
+    if trunk_from and trunk_from not in names:
+        raise ValueError(f"trunk_from = {trunk_from!r} is not a top-level child of timm's {name!r}; its children: {names}")
+    start = names.index(trunk_from) if trunk_from else max(i for i, (_, m) in enumerate(children) if _has_trained_layer(m))
+    prefix = freeze(nn.Sequential(OrderedDict(children[:start])))
+    top = nn.Sequential(OrderedDict(children[start:]))
+    cfg = net.pretrained_cfg
+    return Backbone(f"timm:{name}", prefix, [(top, "lr_backbone")], whole.shape[1], size, tuple(cfg["mean"]), tuple(cfg["std"]),
+                    weights_id + (f"|trunk_from={names[start]}" if trunk_from else ""), freeze(_copy(top)))
+
+
 #: the backbones by name: how to build one, and the learning-rate hyper-parameters of its layer groups (heads included),
 #: declared so that the sweep knows what a backbone trains without building it
 BACKBONES = {
@@ -179,20 +244,40 @@ BACKBONES = {
 LAYER_GROUP_RATES = tuple(dict.fromkeys(key for _, keys in BACKBONES.values() for key in keys))
 
 
+#: the prefix of a backbone name that takes any timm model (:func:`timm_backbone`): ``"timm:resnet18"``
+TIMM = "timm:"
+#: the layer-group learning rates of a timm backbone (its trained top, and the heads)
+TIMM_RATES = ("lr_backbone", "lr_head")
+
+
 def check_backbone(name):
-    """Raise ValueError unless ``name`` is a registered backbone."""
+    """Raise ValueError unless ``name`` is a registered backbone or ``"timm:<a timm model>"``."""
+    if name.startswith(TIMM):
+        import timm
+
+        if not timm.is_model(name.removeprefix(TIMM)):
+            raise ValueError(f"unknown timm model {name.removeprefix(TIMM)!r} in backbone {name!r} (timm.list_models() lists them)")
+        return
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}, or \"{TIMM}<any timm model>\"")
 
 
 def backbone_rates(name):
-    """The layer-group learning rates that backbone ``name`` trains (:data:`BACKBONES`)."""
+    """The layer-group learning rates that backbone ``name`` trains (:data:`BACKBONES`, or :data:`TIMM_RATES`)."""
     check_backbone(name)
-    return BACKBONES[name][1]
+    return TIMM_RATES if name.startswith(TIMM) else BACKBONES[name][1]
 
 
-def build_backbone(name, weights="DEFAULT", image_size=0):
+def build_backbone(name: str, weights: str | None = "DEFAULT", image_size: int = 0, trunk_from: str = "") -> Backbone:
+    """The backbone ``name`` (in :data:`BACKBONES`, or ``"timm:<model>"``) with ``weights`` ("DEFAULT", a file, or None).
+
+    ``trunk_from`` (timm backbones only) names the first trained child (:func:`timm_backbone`).
+    """
     check_backbone(name)
+    if name.startswith(TIMM):
+        return timm_backbone(name.removeprefix(TIMM), weights, image_size, trunk_from)
+    if trunk_from:
+        raise ValueError(f"trunk_from applies to timm backbones; {name!r} has its cut built in")
     kwargs = {"weights": weights}
     if image_size:
         kwargs["image_size"] = image_size
@@ -206,7 +291,7 @@ class JTLN(nn.Module):
     ``(W_s f + b_s, W_t f + b_t)``; ``h_s``, ``h_t`` are their softmaxes.
     """
 
-    def __init__(self, backbone, L_s, L_t):
+    def __init__(self, backbone: Backbone, L_s: int, L_t: int) -> None:
         super().__init__()
         self.trunk = nn.ModuleList(module for module, _ in backbone.trunk_groups)
         self.lr_keys = [lr_key for _, lr_key in backbone.trunk_groups]
@@ -239,7 +324,7 @@ class JTLN(nn.Module):
             z = module(z)
         return z
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(z)
         return self.head_s(f), self.head_t(f)
 

@@ -31,10 +31,14 @@ def preflight(profile, command, data_root=None, download=False, runs=None, worke
 def check_data(profile, command, data_root, download):
     """The data is there (or will be downloaded); returns the bytes a download will take on disk (0 if none)."""
     root = data_root or profile.data.root or None
-    if profile.data.dataset == "fashion_mnist" and not download:
+    if profile.data.dataset in ("fashion_mnist", "fashion_mnist_relatedness") and not download:
         from jtln.data.fashion_mnist import locate
 
         locate(root, download=False)  # FileNotFoundError: where it looked and how to get it
+    if profile.data.dataset == "folder":
+        from jtln.data.folder import folder_itl
+
+        folder_itl(profile.data.groups[0], root)  # the layout, the class folders and their disjointness
     if profile.data.dataset != "fgvc_aircraft":
         return 0
     from jtln.data import fgvc_aircraft as fgvc
@@ -68,6 +72,10 @@ def check_weights(profile):
         from jtln.models import alexnet_weights
 
         alexnet_weights()  # FileNotFoundError naming weights_path when neither cached nor downloadable
+    if model.backbone.startswith("timm:"):
+        from jtln.models import timm_backbone
+
+        timm_backbone(model.backbone.removeprefix("timm:"), "DEFAULT", model.image_size, model.trunk_from)  # found, fetched, or said
 
 
 def cache_bytes(profile, data_root=None):

@@ -57,7 +57,7 @@ def make_backbone(profile, pretrained=None):
     weights = (m.weights_path or "DEFAULT") if pretrained else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stable_seed("backbone", m.backbone, profile.data.data_seed) % 2**31)
-        return build_backbone(m.backbone, weights=weights, image_size=m.image_size)
+        return build_backbone(m.backbone, weights=weights, image_size=m.image_size, trunk_from=m.trunk_from)
 
 
 @dataclass

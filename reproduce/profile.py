@@ -33,10 +33,14 @@ class DataSpec:
     source_per_class: int = 0
     #: mixed into every draw's seed, so that a profile can ask for other draws
     data_seed: int = 0
+    #: the paper column ("Boeing" or "Airbus") whose claims each group is tested against; default: the first two groups
+    #: play Boeing and Airbus
+    plays: tuple = ()
 
     def identity(self):
-        """What of this section determines a run's result (not where the files are)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("root", "download", "groups", "levels", "table2_level")}
+        """What of this section determines a run's result (not where the files are, nor how the tables read it)."""
+        ignored = ("download", "groups", "levels", "table2_level", "plays") + (() if self.dataset == "folder" else ("root",))
+        return {k: v for k, v in asdict(self).items() if k not in ignored}  # a folder dataset's images are where its root says
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,11 @@ class ModelSpec:
     weights_path: str = ""
     image_size: int = 0  # 0: the backbone's default
     cache_dir: str = ""
+    #: a timm backbone's first trained top-level child (jtln.models.timm_backbone); "": its default cut
+    trunk_from: str = ""
 
     def identity(self):
-        return {k: v for k, v in asdict(self).items() if k != "cache_dir"}
+        return {k: v for k, v in asdict(self).items() if k != "cache_dir" and (k != "trunk_from" or v)}
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class Profile:
 
 SECTIONS = {"data": DataSpec, "model": ModelSpec, "search": SearchSpec, "run": RunSpec}
 TOP_LEVEL = {"name": str, "description": str}
-LIST_ITEMS = {"groups": str, "methods": str, "seeds": int}
+LIST_ITEMS = {"groups": str, "methods": str, "seeds": int, "plays": str}
 
 
 def _build(cls, table, where):
@@ -117,7 +123,7 @@ def _build(cls, table, where):
             for item in value:
                 if key in LIST_ITEMS:
                     check_value(item, LIST_ITEMS[key], f"{where}.{key} item {item!r}")
-            if len(set(map(repr, value))) != len(value):
+            if key != "plays" and len(set(map(repr, value))) != len(value):
                 raise ValueError(f"{where}.{key} lists an entry twice: {value}")
             value = tuple(value)
         elif expected is not object:
@@ -146,6 +152,14 @@ def _check(profile, where):
             raise ValueError(f"{where}: {name}: {error}") from None
     for level in data.levels:
         _check_level(level, f"{where}: [data].levels item")
+    if profile.model.trunk_from and not profile.model.backbone.startswith("timm:"):
+        raise ValueError(f"{where}: [model].trunk_from applies to a \"timm:<model>\" backbone, not {profile.model.backbone!r}")
+    if data.plays:
+        from reproduce.stats import PAPER_TABLE2
+
+        if len(data.plays) != len(data.groups) or set(data.plays) - set(PAPER_TABLE2):
+            raise ValueError(f"{where}: [data].plays must name one of {sorted(PAPER_TABLE2)} for each of the {len(data.groups)} "
+                             f"groups, got {list(data.plays)}")
     if data.table2_level not in data.levels:
         raise ValueError(f"{where}: [data].table2_level = {data.table2_level!r} is not one of [data].levels {list(data.levels)}")
     check_range(data.validation_fraction, f"{where}: [data].validation_fraction", 0, 1, low_open=True)

@@ -2,7 +2,10 @@
 
 * :mod:`jtln.data.itl` — the split logic, independent of any dataset;
 * :mod:`jtln.data.fgvc_aircraft` — FGVC-Aircraft (the paper's benchmark), ITL datasets Boeing and Airbus;
-* :mod:`jtln.data.fashion_mnist` — Fashion-MNIST (the offline default), ITL datasets Tops and Footwear.
+* :mod:`jtln.data.fashion_mnist` — Fashion-MNIST (the offline default), ITL datasets Tops and Footwear;
+* :mod:`jtln.data.folder` — your own images in class folders (``dataset = "folder"``, ``[data] root``);
+* :mod:`jtln.data.relatedness` — Fashion-MNIST's Tops with source classes that are known sub-classes of the target
+  classes, at three settings of a dial from related to unrelated.
 """
 
 from jtln.data.itl import Draw, ITLDataset, Sample, build_itl, draw, draw_digest, restrict
@@ -34,12 +37,40 @@ def _fashion_mnist_groups():
     return tuple(GROUPS)
 
 
+def _folder(group, **options):
+    from jtln.data.folder import folder_itl
+
+    return folder_itl(group, **options)
+
+
+def _relatedness(group, **options):
+    from jtln.data.relatedness import relatedness_itl
+
+    return relatedness_itl(group, **options)
+
+
+def _synthetic_relatedness(group, **options):
+    from jtln.data.fashion_mnist import synthetic_arrays
+    from jtln.data.relatedness import relatedness_itl
+
+    return relatedness_itl(group, arrays=synthetic_arrays())
+
+
+def _relatedness_groups():
+    from jtln.data.relatedness import SETTINGS
+
+    return tuple(SETTINGS)
+
+
 #: the datasets by name: how to load one of its ITL datasets (``loader(group, root=..., download=...)``), and its groups
 #: (a function giving them without the data, or None where only the data's annotations tell)
 DATASETS = {
     "fgvc_aircraft": (_fgvc_aircraft, None),
     "fashion_mnist": (_fashion_mnist, _fashion_mnist_groups),
     "synthetic": (_synthetic, _fashion_mnist_groups),
+    "folder": (_folder, None),
+    "fashion_mnist_relatedness": (_relatedness, _relatedness_groups),
+    "synthetic_relatedness": (_synthetic_relatedness, _relatedness_groups),
 }
 
 

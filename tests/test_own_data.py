@@ -1,0 +1,101 @@
+"""Your own data and backbone from a profile: class folders and any timm model, checked when the profile loads, and the
+whole pipeline on a small generated image tree."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jtln.data.folder import folder_itl
+from jtln.models import build_backbone
+from reproduce.profile import load_profile
+
+SOURCE = ["maple", "oak", "pine"]
+TARGET = ["daisy", "rose"]
+
+
+def make_tree(root, per_class=8, size=24):
+    """``source/<class>``, ``target/train/<class>`` and ``target/test/<class>`` of small PNGs whose brightness follows the class."""
+    rng = np.random.default_rng(0)
+    parts = [("source", c, per_class) for c in SOURCE] + [("target/train", c, per_class) for c in TARGET]
+    parts += [("target/test", c, 4) for c in TARGET]
+    for k, (part, name, n) in enumerate(parts):
+        folder = root / part / name
+        folder.mkdir(parents=True)
+        for i in range(n):
+            pixels = np.clip(rng.normal(30 + 40 * (k % 6), 20, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_folder_dataset_reads_class_folders(tmp_path):
+    itl = folder_itl("flowers", make_tree(tmp_path))
+    assert itl.name == "flowers" and itl.source_classes == SOURCE and itl.target_classes == TARGET
+    assert len(itl.source) == 24 and len(itl.target_train) == 16 and len(itl.target_test) == 8
+    assert np.asarray(itl.loader(itl.source[0][0])).shape == (24, 24, 3)
+
+
+def test_a_folder_dataset_refuses_shared_class_names_mismatched_splits_and_a_missing_root(tmp_path):
+    root = make_tree(tmp_path / "a")
+    (root / "source" / "rose").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "source" / "rose" / "0.png")
+    with pytest.raises(ValueError, match=r"class\(es\) \['rose'\] are both source and target classes"):
+        folder_itl("x", root)
+    root = make_tree(tmp_path / "b")
+    (root / "target" / "test" / "tulip").mkdir()
+    with pytest.raises(ValueError, match=r"hold different classes \(\['tulip'\] in only one of them\)"):
+        folder_itl("x", root)
+    with pytest.raises(FileNotFoundError, match="is not a folder; expected the layout source/<class>/"):
+        folder_itl("x", tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no root; set \\[data\\] root"):
+        folder_itl("x", None)
+    empty = make_tree(tmp_path / "c")
+    (empty / "source" / "birch").mkdir()
+    with pytest.raises(FileNotFoundError, match="birch holds no image"):
+        folder_itl("x", empty)
+
+
+def test_any_timm_convnet_is_cut_at_its_last_trained_child_or_where_the_profile_says():
+    backbone = build_backbone("timm:resnet18", weights=None, image_size=32)
+    assert backbone.name == "timm:resnet18" and backbone.feature_dim == 512
+    assert list(backbone.trunk_groups[0][0]._modules)[:2] == ["layer4", "global_pool"]
+    z = backbone.prefix(torch.randn(2, 3, 32, 32))
+    assert not any(p.requires_grad for p in backbone.prefix.parameters())
+    assert torch.equal(backbone.trunk_groups[0][0].eval()(z), backbone.penultimate(z))  # pretrained features = the trunk at step 0
+    later = build_backbone("timm:resnet18", weights=None, image_size=32, trunk_from="layer3")
+    assert list(later.trunk_groups[0][0]._modules)[:2] == ["layer3", "layer4"]
+    with pytest.raises(ValueError, match="trunk_from = 'layer9' is not a top-level child of timm's 'resnet18'"):
+        build_backbone("timm:resnet18", weights=None, image_size=32, trunk_from="layer9")
+    with pytest.raises(ValueError, match="does not run as the sequence of its top-level children"):
+        build_backbone("timm:vit_tiny_patch16_224", weights=None)
+    with pytest.raises(ValueError, match="unknown timm model 'resnet1800'"):
+        build_backbone("timm:resnet1800", weights=None)
+    with pytest.raises(ValueError, match="trunk_from applies to timm backbones"):
+        build_backbone("efficientnet_lite0", weights=None, trunk_from="conv_head")
+
+
+def test_timm_weights_from_a_file_and_offline_without_one(tmp_path, monkeypatch):
+    import timm
+
+    path = tmp_path / "resnet18.pt"
+    torch.save(timm.create_model("resnet18", num_classes=7).state_dict(), path)  # a classifier of its own: ignored
+    backbone = build_backbone("timm:resnet18", weights=str(path), image_size=32)
+    assert backbone.weights_id.startswith("file:")
+    torch.save({"nothing": torch.zeros(1)}, tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="is not a state dict of timm's 'resnet18'"):
+        build_backbone("timm:resnet18", weights=str(tmp_path / "wrong.pt"), image_size=32)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hub"))
+    with pytest.raises(FileNotFoundError, match="set \\[model\\].weights_path to a local state-dict file"):
+        build_backbone("timm:resnet18", image_size=32)
+
+
+def test_trunk_from_with_a_backbone_whose_cut_is_built_in_is_refused_when_the_profile_loads(tmp_path):
+    profile = tmp_path / "bad.toml"
+    profile.write_text('name = "bad"\ndescription = ""\n[data]\ndataset = "folder"\ngroups = ["mine"]\n'
+                       '[model]\nbackbone = "alexnet"\ntrunk_from = "features"\n')
+    with pytest.raises(ValueError, match="trunk_from applies to a \"timm:<model>\" backbone, not 'alexnet'"):
+        load_profile(profile)
+    profile.write_text(profile.read_text().replace('"alexnet"', '"timm:resnet1800"'))
+    with pytest.raises(ValueError, match="unknown timm model 'resnet1800'"):
+        load_profile(profile)
