@@ -14,6 +14,11 @@ Balanced OT is invariant to adding a constant to ``C`` (the plan and Eq. 11
 do not change), so min-max scaling is a pure change of the unit of ``lam``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
 import torch
 
 from jtln._checks import check_finite, check_lam
@@ -31,7 +36,7 @@ MEDIAN_SAMPLES = 1000
 OT_BLUR_DIVISOR = 10.0
 
 
-def normalize_cost(C, normalize="minmax"):
+def normalize_cost(C: torch.Tensor, normalize: Literal["minmax", "max", "none"] = "minmax") -> torch.Tensor:
     """``"minmax"``: (C - min) / (max - min); ``"max"``: C / max|C|; ``"none"``: C unchanged."""
     if normalize == "none":
         return C
@@ -97,8 +102,11 @@ def _check_features(feat_s, feat_t):
     return feat_s.detach(), feat_t.detach()
 
 
-def mmd_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, sigmas=None, betas=None,
-                    estimator="linear", normalize="minmax", kernel_weights="uniform"):
+def mmd_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tensor, y_t: torch.Tensor, *, L_s: int | None = None,
+                    L_t: int | None = None, sigmas: Sequence[float] | torch.Tensor | None = None,
+                    betas: Sequence[float] | torch.Tensor | None = None, estimator: Literal["linear", "unbiased"] = "linear",
+                    normalize: Literal["minmax", "max", "none"] = "minmax",
+                    kernel_weights: Literal["uniform", "optimal"] = "uniform") -> torch.Tensor:
     r"""Cost matrix :math:`C_{ij} = d_k^2(\mu^s_i, \mu^t_j)` by MK-MMD (Sec. 3.4.1), [L_s, L_t].
 
     ``estimator="linear"`` applies Eq. 14 to each class pair, with the
@@ -191,8 +199,9 @@ def _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k):
     return within(X_s, n_s)[:, None] + within(X_t, n_t)[None, :] - 2 * cross
 
 
-def ot_cost_matrix(feat_s, y_s, feat_t, y_t, *, L_s=None, L_t=None, lam=None, normalize="minmax",
-                   tol=1e-6, max_iter=10_000, pairs_per_chunk=256):
+def ot_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tensor, y_t: torch.Tensor, *, L_s: int | None = None,
+                   L_t: int | None = None, lam: float | None = None, normalize: Literal["minmax", "max", "none"] = "minmax",
+                   tol: float = 1e-6, max_iter: int = 10_000, pairs_per_chunk: int = 256) -> torch.Tensor:
     r"""Cost matrix :math:`C_{ij} = \langle\gamma_0, C^{ij}\rangle_F` by entropic OT (Sec. 3.4.2, Eq. 16), [L_s, L_t].
 
     For each class pair, uniform masses on the two classes' samples (Eq. 15),
@@ -250,8 +259,11 @@ def _median_squared_distance(feat_s, feat_t, max_samples=MEDIAN_SAMPLES):
 COST_KINDS = {"mmd": mmd_cost_matrix, "ot": ot_cost_matrix}
 
 
-def class_cost_matrix(kind, P_s, y_s, P_t, y_t, L_s, L_t, *, estimator="linear", kernel_weights="uniform", normalize="minmax",
-                      samples_per_class=500, dtype=torch.float64, median_samples=MEDIAN_SAMPLES):
+def class_cost_matrix(kind: Literal["mmd", "ot"], P_s: torch.Tensor, y_s: torch.Tensor, P_t: torch.Tensor, y_t: torch.Tensor, L_s: int,
+                      L_t: int, *, estimator: Literal["linear", "unbiased"] = "linear",
+                      kernel_weights: Literal["uniform", "optimal"] = "uniform", normalize: Literal["minmax", "max", "none"] = "minmax",
+                      samples_per_class: int = 500, dtype: torch.dtype = torch.float64,
+                      median_samples: int = MEDIAN_SAMPLES) -> torch.Tensor:
     """The Sec. 3.4 cost matrix of ``kind`` ("mmd" or "ot") from penultimate features of source and target *training* images.
 
     At most ``samples_per_class`` images per class enter (the first ones in

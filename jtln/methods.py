@@ -44,7 +44,7 @@ FINE_TUNING = ("lr_backbone", "lr_fc", "lr_head", "weight_decay", "epochs")
 JTLN_TERMS = ("lambda_s", "lambda_ot", "lam")
 
 
-def register(name, *, display, order, searches=(), cost=None, block="paper"):
+def register(name: str, *, display: str, order: int, searches: tuple = (), cost: str | None = None, block: str = "paper"):
     """Register a method class under ``name`` with what tables and the sweep need to know of it.
 
     ``display``: its name in the tables (the paper's, for the paper's methods);

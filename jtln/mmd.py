@@ -11,7 +11,7 @@ from jtln._checks import check_finite
 
 
 def kernels(d2, sigmas):
-    r"""Each Gaussian kernel of Eq. 13 on squared distances ``d2``: :math:`e^{-d^2/(2\sigma_u^2)}`, [U, *d2.shape]."""
+    r"""Each Gaussian kernel of Eq. 13 on squared distances ``d2``: :math:`e^{-d^2/(2\sigma_u^2)}`, ``[U, *d2.shape]``."""
     sigmas = torch.as_tensor(sigmas, dtype=d2.dtype, device=d2.device)
     scale = (-0.5 / sigmas**2).reshape((-1,) + (1,) * d2.dim())
     return torch.exp(d2.unsqueeze(0) * scale)

@@ -24,7 +24,10 @@ float16 and bfloat16 inputs are checked in their own dtype, solved in float32
 returned in the input dtype.
 """
 
+from __future__ import annotations
+
 import math
+from typing import Literal
 
 import torch
 from torch import nn
@@ -194,8 +197,10 @@ class _OTLossFunction(torch.autograd.Function):
         return grad_s.to(ctx.dtype), grad_t.to(ctx.dtype), grad_C, None, None, None, None
 
 
-def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
-            extrapolate=True, kernel=None):
+def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *,
+            reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
+            check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
+            kernel: GibbsKernel | None = None) -> torch.Tensor:
     r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or their mean or sum, differentiable by Eq. 11.
 
     Parameters
@@ -250,8 +255,10 @@ def ot_loss(h_s, h_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, ch
     return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), options)
 
 
-def ot_loss_with_logits(logits_s, logits_t, C, lam, *, reduction="none", tol=None, max_iter=10_000, check_every=10, domain="auto",
-                        extrapolate=True, kernel=None):
+def ot_loss_with_logits(logits_s: torch.Tensor, logits_t: torch.Tensor, C: torch.Tensor, lam: float, *,
+                        reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
+                        check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
+                        kernel: GibbsKernel | None = None) -> torch.Tensor:
     r"""``ot_loss(softmax(logits_s), softmax(logits_t), C, lam)`` as one autograd node, from the heads' logits.
 
     What the JTLN methods call: the histogram checks reduce to finite logits
@@ -295,7 +302,8 @@ class OTLoss(nn.Module):
     0.7616
     """
 
-    def __init__(self, C, lam, reduction="mean", logits=False, **options):
+    def __init__(self, C: torch.Tensor, lam: float, reduction: Literal["mean", "sum", "none"] = "mean", logits: bool = False,
+                 **options) -> None:
         super().__init__()
         self.reduction = _reduction(reduction)
         if isinstance(C, nn.Parameter):
@@ -314,7 +322,7 @@ class OTLoss(nn.Module):
             self._kernel, self._kernel_key = GibbsKernel.of(self.C.detach().to(dtype), self.lam), key
         return self._kernel
 
-    def forward(self, x_s, x_t):
+    def forward(self, x_s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """The loss between the source head's ``x_s`` [B, L_s] and the target head's ``x_t`` [B, L_t] on the same images."""
         C = self.C.to(x_s.dtype)
         loss = ot_loss_with_logits if self.logits else ot_loss

@@ -25,3 +25,18 @@ def test_an_unknown_name_says_so():
 
     with pytest.raises(AttributeError, match="module 'jtln' has no attribute 'OTloss'"):
         jtln.OTloss  # noqa: B018
+
+
+def test_the_public_functions_are_typed_and_the_package_says_so():
+    import inspect
+    from pathlib import Path
+
+    typed = [jtln.ot_loss, jtln.ot_loss_with_logits, jtln.OTLoss.__init__, jtln.OTLoss.forward, jtln.mmd_cost_matrix,
+             jtln.ot_cost_matrix, jtln.class_cost_matrix, jtln.normalize_cost, jtln.build_backbone, jtln.JTLN.__init__,
+             jtln.JTLN.forward]
+    for function in typed:
+        signature = inspect.signature(function)
+        untyped = [p.name for p in signature.parameters.values()
+                   if p.name != "self" and p.kind is not p.VAR_KEYWORD and p.annotation is inspect.Parameter.empty]
+        assert not untyped and signature.return_annotation is not inspect.Signature.empty, (function.__qualname__, untyped)
+    assert (Path(jtln.__file__).parent / "py.typed").is_file()
