@@ -66,13 +66,14 @@ class Job:
         """The seed of weights and batch order: the seed itself, or one hashed from the trial's cell and index."""
         if self.role == SEED:
             return self.index
-        return stable_seed(TRIAL, self.dataset, self.method, self.level, self.index, self.repeat) % 2**31
+        return stable_seed(TRIAL, search_key(self.profile, self.dataset), self.method, self.level, self.index, self.repeat) % 2**31
 
     @property
     def inputs(self):
         p = self.profile
+        shared = {} if search_key(p, self.dataset) == self.dataset else {"search_key": search_key(p, self.dataset)}
         return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), **p.run.identity(),
-                          "dataset": self.dataset,
+                          "dataset": self.dataset, **shared,
                           "method": self.method, "level": self.level, "role": self.role, "index": self.index,
                           "repeat": self.repeat, "hparams": dict(self.hparams)})
 
@@ -89,9 +90,19 @@ def searched(method, profile):
             if name not in profile.hparams and (name not in LAYER_GROUP_RATES or name in rates)]
 
 
+def search_key(profile, dataset):
+    """What seeds a dataset's search: its name, or the target pool it shares with other groups (:func:`jtln.data.target_pool`),
+    so that groups with the same target data search the same configurations with the same seeds (a method that ignores the
+    source then gives the same runs on each)."""
+    from jtln.data import target_pool
+
+    return target_pool(profile.data.dataset, dataset) or dataset
+
+
 def trial_hparams(profile, dataset, method, level, trial):
-    """Trial 0: the defaults (with the profile's fixed values); trial t: a draw seeded by a hash of (dataset, method, level, t)."""
-    drawn = {} if trial == 0 else sample(searched(method, profile), stable_seed(dataset, method, level, trial))
+    """Trial 0: the defaults (with the profile's fixed values); trial t: a draw seeded by a hash of (:func:`search_key`, method,
+    level, t)."""
+    drawn = {} if trial == 0 else sample(searched(method, profile), stable_seed(search_key(profile, dataset), method, level, trial))
     return tuple(sorted(resolve({**profile.hparams, **drawn}).to_dict().items()))
 
 

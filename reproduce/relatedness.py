@@ -169,6 +169,25 @@ def gain_latex(gained, datasets, caption):
     return "\n".join(lines) + "\n"
 
 
+def findings_lines(found, gained, datasets):
+    """Markdown for ``findings.md``: each cost kind's recovery per setting, and each method's gain per setting."""
+    plain = {k: v.replace("$\\beta$", "β") for k, v in COSTS.items()}
+    lines = ["", "**Recovery of the true parents** (`recovery.tex`; cheapest = parent pooled over seeds, plan mass mean over seeds):", "",
+             "| setting | cost matrix | cheapest = parent | plan mass on parents |", "|---|---|---|---|"]
+    for d, part in found.items():
+        for key, c in part["costs"].items():
+            ch = c["cheapest"]
+            lines.append(f"| {d} | {plain[key]} | {ch['hits']}/{ch['n']} | {_fmt(c['plan_mass'])} |")
+        for m, cell in part["heads"].items():
+            lines.append(f"| {d} | heads' plan, {display_name(m)} | -- | {_fmt(cell)} |")
+        lines.append(f"| {d} | chance | {part['chance']:.2f} | {part['chance']:.2f} |")
+    lines += ["", "**Gain over target-only fine-tuning** (`gain.tex`, points, mean [95% CI] over seeds):", "",
+              "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for m, cells in gained.items():
+        lines.append(f"| {display_name(m)} | " + " | ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + " |")
+    return lines
+
+
 def gain_figure(gained, datasets, out):
     """Each method's gain over target-only fine-tuning (points, mean and 95% interval over seeds) against the dial's setting."""
     import matplotlib

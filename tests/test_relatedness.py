@@ -103,7 +103,7 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
     found = json.loads((out / "relatedness.json").read_text())
     assert set(found["recovery"]) == {"related", "mixed"}
     related = found["recovery"]["related"]
-    assert set(related["costs"]) == {"mmd", "mmd-optimal", "learned_cost_matrix"} and set(related["heads"]) == {"jtln_mmd",
+    assert set(related["costs"]) == {"mmd", "mmd-optimal", "ot", "learned_cost_matrix"} and set(related["heads"]) == {"jtln_mmd",
                                                                                                              "jtln_learned_cost"}
     assert related["costs"]["mmd"]["cheapest"]["n"] == 2 * 8 and related["chance"] == 0.25
     assert set(found["gain"]) == {"jtln_mmd", "jtln_learned_cost"} and set(found["gain"]["jtln_mmd"]) == {"related", "mixed", "unrelated"}
@@ -111,4 +111,14 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
     assert "related plays Boeing's role, mixed plays Boeing's role, unrelated plays Boeing's role" in claims
     stats = json.loads((out / "stats.json").read_text())
     assert {c["dataset"] for c in stats["claims"]} == {"related", "mixed", "unrelated"}
+    # one target pool: each setting searches the same configurations with the same seeds, so target-only fine-tuning, which
+    # ignores the source, is the same run in each (the dial's reference does not move)
+    target_only = {d: c["per_seed"] for d, c in next(r for r in stats["table2"] if r["method"] == "target_only")["cells"].items()}
+    assert target_only["related"] == target_only["mixed"] == target_only["unrelated"]
+    losses = {}
+    for record in (tmp_path / "runs").rglob("record.json"):
+        r = json.loads(record.read_text())
+        if r["method"] == "target_only":
+            losses.setdefault((r["role"], r.get("trial", r.get("seed")), r["draw_key"]), set()).add(r["val_loss"])
+    assert losses and all(len(v) == 1 for v in losses.values()), losses
     assert "nan" not in (out / "recovery.tex").read_text().lower() and Path(out / "gain.tex").read_text().count("&") > 0

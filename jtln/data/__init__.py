@@ -10,7 +10,8 @@
 
 from jtln.data.itl import Draw, ITLDataset, Sample, build_itl, draw, draw_digest, restrict
 
-__all__ = ["DATASETS", "Draw", "ITLDataset", "Sample", "build_itl", "check_dataset", "draw", "draw_digest", "load_itl", "restrict"]
+__all__ = ["DATASETS", "Draw", "ITLDataset", "Sample", "build_itl", "check_dataset", "draw", "draw_digest", "load_itl", "restrict",
+           "target_pool"]
 
 
 def _fgvc_aircraft(group, **options):
@@ -62,15 +63,22 @@ def _relatedness_groups():
     return tuple(SETTINGS)
 
 
-#: the datasets by name: how to load one of its ITL datasets (``loader(group, root=..., download=...)``), and its groups
-#: (a function giving them without the data, or None where only the data's annotations tell)
+def _relatedness_pool(group):
+    from jtln.data.relatedness import POOL
+
+    return POOL
+
+
+#: the datasets by name: how to load one of its ITL datasets (``loader(group, root=..., download=...)``), its groups
+#: (a function giving them without the data, or None where only the data's annotations tell), and, where its groups share
+#: one target, the name of that target pool (a function of the group; None: each group has its own target)
 DATASETS = {
-    "fgvc_aircraft": (_fgvc_aircraft, None),
-    "fashion_mnist": (_fashion_mnist, _fashion_mnist_groups),
-    "synthetic": (_synthetic, _fashion_mnist_groups),
-    "folder": (_folder, None),
-    "fashion_mnist_relatedness": (_relatedness, _relatedness_groups),
-    "synthetic_relatedness": (_synthetic_relatedness, _relatedness_groups),
+    "fgvc_aircraft": (_fgvc_aircraft, None, None),
+    "fashion_mnist": (_fashion_mnist, _fashion_mnist_groups, None),
+    "synthetic": (_synthetic, _fashion_mnist_groups, None),
+    "folder": (_folder, None, None),
+    "fashion_mnist_relatedness": (_relatedness, _relatedness_groups, _relatedness_pool),
+    "synthetic_relatedness": (_synthetic_relatedness, _relatedness_groups, _relatedness_pool),
 }
 
 
@@ -82,6 +90,13 @@ def check_dataset(dataset, groups=()):
     unknown = [g for g in groups if known is not None and g not in known()]
     if unknown:
         raise ValueError(f"dataset {dataset!r} has no group(s) {unknown}; known: {sorted(known())}")
+
+
+def target_pool(dataset, group):
+    """The target pool that ``group`` of ``dataset`` shares with other groups (their target images and draws), or None."""
+    check_dataset(dataset)
+    pool = DATASETS[dataset][2]
+    return None if pool is None else pool(group)
 
 
 def load_itl(dataset, group, **options):

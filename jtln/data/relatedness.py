@@ -30,6 +30,8 @@ from jtln.data.fashion_mnist import CLASSES, GROUPS
 from jtln.data.itl import ITLDataset
 
 TARGET = GROUPS["Tops"]
+#: the target pool every setting shares (:attr:`jtln.data.itl.ITLDataset.target_pool`)
+POOL = "Tops (even positions)"
 UNRELATED = [c for c in CLASSES if c not in TARGET]
 CHILDREN = ("light", "heavy")
 #: the source classes of each setting of the dial: (children of which kinds, unrelated classes)
@@ -86,4 +88,4 @@ def relatedness_itl(setting, root=None, download=False, arrays=None):
     images = {"train": x_train, "test": x_test}
     return ITLDataset(name=setting, target_classes=list(TARGET), source_classes=source_classes, target_train=target_train,
                       target_test=target_test, source=source, loader=lambda key: images[key[0]][key[1]], parents=tuple(parents),
-                      target_pool="Tops (even positions)")
+                      target_pool=POOL)
