@@ -54,7 +54,7 @@ def claims(groups, incomplete, plays=()):
     roles = ", ".join(f"{d} plays {column}'s role" for d, column in paper_roles(groups, plays))
     return (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the two-sided paired "
             "t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as the paper's "
-            "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on both datasets, one Holm family "
+            "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on every dataset, one Holm family "
             "at $\\alpha=0.05$, so a verdict's family-wise error is at most 0.05. Supported / contradicted: the two-sided test "
             "rejects in / against the claimed direction; paper's effect ruled out: the margin test rejects; Power: of our seeds "
             "against the paper's difference" + incomplete)

@@ -12,11 +12,15 @@ _METADATA = {"png": {}, "pdf": {"CreationDate": None}}
 
 
 def _save(fig, out, stem):
+    """Write ``fig`` as ``<out>/<stem>.png`` and ``.pdf``, close it, and return the two paths."""
+    import matplotlib.pyplot as plt
+
     paths = []
     for ext, metadata in _METADATA.items():
         path = Path(out) / f"{stem}.{ext}"
         fig.savefig(path, bbox_inches="tight", dpi=130, metadata=metadata)
         paths.append(path)
+    plt.close(fig)
     return paths
 
 
@@ -47,9 +51,7 @@ def accuracy_figure(records, datasets, out):
         ax.set_ylabel("")
     fig.suptitle("Target test accuracy (dots: seeds; red: mean, 95% CI)")
     fig.tight_layout()
-    paths = _save(fig, out, "accuracy")
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "accuracy")
 
 
 def learning_curve_figure(records, datasets, out):
@@ -78,9 +80,7 @@ def learning_curve_figure(records, datasets, out):
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), title=None, frameon=False)
     fig.suptitle("Learning curve: test accuracy by scarcity level (mean and 95% CI over seeds)")
     fig.tight_layout()
-    paths = _save(fig, out, "learning_curve")
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "learning_curve")
 
 
 #: heatmaps per row of a figure: a report page shows each at a readable size
@@ -110,9 +110,7 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
         ax.set_ylabel("source class" if first_column else "")
     fig.suptitle(suptitle, y=1.01)
     fig.tight_layout()
-    paths = _save(fig, out, stem)
-    plt.close(fig)
-    return paths
+    return _save(fig, out, stem)
 
 
 def cost_and_plan_figures(records, datasets, out):

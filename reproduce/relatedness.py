@@ -197,7 +197,7 @@ def gain_figure(gained, datasets, out):
 
     from reproduce.figures import _save
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     x = np.arange(len(datasets))
     for i, (m, cells) in enumerate(gained.items()):
         shift = (i - (len(gained) - 1) / 2) * 0.06
@@ -213,9 +213,7 @@ def gain_figure(gained, datasets, out):
     ax.set_title("Gain over target-only fine-tuning, mean and 95% CI over seeds")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
-    paths = _save(fig, out, "gain_vs_relatedness")
-    plt.close(fig)
-    return paths
+    return _save(fig, out, "gain_vs_relatedness")
 
 
 def cost_figure(records, datasets, out):
@@ -249,5 +247,4 @@ def cost_figure(records, datasets, out):
         fig.suptitle(f"{d}: cost matrices, mean over seeds (red: each source class's true parent)", y=1.02)
         fig.tight_layout()
         paths += _save(fig, out, f"costs_true_pairs_{d}")
-        plt.close(fig)
     return paths

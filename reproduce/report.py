@@ -48,13 +48,23 @@ show(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 
 CLAIMS_CELL = """claims = pd.DataFrame(stats['claims'])
 columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'mean_diff', 'ci95', 'p_t_holm', 'p_margin_holm', 'power_paper',
            'seeds_needed', 'verdict']
-display(Markdown('**The paper\\'s claims**: both tests of every claim, on both datasets, one Holm family'))
+display(Markdown('**The paper\\'s claims**: both tests of every claim, on every dataset, one Holm family'))
 show(claims[[c for c in columns if c in claims]])
 if stats.get('beyond'):
     display(Markdown('**Beyond the paper**: each new method against JTLN and joint fine-tuning (Holm within each dataset)'))
     show(pd.DataFrame(stats['beyond'])[['dataset', 'a', 'b', 'mean_diff', 'ci95', 'p_t', 'p_holm', 'verdict']])
 display(Markdown('**Every pair of the paper\\'s methods** (exploratory; Holm within each dataset)'))
-show(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'seeds', 'accuracies_a', 'accuracies_b', 'differences']))"""
+show(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'seeds', 'accuracies_a', 'accuracies_b', 'differences']))
+if (out / 'relatedness.json').is_file():  # datasets whose source classes' true parents are known
+    related = json.loads((out / 'relatedness.json').read_text())
+    display(Markdown('**Recovery of the true parents** (as `recovery.tex`: cheapest class = parent pooled over seeds; '
+                     'plan mass on parents, mean and 95% CI over seeds; chance = 1 / target classes)'))
+    show(pd.DataFrame([{'setting': d, 'cost': k, 'cheapest = parent': f"{c['cheapest']['hits']}/{c['cheapest']['n']}",
+                        'plan mass': c['plan_mass']['mean'], 'CI': c['plan_mass']['ci95'], 'chance': part['chance']}
+                       for d, part in related['recovery'].items() for k, c in part['costs'].items()]))
+    display(Markdown('**Gain over target-only fine-tuning** (accuracy, mean and 95% CI over seeds, as `gain.tex`)'))
+    show(pd.DataFrame([{'method': m, 'setting': d, 'gain': g['mean'], 'CI': g['ci95']}
+                       for m, cells in related['gain'].items() for d, g in cells.items()]))"""
 
 
 def build_notebook(out, profile_path):

@@ -11,7 +11,7 @@ method of a seed sees the same drawn images), so each comparison is paired.
 * :func:`claims` — the paper's claims (:data:`CLAIMS`), each with the
   paper's effect as a margin: *supported*, *contradicted*, *paper's effect
   ruled out* or *inconclusive* (:func:`verdict`), and the power to detect
-  the paper's effect.  Both tests of every claim on both datasets form one
+  the paper's effect.  Both tests of every claim on every dataset form one
   Holm family, so a verdict's family-wise error is at most ``ALPHA``.
 
 Accuracies are compared as counts of correct test images
