@@ -84,8 +84,16 @@ def test_timm_weights_from_a_file_and_offline_without_one(tmp_path, monkeypatch)
     torch.save({"nothing": torch.zeros(1)}, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="is not a state dict of timm's 'resnet18'"):
         build_backbone("timm:resnet18", weights=str(tmp_path / "wrong.pt"), image_size=32)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hub"))
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    real = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):  # what timm raises offline with nothing cached, without waiting on a network
+        if pretrained:
+            raise LocalEntryNotFoundError("cannot find the requested files in the local cache; outgoing traffic is disabled")
+        return real(name, pretrained=pretrained, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(FileNotFoundError, match="set \\[model\\].weights_path to a local state-dict file"):
         build_backbone("timm:resnet18", image_size=32)
 
