@@ -71,8 +71,9 @@ def write_tables(profile, collected, out, report=True):
                  for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     tables["stats.json"] = json.dumps({"table2": rows, "comparisons": results, "claims": verdicts, "beyond": beyond,
                                        "selection": selection, "environment": environment(records)}, indent=1, default=str) + "\n"
-    tables.update(relatedness_outputs(records, groups, out, incomplete))
-    tables["findings.md"] += tables.pop("findings_relatedness", "")
+    related, findings = relatedness_outputs(records, groups, out, incomplete)
+    tables.update(related)
+    tables["findings.md"] += findings
     for name, text in tables.items():
         write_atomic(out / name, text)
     accuracy_figure(records, groups, out)
@@ -84,16 +85,17 @@ def write_tables(profile, collected, out, report=True):
 
 
 def relatedness_outputs(records, groups, out, incomplete):
-    """Where the datasets know their source classes' parents: the recovery table, the gain table, their data and their figures."""
+    """Where the datasets know their source classes' parents: the recovery and gain tables with their data (``{file: text}``),
+    their lines for ``findings.md``, and their figures; otherwise nothing."""
     from reproduce import captions
     from reproduce.relatedness import cost_figure, findings_lines, gain_figure, gain_latex, gains, has_parents, recovery, recovery_latex
 
     if not has_parents(records):
-        return {}
+        return {}, ""
     found, gained = recovery(records, groups), gains(records, groups)
     gain_figure(gained, groups, out)
     cost_figure(records, groups, out)
-    return {"findings_relatedness": "\n".join(findings_lines(found, gained, groups)) + "\n",
-            "recovery.tex": recovery_latex(found, captions.recovery(incomplete)),
-            "gain.tex": gain_latex(gained, groups, captions.gain(incomplete)),
-            "relatedness.json": json.dumps({"recovery": found, "gain": gained}, indent=1) + "\n"}
+    return ({"recovery.tex": recovery_latex(found, captions.recovery(incomplete)),
+             "gain.tex": gain_latex(gained, groups, captions.gain(incomplete)),
+             "relatedness.json": json.dumps({"recovery": found, "gain": gained}, indent=1) + "\n"},
+            "\n".join(findings_lines(found, gained, groups)) + "\n")

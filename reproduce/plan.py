@@ -71,7 +71,8 @@ class Job:
     @property
     def inputs(self):
         p = self.profile
-        shared = {} if search_key(p, self.dataset) == self.dataset else {"search_key": search_key(p, self.dataset)}
+        key = search_key(p, self.dataset)
+        shared = {} if key == self.dataset else {"search_key": key}
         return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), **p.run.identity(),
                           "dataset": self.dataset, **shared,
                           "method": self.method, "level": self.level, "role": self.role, "index": self.index,

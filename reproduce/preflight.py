@@ -2,9 +2,10 @@
 
 * the device (:func:`reproduce.profile.check_device`), and how many local workers can share it;
 * the data: for FGVC-Aircraft every image the ITL datasets use (their count missing and the command
-  that fetches them); for Fashion-MNIST the files (:func:`jtln.data.fashion_mnist.locate`);
-* the backbone's pretrained weights: a ``weights_path`` file, or torchvision's cached AlexNet weights,
-  fetched now (with torchvision's hash check) where the network allows, never later in a run;
+  that fetches them); for Fashion-MNIST the files (:func:`jtln.data.fashion_mnist.locate`); for a
+  folder dataset its layout (:func:`jtln.data.folder.folder_itl`);
+* the backbone's pretrained weights: a ``weights_path`` file, torchvision's cached AlexNet weights or
+  timm's, fetched now (with the library's own checks) where the network allows, never later in a run;
 * the free disk space that the feature caches (and a download) will take.
 
 With ``--download`` a missing dataset is not an error: it is fetched when the command runs, and its

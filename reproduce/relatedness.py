@@ -12,6 +12,7 @@ from scipy import stats
 
 from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.stats import paired
 from reproduce.tables import per_seed
 
 #: the cost matrices whose recovery is measured: key in a record -> label
@@ -66,10 +67,10 @@ def _interval(values, bounds=(-np.inf, np.inf)):
 
 
 def _seed_costs(records, dataset):
-    """``{cost key: {seed: (C, parents)}}`` of a dataset's seed records."""
+    """``{cost key: {seed: (C, parents)}}`` of a dataset's seed records; empty where its source has no known relative."""
     found = {}
     for r in records:
-        if r["dataset"] != dataset or not r.get("parents"):
+        if r["dataset"] != dataset or not has_parents([r]):
             continue
         for key, C in (r.get("prepared_costs") or {}).items():
             found.setdefault(key, {})[r["seed"]] = (C, r["parents"])
@@ -93,7 +94,7 @@ def recovery(records, datasets):
     out = {}
     for d in datasets:
         found = _seed_costs(records, d)
-        if not found or not has_parents([r for r in records if r["dataset"] == d]):
+        if not found:
             continue  # a setting without relatives has nothing to recover
         costs = {}
         for key in (k for k in COSTS if k in found):
@@ -115,7 +116,8 @@ def recovery(records, datasets):
 
 
 def gains(records, datasets, reference="target_only"):
-    """``{method: {dataset: mean paired gain over reference and its 95% t-interval, in accuracy}}`` over the seeds both have."""
+    """``{method: {dataset: mean paired gain over reference and its 95% t-interval, in accuracy}}`` over the seeds both have
+    (:func:`reproduce.stats.paired`)."""
     seeds = per_seed(records)
     out = {}
     for m in method_order({r["method"] for r in records} - {reference}):
@@ -123,7 +125,8 @@ def gains(records, datasets, reference="target_only"):
             a, b = seeds.get(d, {}).get(m, {}), seeds.get(d, {}).get(reference, {})
             common = sorted(set(a) & set(b))
             if common:
-                out.setdefault(m, {})[d] = _interval([a[s] - b[s] for s in common])
+                result = paired([a[s] for s in common], [b[s] for s in common])
+                out.setdefault(m, {})[d] = {"mean": result["mean_diff"], "ci95": result["ci95"], "n": result["n"]}
     return out
 
 
@@ -229,7 +232,7 @@ def cost_figure(records, datasets, out):
     paths = []
     for d in datasets:
         found = _seed_costs(records, d)
-        if not found or not has_parents([r for r in records if r["dataset"] == d]):
+        if not found:
             continue
         first = next(r for r in records if r["dataset"] == d)
         rows, cols, parents = first["source_classes"], first["target_classes"], first["parents"]

@@ -1,5 +1,5 @@
-"""Your own data and backbone from a profile: class folders and any timm model, checked when the profile loads, and the
-whole pipeline on a small generated image tree."""
+"""Your own data and backbone from a profile: class folders and any timm model, checked when the profile loads (the whole
+pipeline on them runs in tests/test_examples.py, through examples/sweep_on_your_folders.py)."""
 
 import numpy as np
 import pytest
@@ -14,17 +14,16 @@ SOURCE = ["maple", "oak", "pine"]
 TARGET = ["daisy", "rose"]
 
 
-def make_tree(root, per_class=8, size=24):
-    """``source/<class>``, ``target/train/<class>`` and ``target/test/<class>`` of small PNGs whose brightness follows the class."""
-    rng = np.random.default_rng(0)
-    parts = [("source", c, per_class) for c in SOURCE] + [("target/train", c, per_class) for c in TARGET]
-    parts += [("target/test", c, 4) for c in TARGET]
-    for k, (part, name, n) in enumerate(parts):
-        folder = root / part / name
-        folder.mkdir(parents=True)
-        for i in range(n):
-            pixels = np.clip(rng.normal(30 + 40 * (k % 6), 20, (size, size, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(folder / f"{i}.png")
+def make_tree(root):
+    """The example's generated tree (``examples/sweep_on_your_folders.py``): 8 images per class, 4 per target test class."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "examples" / "sweep_on_your_folders.py"
+    spec = importlib.util.spec_from_file_location("sweep_on_your_folders", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    example.make_tree(root)
     return root
 
 
