@@ -1,8 +1,10 @@
 """The sweep on a SLURM cluster: one job array per phase through submitit, watched so that the driver never waits forever.
 
-The driver has prepared every dataset (features, cost matrices, probes on
-disk under ``<runs>/cache``) before it submits, so a task only loads them.
-The runs still to do are split into chunks, one array task each (``slurm``
+The driver submits the preparation of every dataset (features, cost
+matrices, probes on disk under ``<runs>/cache``) as an array of its own,
+one task per dataset on the profile's device, before the runs, so a run's
+task only loads them; every task checks the device where it runs, so the
+driver needs no GPU.  The runs still to do are split into chunks, one array task each (``slurm``
 options below); a task runs its chunk with the function the driver passes
 (:func:`reproduce.execute.run_jobs`: one run after the other, each under its
 lock), so every run's record is written once, atomically, exactly as the
@@ -117,11 +119,13 @@ def chunks(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def run_array(todo, runs, options, run_jobs, progress=None):
+def run_array(todo, runs, options, run_jobs, progress=None, what="runs"):
     """Run ``todo`` (:class:`reproduce.plan.Job`) as one job array and wait for it, never forever (module docstring).
 
     Each array task calls ``run_jobs(chunk)`` on its chunk of ``todo``: a
-    function that :mod:`pickle` can name, such as :func:`reproduce.execute.run_jobs`.
+    function that :mod:`pickle` can name, such as :func:`reproduce.execute.run_jobs`
+    (or :func:`reproduce.prepare.prepare_all`).  ``what`` names the work in
+    the messages (the job's name is ``jtln-<what>``).
 
     Returns when every task has ended; raises :class:`SlurmError` naming every
     task that did not finish, with its reason and log.  Ctrl-C or SIGTERM
@@ -138,7 +142,7 @@ def run_array(todo, runs, options, run_jobs, progress=None):
     parts = chunks(list(todo), size)
     executor = submitit.SlurmExecutor(folder=Path(runs) / "slurm" / "%j")
     parameters = {"time": options.time_min, "cpus_per_task": cpus, "array_parallelism": options.array_parallelism,
-                  "job_name": "jtln-sweep", "additional_parameters": dict(options.sbatch)}
+                  "job_name": f"jtln-{what.replace(' ', '-')}", "additional_parameters": dict(options.sbatch)}
     if options.partition:
         parameters["partition"] = options.partition
     if options.mem_gb:
@@ -155,7 +159,7 @@ def run_array(todo, runs, options, run_jobs, progress=None):
     request = (f"{cpus} CPUs" + (f", {options.mem_gb:g} GB" if options.mem_gb else "")
                + (f", {options.gpus_per_task} GPUs" if options.gpus_per_task else "")
                + f", {options.time_min} min on partition {options.partition or '(default)'}")
-    print(f"submitted job array {array_id}: {len(parts)} tasks of up to {size} runs, {cpus} CPUs each; logs in "
+    print(f"submitted job array {array_id} ({what}): {len(parts)} tasks of up to {size} each, {cpus} CPUs per task; logs in "
           f"{Path(runs) / 'slurm'}", flush=True)
     try:
         failures = _wait(jobs, parts, array_id, options, progress, request)

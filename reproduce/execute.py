@@ -110,8 +110,14 @@ def warning_counts(caught):
 def run_jobs(jobs):
     """Every run of ``jobs`` in this process, one after the other, each waiting for its lock (a SLURM array task's work).
 
-    A run that raises does not stop the others; the failures are raised together at the end.
+    The profile's device is checked first, here where the runs train.  A run
+    that raises does not stop the others; the failures are raised together at
+    the end.
     """
+    from reproduce.profile import check_device
+
+    for profile in {id(job.profile): job.profile for job in jobs}.values():
+        check_device(profile, 1)
     workspace, errors = Workspace(), []
     for job in jobs:
         try:

@@ -1,6 +1,7 @@
 """Everything a sweep needs, checked before any work: a failure exits 2 with nothing written, Table 1 included.
 
-* the device (:func:`reproduce.profile.check_device`), and how many local workers can share it;
+* the device (:func:`reproduce.profile.check_device`), and how many local workers can share it; on a cluster
+  (``--executor slurm``) the device is checked in each job instead, where the work runs, so the driver needs no GPU;
 * the data: for FGVC-Aircraft every image the ITL datasets use (their count missing and the command
   that fetches them); for Fashion-MNIST the files (:func:`jtln.data.fashion_mnist.locate`); for a
   folder dataset its layout (:func:`jtln.data.folder.folder_itl`);
@@ -21,8 +22,8 @@ from reproduce.profile import check_device
 def preflight(profile, command, data_root=None, download=False, runs=None, workers=None, executor="local"):
     """Raise ValueError (or FileNotFoundError) naming what is missing for ``command`` ("table1", "sweep" or "all")."""
     download = download or profile.data.download
-    if command in ("sweep", "all"):
-        check_device(profile, workers if executor == "local" else 1)
+    if command in ("sweep", "all") and executor == "local":
+        check_device(profile, workers)
     fetch_bytes = check_data(profile, command, data_root, download)
     if command in ("sweep", "all"):
         check_weights(profile)

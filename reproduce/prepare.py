@@ -78,6 +78,28 @@ class Prepared:
     backbone: object = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """One ITL dataset to prepare, as a cluster's array task receives it (:func:`prepare_all`)."""
+
+    profile: object
+    dataset: str
+    runs: str
+    data_root: str = None
+    download: bool = False
+
+
+def prepare_all(preparations):
+    """An array task's preparation on a cluster: the profile's device checked where the task runs, then each dataset
+    prepared to disk (``<runs>/cache``), where the runs' tasks load it.  Returns how many were prepared."""
+    from reproduce.profile import check_device
+
+    for p in preparations:
+        check_device(p.profile, 1)
+        prepare(p.profile, p.dataset, p.runs, p.data_root, p.download)
+    return len(preparations)
+
+
 class Workspace:
     """The prepared ITL datasets of one process, each built (or loaded from disk) once and then kept."""
 

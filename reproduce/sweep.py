@@ -6,13 +6,14 @@ matrices, probes), :mod:`reproduce.plan` (which runs, and the selection),
 (as SLURM job arrays), :mod:`reproduce.collect` (the records).
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 from jtln.atomic import write_atomic
 from reproduce.collect import collect
 from reproduce.execute import run_jobs, run_locally, sigterm_raises
 from reproduce.plan import plan_seeds, plan_trials, select
-from reproduce.prepare import Workspace
+from reproduce.prepare import Preparation, Workspace, prepare_all
 from reproduce.profile import check_device
 from reproduce.records import load_record
 
@@ -23,13 +24,21 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     ``workers``: local processes (default: the profile's); ``slurm``:
     :class:`reproduce.cluster.SlurmOptions` for ``executor="slurm"``.
     """
-    check_device(profile, workers if executor == "local" else 1)
+    if executor == "local":  # on a cluster the jobs check the device where they run: the driver needs no GPU
+        check_device(profile, workers)
     runs = Path(runs or Path("runs") / profile.name)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())
     workspace = Workspace()
-    for dataset in profile.data.groups:  # prepared here once, so that every worker or array task only loads it
-        workspace.prepared(profile, dataset, runs, data_root, download)
+    # prepared once, so that every worker or array task only loads it: here, or on a cluster in a job of its own
+    if executor == "slurm":
+        from reproduce.cluster import SlurmOptions, run_array
+
+        preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups]
+        run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
+    else:
+        for dataset in profile.data.groups:
+            workspace.prepared(profile, dataset, runs, data_root, download)
     workers = workers or profile.run.workers
     trials = plan_trials(profile, runs, data_root, download)
     _run(trials, "search trials", profile, executor, workers, slurm, runs, workspace)
@@ -67,7 +76,7 @@ def _run(jobs, what, profile, executor, workers, slurm, runs, workspace):
             if executor == "slurm":
                 from reproduce.cluster import SlurmOptions, run_array
 
-                run_array(todo, runs, slurm or SlurmOptions(), run_jobs, progress=bar.update)
+                run_array(todo, runs, slurm or SlurmOptions(), run_jobs, progress=bar.update, what=what)
                 run_locally([j for j in todo if load_record(j.folder, j.inputs) is None], 1, bar.update, workspace)
             else:
                 run_locally(todo, workers, bar.update, workspace)

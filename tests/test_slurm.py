@@ -76,7 +76,8 @@ def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_clu
     same_records(cluster, local)
     out = capsys.readouterr().out
     arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]
-    assert len(arrays) == 2, out  # one array per phase: the search, then the seeds
+    assert len(arrays) == 3, out  # one array per phase: the preparation (a task per dataset), the search, then the seeds
+    assert "(preparation): 2 tasks" in arrays[0] and "(search trials)" in arrays[1] and "(seed runs)" in arrays[2], arrays
     print(f"\nsmoke through the cluster: {seconds:.0f} s, {len(arrays)} arrays: " + "; ".join(arrays))
 
 
@@ -142,6 +143,20 @@ def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_c
     wait_for(lambda: array_tasks(slurm_cluster) == [], 30, "empty queue")  # the array was cancelled: nothing left waiting
     assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0  # resumes
     assert collect(load_profile(profile), runs).missing == []
+
+
+def test_the_driver_needs_no_gpu_the_preparation_job_checks_the_device_where_it_runs(slurm_cluster, tmp_path, capsys):
+    """A CUDA profile on this GPU-less machine: the driver (no CUDA here either) passes its checks and submits the
+    preparation, whose task, on a node without CUDA, stops with the device's error and its log; nothing is prepared."""
+    profile, runs = tmp_path / "mini_cuda.toml", tmp_path / "runs"
+    profile.write_text(MINI_PROFILE.replace("[run]\n", '[run]\ndevice = "cuda"\n'))
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs)]) == 2  # locally: refused before any work
+    assert "torch finds no CUDA device here" in capsys.readouterr().err
+    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 1
+    captured = capsys.readouterr()
+    assert "submitted job array" in captured.out and "(preparation)" in captured.out, captured.out
+    assert "1 of 1 tasks" in captured.err and "torch finds no CUDA device here" in captured.err and "log: " in captured.err, captured.err
+    assert not list(runs.glob("cache/features-*.pt")) and finished(runs) == {}
 
 
 def test_without_sbatch_the_slurm_executor_says_what_it_needs(tmp_path, monkeypatch):
