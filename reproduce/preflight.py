@@ -20,14 +20,33 @@ from reproduce.profile import check_device
 
 
 def preflight(profile, command, data_root=None, download=False, runs=None, workers=None, executor="local"):
-    """Raise ValueError (or FileNotFoundError) naming what is missing for ``command`` ("table1", "sweep" or "all")."""
+    """Raise ValueError (or FileNotFoundError) naming what is missing for ``command`` ("table1", "sweep" or "all").
+
+    Every check runs, and every problem found is reported at once (one
+    missing thing does not hide another), except the disk space, which is
+    only sized once the data is there.
+    """
     download = download or profile.data.download
+    problems = []
+
+    def check(function, *args):
+        try:
+            return function(*args)
+        except (FileNotFoundError, ValueError) as error:
+            problems.append(error)
+
     if command in ("sweep", "all") and executor == "local":
-        check_device(profile, workers)
-    fetch_bytes = check_data(profile, command, data_root, download)
+        check(check_device, profile, workers)
+    fetch_bytes = check(check_data, profile, command, data_root, download)
     if command in ("sweep", "all"):
-        check_weights(profile)
-        check_disk(profile, data_root, runs, download, fetch_bytes)
+        check(check_weights, profile)
+        if fetch_bytes is not None:
+            check(check_disk, profile, data_root, runs, download, fetch_bytes)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        kind = FileNotFoundError if any(isinstance(p, FileNotFoundError) for p in problems) else ValueError
+        raise kind(f"{len(problems)} problems, nothing was done:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def check_data(profile, command, data_root, download):
