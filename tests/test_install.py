@@ -93,3 +93,32 @@ assert not pulled, pulled
         probe = subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path[:0] = [{str(deps)!r}]; import {module}"],
                                capture_output=True, env={"PATH": os.environ["PATH"]})
         assert probe.returncode != 0, module
+
+
+def _stub_distribution(site, name, version, top_level=None):
+    """An installed distribution as pip sees one: a package and its ``.dist-info`` (metadata, RECORD, INSTALLER)."""
+    package = site / (top_level or name)
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "INSTALLER").write_text("pip\n")
+    (info / "RECORD").write_text(f"{top_level or name}/__init__.py,,\n{info.name}/METADATA,,\n")
+
+
+def test_installing_the_wheel_over_another_pytorch_in_range_keeps_that_pytorch(wheel, tmp_path):
+    """A CUDA machine's PyTorch 2.11 (a stand-in distribution: only 2.14.1 installs offline here), in a fresh virtual
+    environment with the other core dependencies: pip's resolver plans to install jtln and nothing else."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    for name, version in (("torch", "2.11.0"), ("numpy", "2.1.0"), ("scipy", "1.14.0"), ("numba", "0.61.0"), ("tqdm", "4.66.0")):
+        _stub_distribution(site, name, version)
+    report = tmp_path / "report.json"
+    subprocess.run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--dry-run", "--no-index",
+                    "--quiet", "--report", report, wheel], check=True)
+    planned = {item["metadata"]["name"]: item["metadata"]["version"] for item in __import__("json").loads(report.read_text())["install"]}
+    assert list(planned) == ["jtln"], planned
+    assert {r.name for r in _requires(wheel)} >= {"torch"}
+    assert next(r for r in _requires(wheel) if r.name == "torch").specifier.contains("2.11.0")
