@@ -112,7 +112,9 @@ class Method:
         kind = hp.cost_kind if cls.cost == "searched" else cls.cost
         return (kind, hp.mmd_kernel_weights if kind == "mmd" else None)
 
-    def phases(self, n_t, n_s):
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
+        """The run's phases under ``hp`` with ``n_t`` target and ``n_s`` source training images (known before any work)."""
         raise NotImplementedError
 
     def loss(self, batch_t, batch_s):
@@ -135,7 +137,8 @@ class Method:
         """What a record keeps of the method itself (a learned cost, a relationship), as JSON-ready values."""
         return {}
 
-    def _epochs(self, n, batch_size, epochs):
+    @staticmethod
+    def _epochs(n, batch_size, epochs):
         return epochs * math.ceil(n / batch_size)
 
 
@@ -143,8 +146,9 @@ class Method:
 class TargetOnly(Method):
     """Fine-tune on target training images only (Eq. 2)."""
 
-    def phases(self, n_t, n_s):
-        return [Phase(self._epochs(n_t, self.hp.batch_size_target, self.hp.epochs), target=True, source=False)]
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
+        return [Phase(cls._epochs(n_t, hp.batch_size_target, hp.epochs), target=True, source=False)]
 
     def loss(self, batch_t, batch_s):
         ce_t = F.cross_entropy(self.network(batch_t[0])[1], batch_t[1])
@@ -156,9 +160,10 @@ class TargetOnly(Method):
 class Consecutive(TargetOnly):
     """Fine-tune on source images (Eq. 1), then continue on target training images (Eq. 2)."""
 
-    def phases(self, n_t, n_s):
-        on_source = Phase(self._epochs(n_s, self.hp.batch_size_source, self.hp.source_epochs), target=False, source=True)
-        return [on_source] + super().phases(n_t, n_s)
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
+        on_source = Phase(cls._epochs(n_s, hp.batch_size_source, hp.source_epochs), target=False, source=True)
+        return [on_source] + super().phases(hp, n_t, n_s)
 
     def loss(self, batch_t, batch_s):
         if batch_t is None:
@@ -171,8 +176,9 @@ class Consecutive(TargetOnly):
 class Joint(Method):
     """Fine-tune jointly on source and target (Eq. 2 + lambda_s Eq. 1), both heads, no OT term."""
 
-    def phases(self, n_t, n_s):
-        return [Phase(self._epochs(n_t, self.hp.batch_size_target, self.hp.epochs), target=True, source=True)]
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
+        return [Phase(cls._epochs(n_t, hp.batch_size_target, hp.epochs), target=True, source=True)]
 
     def loss(self, batch_t, batch_s):
         # one forward pass over the concatenated batch: shared features, two heads
@@ -360,8 +366,9 @@ class CoTuning(Method):
     labels of the relationship (``lambda = hp.lambda_co``).
     """
 
-    def phases(self, n_t, n_s):
-        return [Phase(self._epochs(n_t, self.hp.batch_size_target, self.hp.epochs), target=True, source=False)]
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
+        return [Phase(cls._epochs(n_t, hp.batch_size_target, hp.epochs), target=True, source=False)]
 
     def start(self, data):
         from jtln.relationship import calibrate_temperature, relationship
@@ -399,5 +406,6 @@ class LinearProbe(Method):
 
     trains = False
 
-    def phases(self, n_t, n_s):
+    @classmethod
+    def phases(cls, hp, n_t, n_s):
         return []

@@ -187,10 +187,14 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     ``best_epoch`` (1-based, the kept epoch; 0 for a method that trains
     nothing), ``val_loss`` and ``val_accuracy`` (at it; None for a refit),
     and ``method``: the method's own summary (a learned cost, a
-    relationship) at that epoch.
+    relationship) at that epoch; ``timings``: ``setup_s`` (before the first
+    step), ``phases`` (``[steps, seconds]`` of each phase, its epochs' ends
+    left out), ``epoch_end_s`` (the method's ``after_epoch`` and validation)
+    and ``epochs``, read where the host waits for the device anyway.
     """
     from tqdm.auto import tqdm
 
+    started = time.perf_counter()
     seed_everything(seed)
     network = JTLN(backbone_factory(), L_s, L_t).init_heads(*probes).to(device)
     method = METHODS[method_name](network, hp, None if C is None else C.to(device))
@@ -199,7 +203,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     source = batches(data.Z["source"], data.y["source"], hp.batch_size_source, generator, device)
     n_t = len(data.y["target_train"])
     epoch_steps = math.ceil(n_t / hp.batch_size_target)
-    phases = method.phases(n_t, len(data.y["source"]))
+    phases = method.phases(hp, n_t, len(data.y["source"]))
     method.start(data)
 
     def val():
@@ -212,7 +216,11 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
         best["accuracy"], best["loss"] = val()
     bar = tqdm(total=sum(p.steps for p in phases), desc=f"{method_name} seed {seed}", disable=not progress, leave=False)
     network.train()
+    # where the time goes, measured where the host waits for the device anyway (the reads): before the first step, each
+    # phase's steps, and the epochs' ends (the method's after_epoch, validation)
+    timings = {"setup_s": time.perf_counter() - started, "phases": [], "epoch_end_s": 0.0}
     for phase in phases:
+        phase_started, phase_epoch_ends = time.perf_counter(), 0.0
         optimizer = torch.optim.SGD(method.param_groups(), momentum=hp.momentum, weight_decay=hp.weight_decay)
         for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
@@ -229,16 +237,19 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
                 steps += _read_steps(pending, method_name, len(steps))
                 pending = []
             if end_of_epoch:
+                epoch_started = time.perf_counter()
                 epoch += 1
                 method.after_epoch(epoch)
-                if not data.validated:
-                    continue
-                accuracy, cross_entropy = val()
-                curve.append(accuracy)
-                loss_curve.append(cross_entropy)
-                if cross_entropy < best["loss"]:
-                    best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
-                            "state": copy.deepcopy(network.state_dict()), "summary": method.summary()}
+                if data.validated:
+                    accuracy, cross_entropy = val()
+                    curve.append(accuracy)
+                    loss_curve.append(cross_entropy)
+                    if cross_entropy < best["loss"]:
+                        best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
+                                "state": copy.deepcopy(network.state_dict()), "summary": method.summary()}
+                phase_epoch_ends += time.perf_counter() - epoch_started
+        timings["phases"].append([phase.steps, time.perf_counter() - phase_started - phase_epoch_ends])
+        timings["epoch_end_s"] += phase_epoch_ends
     bar.close()
     if not data.validated:  # a refit keeps its last epoch
         best = {"epoch": epoch, "accuracy": None, "loss": None, "state": None, "summary": method.summary()}
@@ -247,8 +258,9 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     network.eval()
     if data.validated and not math.isfinite(best["loss"]):
         raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({loss_curve})")
+    timings["epochs"] = epoch
     return method, {"steps": steps, "val_curve": curve, "val_loss_curve": loss_curve, "best_epoch": best["epoch"],
-                    "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"]}
+                    "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"], "timings": timings}
 
 
 @torch.no_grad()
@@ -286,5 +298,5 @@ def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=
         with arithmetic(device, precision, tf32):
             record.update(evaluate(method, data.Z["target_test"], data.y["target_test"], L_t, device, C=C_plan, lam=hp.lam))
         record["cost_matrix"] = None if C is None else C.tolist()
-    record["timings"] = {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained}
+    record["timings"] = {"train_s": trained - start, "evaluate_s": time.perf_counter() - trained, **log["timings"]}
     return record

@@ -1,4 +1,4 @@
-"""Command line: ``python -m reproduce {table1,sweep,tables,all} --profile NAME``."""
+"""Command line: ``python -m reproduce {table1,sweep,tables,all,rehearse} --profile NAME``."""
 
 import argparse
 import sys
@@ -98,6 +98,11 @@ def build_parser():
     runs_options(common(sub.add_parser("sweep", help="run every method x seed x ITL dataset (resumable)"))).set_defaults(func=cmd_sweep)
     runs_options(common(sub.add_parser("tables", help="Table 2, statistics, claims, figures, report"))).set_defaults(func=cmd_tables)
     runs_options(common(sub.add_parser("all", help="table1, sweep, tables"))).set_defaults(func=cmd_all)
+    from reproduce import rehearsal
+
+    rehearse = common(sub.add_parser("rehearse", help="the profile at its real scale on stand-in images: times, memory, the full "
+                                     "profile's projected wall time (FGVC-Aircraft profiles; --data-root: the real annotations)"))
+    rehearsal.add_arguments(rehearse).set_defaults(func=lambda profile, args: rehearsal.cmd_rehearse(profile, args))
     return parser
 
 

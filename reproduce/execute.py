@@ -62,11 +62,19 @@ def execute(job, workspace, wait=False):
 
 
 def train_and_save(job, workspace):
-    """Train ``job`` (a :class:`reproduce.plan.Job`) on its prepared data and write its record.
+    """Train ``job`` (a :class:`reproduce.plan.Job`) on its prepared data and write its record (:func:`train_job`)."""
+    record = train_job(job, workspace)
+    save_record(job.folder, record)
+    return record
+
+
+def train_job(job, workspace, test=None):
+    """Train ``job`` on its prepared data; its record.
 
     A search trial trains on its draw's training images and early-stops on
     its validation images; a seed's run is the refit on both and is tested
-    (:mod:`reproduce.plan`).
+    (:mod:`reproduce.plan`).  ``test`` (default: a seed's run is tested)
+    also tests a trial: the rehearsal times every part of a run at once.
     """
     from jtln.data import draw_digest
     from jtln.train import RunData, run
@@ -74,14 +82,15 @@ def train_and_save(job, workspace):
     prep = workspace.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
     draw = prep.draws[(job.level, job.draw_seed)]
     refit = job.role == SEED
+    test = refit if test is None else test
     hp = job.hp
     cost = cost_key(job.method, hp)
     probes = prep.probes[(job.level, job.draw_seed)]
     with warnings.catch_warnings(record=True) as caught:  # kept in the record and summed up once at the end, not printed
         warnings.simplefilter("always")
-        result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit), hp,
+        result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit, test=test), hp,
                      job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
-                     probes=probes, device=job.profile.run.device, test=refit, precision=job.profile.run.precision,
+                     probes=probes, device=job.profile.run.device, test=test, precision=job.profile.run.precision,
                      tf32=job.profile.run.tf32)
     record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
               "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
@@ -94,7 +103,6 @@ def train_and_save(job, workspace):
     if refit:  # every cost matrix prepared for this draw, so that how well each kind finds the true parents is read from records
         record["prepared_costs"] = {key: C.tolist() for (level, seed, key), C in sorted(prep.costs.items(), key=repr)
                                     if (level, seed) == (job.level, job.draw_seed)}
-    save_record(job.folder, record)
     return record
 
 

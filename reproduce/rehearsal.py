@@ -1,96 +1,135 @@
-"""The paper profile rehearsed at the paper's scale on generated images: ``python -m reproduce.rehearsal``.
+"""A profile rehearsed at its real scale on stand-in images, and its full wall time projected: ``python -m reproduce rehearse``.
 
-FGVC-Aircraft's images cannot be fetched everywhere (a GPU machine with no
-network), so this builds a tree in FGVC-Aircraft's format and at its scale —
-100 variants of ``per_variant`` images (two thirds trainval), Boeing's 22 and
-Airbus's 13 among them, JPEGs of ``width`` x ``height`` pixels — and runs the
-paper profile on it with fewer trials and seeds: every method, AlexNet at
-224 px, the real preparation (decoding, features, cost matrices, probes).
-It reports, as JSON, the wall time of preparation and of the runs, the
-training steps per second, the GPU's utilisation sampled by ``nvidia-smi``
-while the runs train, and the full paper profile's time extrapolated from the
-runs (its runs are the rehearsal's times ``(n_trials * draws + seeds) /
-(1 + 1)`` per cell).  The accuracies mean nothing: the images are noise.
+FGVC-Aircraft's images cannot be had everywhere (a GPU machine with no
+network, a machine with only the annotation files), so the rehearsal builds
+a stand-in tree and runs the profile's real work on it, on the profile's
+device (or ``--device``):
+
+* **stand-in images** (:func:`stand_in_tree`): with the real annotation
+  files (``--data-root`` holding ``fgvc-aircraft-2013b/data``), one noise
+  JPEG per listed image under its real file name, sized from
+  ``images_box.txt`` (the box, as much margin right as left and below as
+  above, and the 20-pixel banner), beside links to the real annotation
+  files; without them, generated annotation files at FGVC-Aircraft's scale
+  (100 variants of 100 images; Boeing's 22 and Airbus's 13 among them);
+* **preparation** of each ITL dataset, from scratch: decoding, the
+  frozen-prefix features, cost matrices and probes;
+* **a short run of every training method** on each dataset: trial 0's
+  configuration (the defaults) for ``epochs`` target epochs (and one source
+  epoch), validated after each epoch, tested at the end and its record
+  written, so that every part of a run is timed; after one warm-up epoch of
+  a JTLN method, which takes what a process pays once (compilation, lazily
+  loaded CUDA kernels) and is reported but not counted;
+* **the projection** (:func:`project`): the full profile's wall time, from
+  those figures and the exact plan — every search trial with its drawn
+  configuration, every seed's refit — counted phase by phase.
+
+Each phase is reported with its wall time, peak host memory (resident set),
+peak device memory (CUDA), training steps per second and host reads per
+step (:mod:`jtln.host_reads`; steps, epoch reads, validation and test), and
+the GPU's utilisation sampled by ``nvidia-smi`` during the runs.  The
+network starts from random weights and its learning rates are 0 (the images
+are noise): every step still computes its forward pass, backward pass and
+SGD update, and the accuracies mean nothing.
+
+What the projection cannot know, and how it counts it: a refit's
+configuration and epoch count are chosen by the search, so each seed's
+refit is counted with trial 0's configuration at its full budget (an
+estimate, not a bound); a dynamic cost's recomputation (one forward
+pass of the trained layers every ``cost_every`` epochs) is outside the short
+runs and not counted; neither is the sweep's own bookkeeping (planning,
+selection, collecting the records) nor the tables.  The command's start
+and its checks (:mod:`reproduce.preflight`, run on the stand-in tree) are
+measured and counted once.  ``tests/test_rehearsal.py`` checks the projection
+against a small profile run in full.
 """
 
-import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
-#: FGVC-Aircraft's manufacturers as the rehearsal draws them: Boeing's and Airbus's variant counts are the real ones
+#: FGVC-Aircraft's manufacturers as the generated annotations draw them: Boeing's and Airbus's variant counts are the real ones
 VARIANTS = {"Boeing": 22, "Airbus": 13, **{f"Maker{k:02d}": 5 for k in range(13)}}
+#: FGVC-Aircraft's copyright banner at the bottom of each image, which the loader crops (:func:`jtln.data.fgvc_aircraft.load_rgb`)
+BANNER = 20
 
 
 def _write_images(job):
     import numpy as np
     from PIL import Image
 
-    folder, ids, width, height = job
-    rng = np.random.default_rng(ids[0])
-    for image_id in ids:
-        small = rng.integers(0, 255, (height // 8, width // 8, 3), dtype=np.uint8)
+    folder, images = job
+    rng = np.random.default_rng(int(images[0][0]))
+    for image_id, width, height in images:
+        small = rng.integers(0, 255, (max(1, height // 8), max(1, width // 8), 3), dtype=np.uint8)
         Image.fromarray(small).resize((width, height)).save(Path(folder) / f"{image_id}.jpg", quality=85)
-    return len(ids)
+    return len(images)
 
 
-def make_tree(root, per_variant=100, width=1000, height=700, processes=None):
-    """A ``<root>/fgvc-aircraft-2013b/data`` tree in FGVC-Aircraft's format: annotation files and generated JPEGs."""
-    data = Path(root) / "fgvc-aircraft-2013b" / "data"
-    (data / "images").mkdir(parents=True, exist_ok=True)
+def _generated_annotations(data, per_variant):
+    """FGVC-Aircraft's annotation files at its scale, written into ``data``; the listed image ids."""
     variants = {maker: [f"{maker}-{v}" for v in range(n)] for maker, n in VARIANTS.items()}
     (data / "variants.txt").write_text("".join(f"{v}\n" for vs in variants.values() for v in vs))
-    image_id, lines, ids = 1_000_000, {}, []
+    image_id, lines = 1_000_000, {}
     n_trainval = round(per_variant * 2 / 3)
     for split, n in (("trainval", n_trainval), ("test", per_variant - n_trainval)):
         for maker, vs in variants.items():
             for variant in vs:
                 for _ in range(n):
                     image_id += 1
-                    ids.append(image_id)
-                    lines.setdefault(split, []).append((image_id, variant, maker))
+                    lines.setdefault(split, []).append((str(image_id), variant, maker))
     for split, rows in lines.items():
         (data / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v, _ in rows))
         (data / f"images_manufacturer_{split}.txt").write_text("".join(f"{i} {m}\n" for i, _, m in rows))
-    chunks = [(str(data / "images"), ids[k:k + 200], width, height) for k in range(0, len(ids), 200)]
+    return [i for rows in lines.values() for i, _, _ in rows]
+
+
+def stand_in_tree(work, annotations=None, per_variant=100, width=1000, height=700, processes=None):
+    """``<work>/data/fgvc-aircraft-2013b/data``: annotation files and a noise JPEG per listed image (module docstring).
+
+    ``annotations``: a folder holding ``fgvc-aircraft-2013b/data`` with the
+    real annotation files, linked (not copied) into the tree, each image
+    sized from its box; None: generated annotation files, every image
+    ``width`` x ``height``.  Built once: returns the root and the number of
+    images written now (0 when the tree was there).
+    """
+    from jtln.data import fgvc_aircraft as fgvc
+
+    root = Path(work) / "data"
+    data = fgvc.data_dir(root)
+    done = data / ".complete"
+    if done.is_file():
+        return root, 0
+    if data.exists():
+        shutil.rmtree(data)
+    (data / "images").mkdir(parents=True)
+    if annotations is not None:
+        real = fgvc.data_dir(annotations)
+        fgvc.fgvc_aircraft_samples(annotations)  # the annotation files are there and consistent, or a clear error
+        for path in sorted(real.glob("*.txt")):
+            (data / path.name).symlink_to(path.absolute())
+        boxes = {}
+        if (real / "images_box.txt").is_file():
+            for line in (real / "images_box.txt").read_text().splitlines():
+                image_id, *box = line.split()
+                xmin, ymin, xmax, ymax = map(int, box)
+                boxes[image_id] = (xmax + 1 + xmin, ymax + 1 + ymin + BANNER)
+        images = [(p.stem, *boxes.get(p.stem, (width, height))) for p in fgvc.annotated_images(root)]
+    else:
+        images = [(i, width, height) for i in _generated_annotations(data, per_variant)]
+    chunks = [(str(data / "images"), images[k:k + 200]) for k in range(0, len(images), 200)]
     with ProcessPoolExecutor(processes or os.cpu_count()) as pool:
         written = sum(pool.map(_write_images, chunks))
-    return Path(root), written
-
-
-PROFILE = """name = "paper_rehearsal"
-description = "the paper profile on generated FGVC-shaped images (python -m reproduce.rehearsal)"
-[data]
-dataset = "fgvc_aircraft"
-groups = ["Boeing", "Airbus"]
-levels = ["all"]
-validation_fraction = 0.2
-[model]
-backbone = "alexnet"
-pretrained = {pretrained}
-image_size = {image_size}
-[search]
-n_trials = 1
-draws = 1
-[run]
-seeds = [0]
-device = "{device}"
-precision = "{precision}"
-tf32 = {tf32}
-[hparams]
-# random weights on noise images give features near 0 and probes of weights near 1e4, which diverge at any learning rate;
-# the rehearsal measures time, not accuracy: the network stays put, and every step still computes its forward pass,
-# backward pass and SGD update
-lr_backbone = 0.0
-lr_fc = 0.0
-lr_head = 0.0
-{hparams}
-"""
+    done.write_text(f"{written} images\n")
+    return root, written
 
 
 class Utilisation(threading.Thread):
@@ -115,67 +154,258 @@ class Utilisation(threading.Thread):
         return self.samples
 
 
-def rehearse(work, device="cuda", per_variant=100, width=1000, height=700, image_size=224, pretrained=False,
-             precision="float32", tf32=False, hparams=""):
-    """Build the tree (once), prepare and sweep it; returns the figures as a dict."""
-    from reproduce.collect import collect
-    from reproduce.prepare import Workspace
-    from reproduce.profile import load_profile
-    from reproduce.sweep import sweep
+class Phase:
+    """Times a phase of the rehearsal and its peak host memory (``VmHWM``, reset at the start) and CUDA memory."""
 
-    work = Path(work)
-    start = time.perf_counter()
-    root = work / "data"
-    images = 0 if (root / "fgvc-aircraft-2013b").is_dir() else make_tree(root, per_variant, width, height)[1]
-    generated = time.perf_counter()
-    profile_path = work / "paper_rehearsal.toml"
-    profile_path.write_text(PROFILE.format(pretrained=str(pretrained).lower(), image_size=image_size, device=device,
-                                           precision=precision, tf32=str(tf32).lower(), hparams=hparams))
-    profile, runs = load_profile(profile_path), work / "runs"
-    workspace = Workspace()
+    def __init__(self, name, device):
+        self.name, self.cuda = name, str(device).startswith("cuda")
+
+    def __enter__(self):
+        import torch
+
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # resets the resident set's high-water mark (Linux)
+        except OSError:
+            pass
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.figures = {"phase": self.name, "wall_s": round(time.perf_counter() - self.started, 2),
+                        "peak_host_gb": _peak_host_gb(),
+                        "peak_device_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2) if self.cuda else None}
+        return False
+
+
+def _peak_host_gb():
+    try:
+        return round(int(re.search(r"VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1e6, 2)
+    except (OSError, AttributeError):
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)  # the process's peak so far
+
+
+def short_hparams(hparams, epochs):
+    """Trial 0's configuration cut to ``epochs`` target epochs and one source epoch."""
+    return tuple(sorted({**dict(hparams), "epochs": epochs, "source_epochs": 1}.items()))
+
+
+def run_figures(record, wall_s):
+    """What the projection needs of one short run: seconds before the steps, per step of each phase, per epoch end, for the test,
+    and the rest of the run's wall time (writing the record, the lookups)."""
+    t = record["timings"]
+    inside = t["setup_s"] + sum(s for _, s in t["phases"]) + t["epoch_end_s"] + t["evaluate_s"]
+    return {"setup_s": t["setup_s"], "step_s": [s / n if n else 0.0 for n, s in t["phases"]],
+            "epoch_end_s": t["epoch_end_s"] / max(1, t["epochs"]), "evaluate_s": t["evaluate_s"], "other_s": max(0.0, wall_s - inside)}
+
+
+def project(profile, prepared, measured, prepare_s, fixed_s=0.0):
+    """The full profile's wall time, in seconds, from the rehearsal's figures; and its run and step counts.
+
+    ``prepared``: ``{group: Prepared}``; ``measured``: ``{(group, method):
+    run_figures(...)}``; ``prepare_s``: ``{group: seconds}``; ``fixed_s``:
+    what the command pays once besides (its start, its checks).  Every run of
+    the plan is counted phase by phase under its own configuration: its
+    setup, its steps at its method's seconds per step of that phase, its
+    epochs' ends (a trial validates each epoch), its test (a seed), and the
+    rest (module docstring for what is estimated and what is left out).
+    """
+    from jtln.methods import METHODS
+    from reproduce.plan import SEED, TRIAL, Job, cells, n_trials, plan_trials, trial_hparams
+
+    jobs = plan_trials(profile, "runs")
+    for d, m, level in cells(profile):
+        if METHODS[m].trains:
+            hparams = trial_hparams(profile, d, m, level, 0)
+            jobs += [Job(profile, d, m, level, SEED, s, hparams, "runs") for s in profile.run.seeds]
+    seconds, steps = fixed_s + sum(prepare_s.values()), 0
+    for job in jobs:
+        if not n_trials(profile, job.method):
+            continue
+        hp, figures, prep = job.hp, measured[(job.dataset, job.method)], prepared[job.dataset]
+        draw = prep.draws[(job.level, job.draw_seed)]
+        phases = METHODS[job.method].phases(hp, len(draw.training(job.role == SEED)), len(draw.source))
+        steps += sum(p.steps for p in phases)
+        seconds += figures["setup_s"] + figures["other_s"] + sum(p.steps * s for p, s in zip(phases, figures["step_s"]))
+        seconds += hp.epochs * figures["epoch_end_s"] if job.role == TRIAL else figures["evaluate_s"]
+    return {"seconds": seconds, "runs": sum(1 for j in jobs if n_trials(profile, j.method)), "steps": steps}
+
+
+def rehearsal_profile(profile, runs, device=None, precision=None, tf32=None):
+    """``profile`` as the rehearsal runs it: on ``device`` with ``precision`` and ``tf32`` (None: the profile's), random
+    weights (nothing to download), learning rates 0 (the images are noise: module docstring), its caches under
+    ``<runs>/cache``; checked as a profile is, the device included."""
+    from jtln.train import PRECISIONS
+    from reproduce.profile import check_device
+
+    if profile.data.dataset != "fgvc_aircraft":
+        raise ValueError(f"profile {profile.name}: the rehearsal builds FGVC-Aircraft stand-ins, but its dataset is "
+                         f"{profile.data.dataset!r}; run that profile itself")
+    if precision is not None and precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    run = replace(profile.run, **{k: v for k, v in (("device", device), ("precision", precision), ("tf32", tf32)) if v is not None})
+    profile = replace(profile, run=run, model=replace(profile.model, pretrained=False, cache_dir=str(Path(runs) / "cache")),
+                      hparams={**profile.hparams, "lr_backbone": 0.0, "lr_fc": 0.0, "lr_head": 0.0})
+    check_device(profile, 1)
+    return profile
+
+
+def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=None, epochs=2, per_variant=100,
+             width=1000, height=700, log=print, startup_s=0.0):
+    """Build the stand-in tree (once), prepare every dataset from scratch, run every training method briefly, project.
+
+    ``profile``: a :class:`reproduce.profile.Profile` of FGVC-Aircraft, run
+    as :func:`rehearsal_profile` makes it (``device``, ``precision``,
+    ``tf32``: instead of the profile's) and projected as it is.  Returns the
+    figures as a dict (``phases``, ``projection``, ...).  ``startup_s``:
+    the seconds the command took to start (counted once in the projection).
+    """
+    import torch
+
+    from jtln.host_reads import counting
+    from jtln.methods import METHODS
+    from reproduce.execute import train_job
+    from reproduce.plan import TRIAL, Job, trial_hparams
+    from reproduce.prepare import Workspace
+    from reproduce.records import save_record
+
+    planned = profile  # the plan the projection counts: the profile's own search draws
+    profile = rehearsal_profile(profile, Path(work) / "runs", device, precision, tf32)
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
+    run, runs = profile.run, Path(work) / "runs"
+    phases = []
+    with Phase("stand-in images", "cpu") as phase:
+        root, written = stand_in_tree(work, annotations, per_variant, width, height)
+    phases.append({**phase.figures, "images_written": written})
+    log(f"stand-in tree: {root} ({written} images written now)")
+    shutil.rmtree(runs, ignore_errors=True)
+    with Phase("checks", "cpu") as phase:  # what `python -m reproduce sweep` checks before any work, on the stand-in tree
+        from reproduce.preflight import preflight
+
+        preflight(profile, "sweep", str(root), runs=runs)
+    phases.append(phase.figures)
+    workspace, prepared, prepare_s = Workspace(), {}, {}
     for group in profile.data.groups:
-        workspace.prepared(profile, group, runs, str(root))
-    prepared = time.perf_counter()
-    meter = Utilisation()
+        with Phase(f"prepare {group}", run.device) as phase:
+            prepared[group] = workspace.prepared(profile, group, runs, str(root))
+        phases.append(phase.figures)
+        prepare_s[group] = phase.figures["wall_s"]
+        log(f"prepared {group} in {phase.figures['wall_s']:.1f} s")
+    trained, level = [m for m in profile.run.methods if METHODS[m].trains], profile.data.levels[-1]
+
+    def short_job(group, method, short_epochs):
+        hparams = short_hparams(trial_hparams(profile, group, method, level, 0), short_epochs)
+        return Job(profile, group, method, level, TRIAL, 0, hparams, str(runs), str(root))
+
+    # what a process pays once (the OT loop's compilation or its cache, CUDA's lazily loaded kernels, the allocator's first
+    # blocks) is paid here, by one epoch of a method with the OT loss, so that no method's figures carry it
+    warm = next((m for m in trained if METHODS[m].cost), trained[0])
+    with Phase(f"warm-up ({warm}, not counted)", run.device) as phase:
+        train_job(short_job(profile.data.groups[0], warm, 1), workspace, test=True)
+    phases.append(phase.figures)
+    meter, measured = Utilisation(), {}
     meter.start()
-    sweep(profile, runs, str(root))
+    for group in profile.data.groups:
+        for method in trained:
+            job = short_job(group, method, epochs)
+            with Phase(f"train {group} {method}", run.device) as phase, counting() as reads:
+                record = train_job(job, workspace, test=True)
+                save_record(job.folder, record)  # as a sweep does: the record's writing is part of a run's time
+            measured[(group, method)] = run_figures(record, phase.figures["wall_s"])
+            steps, step_s = record["n_steps"], sum(s for _, s in record["timings"]["phases"])
+            phases.append({**phase.figures, "steps": steps, "steps_per_s": round(steps / step_s, 1) if step_s else None,
+                           "host_reads_per_step": round(reads["reads"] / steps, 2) if steps else None})
+            log(f"{group} {method}: {steps} steps in {phase.figures['wall_s']:.1f} s")
     samples = meter.stop()
-    finished = time.perf_counter()
-    collected = collect(profile, runs)
-    records = collected.trials + collected.seeds
-    steps = sum(r["n_steps"] for r in records)
-    train_s = sum(r["timings"]["train_s"] for r in records)
-    paper = load_profile("paper")
-    factor = (paper.search.n_trials * paper.search.draws + len(paper.run.seeds)) / 2
-    return {"device": device, "precision": precision, "tf32": tf32, "images_generated": images,
-            "generate_s": round(generated - start, 1), "prepare_s": round(prepared - generated, 1),
-            "sweep_s": round(finished - prepared, 1), "runs": len(records), "steps": steps,
-            "train_s": round(train_s, 1), "steps_per_s": round(steps / train_s, 1) if train_s else None,
+    fixed_s = startup_s + phases[1]["wall_s"]
+    projection = project(planned, prepared, measured, prepare_s, fixed_s)
+    return {"profile": profile.name, "device": run.device, "device_name": _device_name(run.device), "precision": run.precision,
+            "tf32": run.tf32, "annotations": "real" if annotations is not None else "generated", "short_epochs": epochs,
+            "threads": torch.get_num_threads(), "phases": phases,
+            "measured": {f"{group} {method}": figures for (group, method), figures in measured.items()}, "prepare_s": prepare_s,
             "gpu_utilisation_mean": round(sum(samples) / len(samples), 1) if samples else None,
             "gpu_utilisation_samples": len(samples),
-            "paper_profile_estimate_min": round(((prepared - generated) + factor * (finished - prepared)) / 60, 1)}
+            "projection": {"runs": projection["runs"], "steps": projection["steps"], "fixed_s": round(fixed_s, 1),
+                           "prepare_min": round(sum(prepare_s.values()) / 60, 1),
+                           "total_s": round(projection["seconds"], 1), "total_min": round(projection["seconds"] / 60, 1)}}
+
+
+def _device_name(device):
+    import platform
+
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def report(figures):
+    """The figures as a text table."""
+    lines = [f"rehearsal of profile {figures['profile']} on {figures['device']} ({figures['device_name']}), {figures['precision']}"
+             f"{', tf32' if figures['tf32'] else ''}, {figures['annotations']} annotations, {figures['threads']} threads",
+             f"{'phase':<34}{'wall s':>9}{'host GB':>9}{'device GB':>10}{'steps':>7}{'steps/s':>9}{'reads/step':>11}"]
+    for p in figures["phases"]:
+        cells = [p["wall_s"], p["peak_host_gb"], p.get("peak_device_gb"), p.get("steps"), p.get("steps_per_s"),
+                 p.get("host_reads_per_step")]
+        lines.append(f"{p['phase']:<34}" + "".join(f"{'-' if v is None else v:>{w}}" for v, w in zip(cells, (9, 9, 10, 7, 9, 11))))
+    if figures["gpu_utilisation_mean"] is not None:
+        lines.append(f"GPU utilisation during the runs: {figures['gpu_utilisation_mean']}% "
+                     f"(mean of {figures['gpu_utilisation_samples']} nvidia-smi samples)")
+    p = figures["projection"]
+    lines.append(f"projected full profile (a projection, not a measurement): {p['total_min']} min — {p['runs']} runs, "
+                 f"{p['steps']} steps, preparation {p['prepare_min']} min, start and checks {p['fixed_s']} s")
+    return "\n".join(lines)
+
+
+def add_arguments(parser):
+    parser.add_argument("--work", default="runs/rehearsal", help="folder for the stand-in tree, the runs and their caches")
+    parser.add_argument("--device", default=None, help="instead of the profile's [run] device")
+    parser.add_argument("--precision", default=None, help="instead of the profile's [run] precision")
+    parser.add_argument("--tf32", action="store_true", default=None, help="TF32 matrix products (CUDA)")
+    parser.add_argument("--epochs", type=int, default=2, help="target epochs of each short run")
+    parser.add_argument("--per-variant", type=int, default=100,
+                        help="images per variant where the annotations are generated (FGVC-Aircraft: 100)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    return parser
+
+
+def process_age_s():
+    """Seconds since this process started (Linux's ``/proc``; 0 elsewhere): the interpreter's start, the imports, the profile."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        return max(0.0, float(Path("/proc/uptime").read_text().split()[0]) - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def cmd_rehearse(profile, args):
+    from jtln.data import fgvc_aircraft as fgvc
+
+    root = args.data_root or profile.data.root or None
+    annotations = fgvc.resolve_root(root) if (root or os.environ.get("JTLN_FGVC_ROOT")) else None
+    figures = rehearse(profile, args.work, annotations, args.device, args.precision, args.tf32, args.epochs, args.per_variant,
+                       startup_s=process_age_s())
+    print(report(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    return figures
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m reproduce.rehearsal", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default="runs/rehearsal", help="folder for the generated tree, runs and caches")
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--per-variant", type=int, default=100, help="images per variant (FGVC-Aircraft: 100)")
-    parser.add_argument("--width", type=int, default=1000)
-    parser.add_argument("--height", type=int, default=700)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--precision", default="float32")
-    parser.add_argument("--tf32", action="store_true")
-    parser.add_argument("--hparams", default="", help="TOML lines for [hparams], e.g. 'epochs = 2' (default: the paper's)")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    figures = rehearse(args.work, args.device, args.per_variant, args.width, args.height, args.image_size,
-                       precision=args.precision, tf32=args.tf32, hparams=args.hparams.replace("\\n", "\n"))
-    text = json.dumps(figures, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0
+    """``python -m reproduce.rehearsal``: the same as ``python -m reproduce rehearse``."""
+    from reproduce.__main__ import main as reproduce_main
+
+    return reproduce_main(["rehearse", *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

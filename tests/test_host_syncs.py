@@ -2,7 +2,8 @@
 
 What a GPU runs is forced here (the torch loop of the OT core), and every way a tensor's value reaches the host is
 counted (``item``, ``tolist``, ``cpu``, ``numpy``, ``bool``, ``float``, ``int``, ``index``). Each method is held to its
-documented number: none beyond the OT loss's (``Method.step_reads``, :data:`jtln.sinkhorn.READS`).
+documented number: none beyond the OT loss's (``Method.step_reads``, :data:`jtln.sinkhorn.READS`); the counter is
+:mod:`jtln.host_reads`, which the rehearsal also uses.
 """
 
 import contextlib
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 import jtln.sinkhorn
+from jtln.host_reads import READERS, counting
 from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.sinkhorn import torch_loop_reads
@@ -19,22 +21,12 @@ from jtln.train import batches, train
 from tests.test_models_methods import HP, cost_kind, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
 from tests.test_torch_branch import force_torch_loop
 
-READERS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
-
 
 @contextlib.contextmanager
 def counting_reads(monkeypatch):
-    """Counts every host read of a tensor, and the torch loop's calls with their iterations, while the block runs."""
-    counts = {"reads": 0, "loops": []}
-    with monkeypatch.context() as patch:
-        for name in READERS:
-            original = getattr(torch.Tensor, name)
-
-            def counted(self, *args, _original=original, **kwargs):
-                counts["reads"] += 1
-                return _original(self, *args, **kwargs)
-
-            patch.setattr(torch.Tensor, name, counted)
+    """Counts every host read of a tensor (:func:`jtln.host_reads.counting`), and the torch loop's calls with their iterations."""
+    with counting() as counts, monkeypatch.context() as patch:
+        counts["loops"] = []
         loop = jtln.sinkhorn._scaling_iterations
 
         def counted_loop(a, b, K, K_T, KC, tiny, tol, max_iter, check_every, extrapolate):
@@ -44,6 +36,16 @@ def counting_reads(monkeypatch):
 
         patch.setattr(jtln.sinkhorn, "_scaling_iterations", counted_loop)
         yield counts
+
+
+def test_the_counter_counts_every_way_a_value_reaches_the_host_and_restores_the_tensor_type():
+    x = torch.ones(3)
+    before = {name: getattr(torch.Tensor, name) for name in READERS}
+    with counting() as counts:
+        x.sum().item(), x.tolist(), x.cpu(), x.numpy(), bool(x[0]), float(x[0]), int(x[0]), [0, 1][torch.tensor(1)]
+        x + 1, x.sum(), x[0]  # computations read nothing
+    assert counts["reads"] == 8
+    assert {name: getattr(torch.Tensor, name) for name in READERS} == before
 
 
 @pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].trains))
@@ -57,7 +59,7 @@ def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, mo
     generator = torch.Generator().manual_seed(0)
     target = batches(data.Z["target_train"], data.y["target_train"], HP.batch_size_target, generator, "cpu")
     source = batches(data.Z["source"], data.y["source"], HP.batch_size_source, generator, "cpu")
-    phase = method.phases(len(data.y["target_train"]), len(data.y["source"]))[-1]
+    phase = method.phases(HP, len(data.y["target_train"]), len(data.y["source"]))[-1]
 
     def step():
         loss, parts = method.loss(next(target) if phase.target else None, next(source) if phase.source else None)

@@ -83,15 +83,3 @@ def test_the_cache_estimate_is_the_size_of_the_caches_it_foresees(paper_mini):
     estimate = cache_bytes(load_profile(tmp_path / "paper_mini.toml"), root)
     assert 0.95 * written <= estimate <= written
     assert shutil.disk_usage(tmp_path).free > estimate
-
-
-@pytest.mark.slow
-def test_the_rehearsal_runs_the_paper_profile_on_generated_images(tmp_path):
-    """What .ci/gpu_check.sh runs on a GPU, at a tenth of the images and on the CPU (about two minutes)."""
-    from reproduce.rehearsal import rehearse
-
-    figures = rehearse(tmp_path, device="cpu", per_variant=6, width=96, height=64, image_size=64,
-                       hparams='epochs = 1\nsource_epochs = 1\nbatch_size_target = 16\nbatch_size_source = 64\n'
-                               'mmd_kernel_weights = "uniform"')
-    assert figures["images_generated"] == 600 and figures["runs"] == 2 * 8 + 2 * 9  # trials of the trained methods, seeds
-    assert figures["steps"] > 0 and figures["paper_profile_estimate_min"] > 0
