@@ -221,22 +221,20 @@ def project(profile, prepared, measured, prepare_s, fixed_s=0.0):
     from jtln.methods import METHODS
     from reproduce.plan import SEED, TRIAL, Job, cells, n_trials, plan_trials, trial_hparams
 
-    jobs = plan_trials(profile, "runs")
+    jobs = plan_trials(profile, "runs")  # the methods that train: a probe's run is an evaluation, left out
     for d, m, level in cells(profile):
-        if METHODS[m].trains:
+        if n_trials(profile, m):
             hparams = trial_hparams(profile, d, m, level, 0)
             jobs += [Job(profile, d, m, level, SEED, s, hparams, "runs") for s in profile.run.seeds]
     seconds, steps = fixed_s + sum(prepare_s.values()), 0
     for job in jobs:
-        if not n_trials(profile, job.method):
-            continue
         hp, figures, prep = job.hp, measured[(job.dataset, job.method)], prepared[job.dataset]
         draw = prep.draws[(job.level, job.draw_seed)]
         phases = METHODS[job.method].phases(hp, len(draw.training(job.role == SEED)), len(draw.source))
         steps += sum(p.steps for p in phases)
         seconds += figures["setup_s"] + figures["other_s"] + sum(p.steps * s for p, s in zip(phases, figures["step_s"]))
         seconds += hp.epochs * figures["epoch_end_s"] if job.role == TRIAL else figures["evaluate_s"]
-    return {"seconds": seconds, "runs": sum(1 for j in jobs if n_trials(profile, j.method)), "steps": steps}
+    return {"seconds": seconds, "runs": len(jobs), "steps": steps}
 
 
 def rehearsal_profile(profile, runs, device=None, precision=None, tf32=None):
@@ -389,12 +387,16 @@ def process_age_s():
 
 
 def cmd_rehearse(profile, args):
+    import reproduce.preflight  # noqa: F401 -- what a sweep's command imports before its work (torch among them): its start
+    import reproduce.sweep  # noqa: F401
     from jtln.data import fgvc_aircraft as fgvc
+
+    startup_s = process_age_s()
 
     root = args.data_root or profile.data.root or None
     annotations = fgvc.resolve_root(root) if (root or os.environ.get("JTLN_FGVC_ROOT")) else None
     figures = rehearse(profile, args.work, annotations, args.device, args.precision, args.tf32, args.epochs, args.per_variant,
-                       startup_s=process_age_s())
+                       startup_s=startup_s)
     print(report(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
