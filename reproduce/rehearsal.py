@@ -98,7 +98,8 @@ def stand_in_tree(work, annotations=None, per_variant=100, width=1000, height=70
     ``annotations``: a folder holding ``fgvc-aircraft-2013b/data`` with the
     real annotation files, linked (not copied) into the tree, each image
     sized from its box; None: generated annotation files, every image
-    ``width`` x ``height``.  Built once: returns the root and the number of
+    ``width`` x ``height``.  Built once for what it is built from (other
+    annotations or sizes rebuild it): returns the root and the number of
     images written now (0 when the tree was there).
     """
     from jtln.data import fgvc_aircraft as fgvc
@@ -106,7 +107,8 @@ def stand_in_tree(work, annotations=None, per_variant=100, width=1000, height=70
     root = Path(work) / "data"
     data = fgvc.data_dir(root)
     done = data / ".complete"
-    if done.is_file():
+    source = f"annotations {Path(annotations).absolute()}" if annotations is not None else f"generated {per_variant} {width} {height}"
+    if done.is_file() and done.read_text().splitlines()[0] == source:
         return root, 0
     if data.exists():
         shutil.rmtree(data)
@@ -128,7 +130,7 @@ def stand_in_tree(work, annotations=None, per_variant=100, width=1000, height=70
     chunks = [(str(data / "images"), images[k:k + 200]) for k in range(0, len(images), 200)]
     with ProcessPoolExecutor(processes or os.cpu_count()) as pool:
         written = sum(pool.map(_write_images, chunks))
-    done.write_text(f"{written} images\n")
+    done.write_text(f"{source}\n{written} images\n")
     return root, written
 
 
@@ -373,6 +375,8 @@ def add_arguments(parser):
     parser.add_argument("--epochs", type=int, default=2, help="target epochs of each short run")
     parser.add_argument("--per-variant", type=int, default=100,
                         help="images per variant where the annotations are generated (FGVC-Aircraft: 100)")
+    parser.add_argument("--width", type=int, default=1000, help="generated images' width, where the annotations are generated")
+    parser.add_argument("--height", type=int, default=700, help="generated images' height, where the annotations are generated")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     return parser
 
@@ -396,7 +400,7 @@ def cmd_rehearse(profile, args):
     root = args.data_root or profile.data.root or None
     annotations = fgvc.resolve_root(root) if (root or os.environ.get("JTLN_FGVC_ROOT")) else None
     figures = rehearse(profile, args.work, annotations, args.device, args.precision, args.tf32, args.epochs, args.per_variant,
-                       startup_s=startup_s)
+                       args.width, args.height, startup_s=startup_s)
     print(report(figures))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
