@@ -22,6 +22,7 @@ from typing import Literal
 import torch
 
 from jtln._checks import check_finite, check_lam
+from jtln.device import full_precision
 from jtln.mmd import check_kernel, linear_statistics, multi_kernel, optimal_kernel_weights, squared_distances
 from jtln.sinkhorn import sinkhorn, transport_cost
 
@@ -102,6 +103,7 @@ def _check_features(feat_s, feat_t):
     return feat_s.detach(), feat_t.detach()
 
 
+@full_precision()
 def mmd_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tensor, y_t: torch.Tensor, *, L_s: int | None = None,
                     L_t: int | None = None, sigmas: Sequence[float] | torch.Tensor | None = None,
                     betas: Sequence[float] | torch.Tensor | None = None, estimator: Literal["linear", "unbiased"] = "linear",
@@ -199,6 +201,7 @@ def _unbiased_mmd2_all_pairs(X_s, n_s, X_t, n_t, k):
     return within(X_s, n_s)[:, None] + within(X_t, n_t)[None, :] - 2 * cross
 
 
+@full_precision()
 def ot_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tensor, y_t: torch.Tensor, *, L_s: int | None = None,
                    L_t: int | None = None, lam: float | None = None, normalize: Literal["minmax", "max", "none"] = "minmax",
                    tol: float = 1e-6, max_iter: int = 10_000, pairs_per_chunk: int = 256) -> torch.Tensor:
@@ -259,6 +262,7 @@ def _median_squared_distance(feat_s, feat_t, max_samples=MEDIAN_SAMPLES):
 COST_KINDS = {"mmd": mmd_cost_matrix, "ot": ot_cost_matrix}
 
 
+@full_precision()
 def class_cost_matrix(kind: Literal["mmd", "ot"], P_s: torch.Tensor, y_s: torch.Tensor, P_t: torch.Tensor, y_t: torch.Tensor, L_s: int,
                       L_t: int, *, estimator: Literal["linear", "unbiased"] = "linear",
                       kernel_weights: Literal["uniform", "optimal"] = "uniform", normalize: Literal["minmax", "max", "none"] = "minmax",

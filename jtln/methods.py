@@ -262,7 +262,7 @@ class JTLNDynamic(JTLNMethod):
         self.images = {side: (data.Z[split], data.y[split]) for side, split in (("s", "source"), ("t", "target_train"))}
         needed = 4 if self.hp.cost_kind == "mmd" and self.hp.mmd_kernel_weights == "optimal" else 2
         for (side, (_, y)), L in zip(self.images.items(), C.shape):
-            counts = torch.bincount(y, minlength=L)
+            counts = (y[:, None] == torch.arange(L, device=y.device)).sum(0)  # per class, with no data-dependent shape
             if int(counts.min()) < needed:
                 raise ValueError(f"jtln_dynamic: the {side} images hold fewer than {needed} images of some class ({counts.tolist()}): "
                                  f"a cost of kind {self.hp.cost_kind!r} cannot be recomputed from them")

@@ -291,12 +291,15 @@ class JTLN(nn.Module):
     ``(W_s f + b_s, W_t f + b_t)``; ``h_s``, ``h_t`` are their softmaxes.
     """
 
-    def __init__(self, backbone: Backbone, L_s: int, L_t: int) -> None:
+    def __init__(self, backbone: Backbone, L_s: int, L_t: int, device=None) -> None:
+        """``device``: where the network trains (default: where the backbone is); the heads are made there, the trunk moved."""
         super().__init__()
         self.trunk = nn.ModuleList(module for module, _ in backbone.trunk_groups)
+        if device is not None:
+            self.trunk.to(device)
         self.lr_keys = [lr_key for _, lr_key in backbone.trunk_groups]
-        self.head_s = nn.Linear(backbone.feature_dim, L_s)
-        self.head_t = nn.Linear(backbone.feature_dim, L_t)
+        self.head_s = nn.Linear(backbone.feature_dim, L_s, device=device)
+        self.head_t = nn.Linear(backbone.feature_dim, L_t, device=device)
 
     def train(self, mode=True):
         """Train mode everywhere but in BatchNorm layers, which keep their pretrained statistics (module docstring)."""

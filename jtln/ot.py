@@ -34,6 +34,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from jtln._checks import check_finite, check_histograms, check_lam
+from jtln.device import full_precision
 from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, sinkhorn, transport_cost, transport_plan
 
 #: dtypes too narrow for Sinkhorn's scalings: the OT loss is computed in float32 and returned in the input dtype
@@ -158,6 +159,7 @@ class _OTLossFunction(torch.autograd.Function):
     """
 
     @staticmethod
+    @full_precision()
     def forward(ctx, x_s, x_t, C, lam, logits, reduction, options):
         a, b, lam = (_softmaxes if logits else _histograms)(x_s, x_t, C, lam)  # in the dtype the loss computes in
         C = C.detach().to(a.dtype)
@@ -179,6 +181,7 @@ class _OTLossFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
+    @full_precision()
     def backward(ctx, grad_loss):
         a, b, log_u, log_v, plans = ctx.saved_tensors
         g = grad_loss.to(a.dtype)
@@ -317,9 +320,9 @@ class OTLoss(nn.Module):
 
     def kernel(self, dtype):
         """The :class:`GibbsKernel` of ``C`` in ``dtype``, rebuilt when ``C`` is replaced, moved or changed in place."""
-        key = (self.C.data_ptr(), self.C._version, self.C.device, dtype)
-        if key != self._kernel_key:
-            self._kernel, self._kernel_key = GibbsKernel.of(self.C.detach().to(dtype), self.lam), key
+        key = (self.C._version, dtype)  # with the tensor itself: the module's .to() or an assignment replaces it
+        if self._kernel_key is None or self._kernel_key[0] is not self.C or self._kernel_key[1:] != key:
+            self._kernel, self._kernel_key = GibbsKernel.of(self.C.detach().to(dtype), self.lam), (self.C, *key)
         return self._kernel
 
     def forward(self, x_s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:

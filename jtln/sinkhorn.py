@@ -40,6 +40,7 @@ import torch
 
 from jtln import scaling_kernel
 from jtln._checks import check_finite, check_iterations
+from jtln.device import full_precision
 from jtln.scaling_kernel import EXTRAPOLATE_BELOW, TINY
 
 
@@ -120,6 +121,7 @@ class GibbsKernel:
         return matrices if self.loop == "torch" else tuple(m.numpy() for m in matrices)
 
     @classmethod
+    @full_precision()
     def of(cls, C, lam, loop=None):
         """Validate ``C`` (finite, 2-D) and build its kernel; ``loop`` as in the class docstring (None: the default)."""
         if not torch.is_tensor(C) or not C.dtype.is_floating_point:
@@ -170,6 +172,7 @@ def aitken(history):
     return history[2] + factor[:, None] * d[1]
 
 
+@full_precision()
 def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
     """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t]; returns :class:`Scalings` (tensors).
 
@@ -400,12 +403,14 @@ def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f
     return Scalings(f, g, n_iter, error, "log")
 
 
+@full_precision()
 def transport_plan(scalings, C, lam):
     r""":math:`\gamma_0 = \mathrm{diag}(u) K \mathrm{diag}(v)` for each row, [B, L_s, L_t]."""
     M = lam * (C - C.amin(dim=(-2, -1), keepdim=True)) + 1.0
     return torch.exp(scalings.log_u.unsqueeze(2) + scalings.log_v.unsqueeze(1) - M)
 
 
+@full_precision()
 def transport_cost(scalings, C, lam):
     r"""Line 6 of Algorithm 1, :math:`\langle \gamma_0, C\rangle_F` for each row, [B].
 

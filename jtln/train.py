@@ -33,7 +33,6 @@ rule: continuous, it seldom ties, and it charges confident mistakes.
 """
 
 import contextlib
-import copy
 import math
 import platform
 import time
@@ -42,6 +41,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from jtln.device import canonical
 from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.ot import solve
@@ -116,7 +116,8 @@ class RunData:
         for split, (pool, index) in rows.items():
             index = torch.as_tensor(index, dtype=torch.long)
             for name in parts:
-                parts[name][split] = getattr(cached, name)[pool][index]
+                tensor = getattr(cached, name)[pool]
+                parts[name][split] = tensor[index.to(tensor.device)]  # gathered where the cache is, with indices there
         if refit if test is None else test:
             for name in parts:
                 parts[name]["target_test"] = getattr(cached, name)["target_test"]
@@ -130,14 +131,23 @@ class RunData:
 
 def batches(Z, y, batch_size, generator, device):
     """Endless shuffled mini-batches (a fresh permutation each pass), drawn from ``generator`` (on the CPU: the same batches on
-    every device).  Features already on ``device`` are gathered there; others are gathered on the host and copied."""
+    every device).
+
+    Features already on ``device`` are gathered there, with each pass's
+    permutation copied to the device once (not a copy of indices per batch);
+    others are gathered on the host and copied.
+    """
+    device = canonical(device)
+    resident = Z.device == device and y.device == device
     while True:
-        for idx in torch.randperm(len(y), generator=generator).split(batch_size):
-            if Z.device != torch.device(device):
-                yield Z[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
-            else:
-                idx = idx.to(Z.device, non_blocking=True)
+        order = torch.randperm(len(y), generator=generator)
+        if resident:
+            order = order.to(device, non_blocking=True)  # one copy a pass, queued behind the device's work
+        for idx in order.split(batch_size):
+            if resident:
                 yield Z[idx], y[idx]
+            else:
+                yield Z[idx].to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
 
 
 def _read_steps(pending, method_name, first_step):
@@ -157,16 +167,35 @@ def _read_steps(pending, method_name, first_step):
 
 @torch.no_grad()
 def validation(network, Z, y, device, batch_size=512):
-    """``(accuracy, cross_entropy)`` of the target head on ``(Z, y)``: the fraction correct and the mean negative log-likelihood."""
+    """``(accuracy, cross_entropy)`` of the target head on ``(Z, y)``: the fraction correct and the mean negative log-likelihood.
+
+    Counted on the device where the network's logits are, and read once
+    (:data:`VALIDATION_READS`).
+    """
     was_training = network.training
     network.eval()
-    correct, nll = 0, 0.0
+    correct = nll = 0
     for z, t in zip(Z.split(batch_size), y.split(batch_size)):
-        logits = network(z.to(device))[1].float().cpu()
-        correct += int((logits.argmax(1) == t).sum())
-        nll += float(torch.nn.functional.cross_entropy(logits, t, reduction="sum"))
+        logits = network(z.to(device))[1].float()
+        t = t.to(logits.device)
+        correct = correct + (logits.argmax(1) == t).sum()
+        nll = nll + torch.nn.functional.cross_entropy(logits, t, reduction="sum")
     network.train(was_training)
+    if not len(y):
+        return math.nan, math.nan
+    correct, nll = torch.stack([correct.double(), nll.double()]).tolist()
     return correct / len(y), nll / len(y)
+
+
+#: host reads of one :func:`validation` (the tests hold it to this)
+VALIDATION_READS = 1
+
+
+def sgd(param_groups, hp, device):
+    """SGD with momentum and weight decay; on CUDA the multi-tensor ("foreach") kernels: a few launches a step for all
+    parameters, not a loop over them (the fused kernel has no fake-tensor implementation to test it with on the CPU)."""
+    foreach = canonical(device).type == "cuda" or None
+    return torch.optim.SGD(param_groups, momentum=hp.momentum, weight_decay=hp.weight_decay, foreach=foreach)
 
 
 def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False,
@@ -195,8 +224,9 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    device = canonical(device)
     seed_everything(seed)
-    network = JTLN(backbone_factory(), L_s, L_t).init_heads(*probes).to(device)
+    network = JTLN(backbone_factory(), L_s, L_t, device=device).init_heads(*probes)
     method = METHODS[method_name](network, hp, None if C is None else C.to(device))
     generator = torch.Generator().manual_seed(seed)
     target = batches(data.Z["target_train"], data.y["target_train"], hp.batch_size_target, generator, device)
@@ -221,7 +251,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     timings = {"setup_s": time.perf_counter() - started, "phases": [], "epoch_end_s": 0.0}
     for phase in phases:
         phase_started, phase_epoch_ends = time.perf_counter(), 0.0
-        optimizer = torch.optim.SGD(method.param_groups(), momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = sgd(method.param_groups(), hp, device)
         for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
@@ -246,7 +276,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
                     loss_curve.append(cross_entropy)
                     if cross_entropy < best["loss"]:
                         best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
-                                "state": copy.deepcopy(network.state_dict()), "summary": method.summary()}
+                                "state": {k: v.detach().clone() for k, v in network.state_dict().items()}, "summary": method.summary()}
                 phase_epoch_ends += time.perf_counter() - epoch_started
         timings["phases"].append([phase.steps, time.perf_counter() - phase_started - phase_epoch_ends])
         timings["epoch_end_s"] += phase_epoch_ends
@@ -265,19 +295,34 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
 
 @torch.no_grad()
 def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
-    """Multi-class accuracy (the paper's metric), per-class accuracy, predictions; and the mean plan if C is given."""
+    """Multi-class accuracy (the paper's metric), per-class accuracy, predictions; and the mean plan if C is given.
+
+    Computed on the device of the network's logits and read at the end, in
+    one copy (and the reads of one Sinkhorn call for the plan).
+    """
     method.network.eval()
     logits_s, logits_t = zip(*(method.network(z.to(device)) for z in Z.split(batch_size)))
-    logits_s, logits_t = torch.cat(logits_s).float().cpu(), torch.cat(logits_t).float().cpu()
+    logits_s, logits_t = torch.cat(logits_s).float(), torch.cat(logits_t).float()
+    y = y.to(logits_t.device)
     predictions = logits_t.argmax(1)
-    correct = predictions == y
-    per_class = [correct[y == c].float().mean().item() if (y == c).any() else None for c in range(L_t)]
-    result = {"accuracy": correct.float().mean().item(), "per_class_accuracy": per_class,
-              "predictions": predictions.tolist(), "labels": y.tolist()}
+    # per class without a data-dependent shape: an image-by-class indicator, summed
+    members = (y[:, None] == torch.arange(L_t, device=y.device)).double()
+    per_class = torch.stack([members.sum(0), members.T @ (predictions == y).double()])
+    parts = [predictions, y, per_class.flatten()]
     if C is not None:
+        C = C.to(logits_t.device, torch.float64)
         h_s, h_t = logits_s.double().softmax(1), logits_t.double().softmax(1)
-        scalings = solve(h_s, h_t, C.double(), lam, tol=1e-6)
-        result["mean_plan"] = transport_plan(scalings, C.double(), lam).mean(0).tolist()
+        scalings = solve(h_s, h_t, C, lam, tol=1e-6)
+        parts.append(transport_plan(scalings, C, lam).mean(0).flatten())
+    read = torch.cat([p.double() for p in parts]).cpu()  # one copy to the host
+    n = len(y)
+    predictions, labels = read[:n].long().tolist(), read[n : 2 * n].long().tolist()
+    counts, hits = read[2 * n : 2 * n + L_t].tolist(), read[2 * n + L_t : 2 * n + 2 * L_t].tolist()
+    result = {"accuracy": sum(hits) / n if n else math.nan,
+              "per_class_accuracy": [h / c if c else None for h, c in zip(hits, counts)],
+              "predictions": predictions, "labels": labels}
+    if C is not None:
+        result["mean_plan"] = read[2 * n + 2 * L_t :].view(*C.shape).tolist()
     return result
 
 
@@ -290,7 +335,7 @@ def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=
     record = {"val_accuracy": log["val_accuracy"], "val_loss": log["val_loss"], "best_epoch": log["best_epoch"],
               "val_curve": log["val_curve"], "val_loss_curve": log["val_loss_curve"],
               "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {}, **log["method"],
-              "versions": library_versions(), "device": str(device)}
+              "versions": library_versions(), "device": str(canonical(device))}
     if test:
         moved = METHODS[method_name].final_cost  # a method whose cost matrix moves: its plans with the cost it ended with
         final = log["method"].get(moved) if moved else None

@@ -1,10 +1,12 @@
 """Command line: ``python -m reproduce {table1,sweep,tables,all,rehearse} --profile NAME``."""
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 
+from jtln.seeding import CUBLAS_WORKSPACE_CONFIG
 from reproduce.profile import load_profile
 
 DEFAULT_OUT = Path("paper_tables")
@@ -125,6 +127,7 @@ def check_writable(path, flag):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)  # before anything uses CUDA (jtln.seeding)
     try:
         profile = load_profile(args.profile)  # parsed and checked once, before any work
         if args.command in ("table1", "tables", "all"):

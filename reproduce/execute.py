@@ -86,8 +86,7 @@ def train_job(job, workspace, test=None):
     hp = job.hp
     cost = cost_key(job.method, hp)
     probes = prep.probes[(job.level, job.draw_seed)]
-    with warnings.catch_warnings(record=True) as caught:  # kept in the record and summed up once at the end, not printed
-        warnings.simplefilter("always")
+    with counting_warnings() as caught:  # kept in the record and summed up once at the end, not printed
         result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit, test=test), hp,
                      job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
                      probes=probes, device=job.profile.run.device, test=test, precision=job.profile.run.precision,
@@ -97,7 +96,7 @@ def train_job(job, workspace, test=None):
               "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),
               "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
               "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
-              "probe_C": probes[0].C, "parents": prep.itl.parents, **result, "warnings": warning_counts(caught),
+              "probe_C": probes[0].C, "parents": prep.itl.parents, **result, "warnings": caught,
               "run_by": f"{platform.node()}:{os.getpid()}",
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if refit:  # every cost matrix prepared for this draw, so that how well each kind finds the true parents is read from records
@@ -106,13 +105,20 @@ def train_job(job, workspace, test=None):
     return record
 
 
-def warning_counts(caught):
-    """``{"Category: message": count}`` of the warnings a run raised."""
+@contextlib.contextmanager
+def counting_warnings():
+    """Within the block, every warning is counted, not shown: ``{"Category: message": count}``, one entry per distinct
+    message (a warning raised at every step of a run costs a count, never an object per call)."""
     counts = {}
-    for w in caught:
-        key = f"{w.category.__name__}: {w.message}"
+
+    def count(message, category, filename, lineno, file=None, line=None):
+        key = f"{category.__name__}: {message}"
         counts[key] = counts.get(key, 0) + 1
-    return counts
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = count
+        yield counts
 
 
 def run_jobs(jobs):

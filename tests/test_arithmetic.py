@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+import jtln.methods
 import jtln.ot
 from jtln.train import arithmetic, train
 from tests.test_models_methods import HP, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
@@ -46,3 +47,53 @@ def test_threaded_decoding_gives_the_serial_batches(tiny):  # noqa: F811
     serial = list(_image_batches(itl, itl.source, backbone, 5, False, "x", threads=1))
     threaded = list(_image_batches(itl, itl.source, backbone, 5, False, "x", threads=4))
     assert len(serial) == len(threaded) and all(torch.equal(a, b) for a, b in zip(serial, threaded))
+
+
+def test_bf16_autocast_leaves_the_ot_loss_and_the_cost_matrices_in_full_precision(monkeypatch):
+    """Every product of the OT loss (Sinkhorn's torch loop, the one a GPU runs; line 6; Eq. 11) and of the cost matrices stays
+    in its inputs' dtype under autocast: the loss within 1e-6 relative of float32 on the same logits (bf16 products put it
+    ~4e-3 off)."""
+    from jtln.costs import class_cost_matrix
+    from jtln.ot import OTLoss
+    from tests.test_torch_branch import force_torch_loop
+
+    force_torch_loop(monkeypatch)
+
+    generator = torch.Generator().manual_seed(0)
+    C = torch.rand(7, 5, generator=generator)
+    loss = OTLoss(C, 10.0, logits=True)
+    logits_s = torch.randn(32, 7, generator=generator, requires_grad=True)
+    logits_t = torch.randn(32, 5, generator=generator, requires_grad=True)
+    results = []
+    for enabled in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            value = loss(logits_s, logits_t)
+            P, y = torch.randn(40, 16, generator=torch.Generator().manual_seed(1)), torch.arange(40) % 4
+            costs = [class_cost_matrix(kind, P, y, P + 0.1, y, 4, 4) for kind in ("mmd", "ot")]
+        grads = torch.autograd.grad(value, (logits_s, logits_t))
+        results.append((value, grads, costs))
+    (value, grads, costs), (value_bf16, grads_bf16, costs_bf16) = results
+    assert value_bf16.dtype == torch.float32
+    torch.testing.assert_close(value_bf16, value, rtol=1e-6, atol=0)
+    for g, g_bf16 in zip(grads, grads_bf16):
+        torch.testing.assert_close(g_bf16, g, rtol=1e-6, atol=1e-9)
+    for c, c_bf16 in zip(costs, costs_bf16):
+        assert c_bf16.dtype == c.dtype
+        torch.testing.assert_close(c_bf16, c, rtol=1e-6, atol=1e-9)
+
+
+def test_tf32_sets_matmul_and_cudnn_together_inside_a_run(tiny, monkeypatch):  # noqa: F811
+    itl, _, factory, _, costs, data, probes = tiny
+    seen, original = [], jtln.methods.TargetOnly.loss
+
+    def loss(self, batch_t, batch_s):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return original(self, batch_t, batch_s)
+
+    monkeypatch.setattr(jtln.methods.TargetOnly, "loss", loss)
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    for tf32 in (True, False):
+        seen.clear()
+        train("target_only", factory, data, HP, 0, itl.L_s, itl.L_t, probes=probes, tf32=tf32)
+        assert seen and set(seen) == {(tf32, tf32)}
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
