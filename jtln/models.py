@@ -291,7 +291,7 @@ class JTLN(nn.Module):
     ``(W_s f + b_s, W_t f + b_t)``; ``h_s``, ``h_t`` are their softmaxes.
     """
 
-    def __init__(self, backbone: Backbone, L_s: int, L_t: int, device=None) -> None:
+    def __init__(self, backbone: Backbone, L_s: int, L_t: int, device: torch.device | str | None = None) -> None:
         """``device``: where the network trains (default: where the backbone is); the heads are made there, the trunk moved."""
         super().__init__()
         self.trunk = nn.ModuleList(module for module, _ in backbone.trunk_groups)
