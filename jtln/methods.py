@@ -209,7 +209,9 @@ class JTLNMethod(Joint):
         super().__init__(network, hp, C)
         if C is None:
             raise ValueError(f"{self.name} needs a cost matrix C [L_s, L_t]")
-        self.ot_loss = OTLoss(C, hp.lam, logits=True)  # softmax folded into the loss's own backward
+        # softmax folded into the loss's own backward; deferred: on a GPU the step reads nothing (jtln.train reads the losses
+        # once per epoch and stops at a NaN one, which is how a failed Sinkhorn shows there)
+        self.ot_loss = OTLoss(C, hp.lam, logits=True, deferred=True)
 
     def ot_term(self, logits_s_on_target, logits_t_on_target):
         """Eq. 3: the mean OT loss between the heads on the target batch; None with ``lambda_ot = 0`` (exactly joint fine-tuning)."""
@@ -332,7 +334,7 @@ class JTLNLearnedCost(JTLNMethod):
 
     def transport_loss(self, logits_s_on_target, logits_t_on_target):
         logits_s, logits_t = logits_s_on_target.float(), logits_t_on_target.float()
-        return ot_loss_with_logits(logits_s, logits_t, self.C.to(logits_t.dtype), self.hp.lam, reduction="mean")
+        return ot_loss_with_logits(logits_s, logits_t, self.C.to(logits_t.dtype), self.hp.lam, reduction="mean", deferred=True)
 
     def loss(self, batch_t, batch_s):
         total, parts = super().loss(batch_t, batch_s)

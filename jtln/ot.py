@@ -164,9 +164,11 @@ class _OTLossFunction(torch.autograd.Function):
         a, b, lam = (_softmaxes if logits else _histograms)(x_s, x_t, C, lam)  # in the dtype the loss computes in
         C = C.detach().to(a.dtype)
         scalings = sinkhorn(a, b, C, lam, **options)
-        if not scalings.marginal_error <= GROSS_ERROR:  # NaN included
-            _refuse(scalings, lam, (x_s, x_t), ("logits_s", "logits_t") if logits else ("h_s", "h_t"))
         losses = transport_cost(scalings, C, lam)  # line 6
+        if torch.is_tensor(scalings.marginal_error):  # deferred: no read; a loss that is not one is NaN (found by its reader)
+            losses = torch.where(scalings.marginal_error <= GROSS_ERROR, losses, math.nan)
+        elif not scalings.marginal_error <= GROSS_ERROR:  # NaN included
+            _refuse(scalings, lam, (x_s, x_t), ("logits_s", "logits_t") if logits else ("h_s", "h_t"))
         ctx.weight = 1.0  # d(reduced loss) / d(each row's loss)
         if reduction == "mean":
             if not len(losses):
@@ -203,7 +205,7 @@ class _OTLossFunction(torch.autograd.Function):
 def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *,
             reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
             check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
-            kernel: GibbsKernel | None = None) -> torch.Tensor:
+            kernel: GibbsKernel | None = None, deferred: bool = False) -> torch.Tensor:
     r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or their mean or sum, differentiable by Eq. 11.
 
     Parameters
@@ -239,7 +241,16 @@ def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *
         :class:`OTLoss` does); built per call otherwise.  Its ``loop`` says
         where Sinkhorn's scaling loop runs: on NumPy views of the tensors for
         float32/float64 on the CPU (the default there), in torch elsewhere or
-        with ``GibbsKernel.of(C, lam, loop="torch")``.
+        with ``GibbsKernel.of(C, lam, loop="torch")``; on CUDA in one Triton
+        program per row where Triton is installed (:mod:`jtln.scaling_triton`).
+    deferred : bool
+        With the Triton loop, read nothing from the device: a row whose
+        Sinkhorn failed (a final error over
+        :data:`jtln.sinkhorn.GROSS_ERROR`, or an overflow) gets a NaN loss
+        instead of an exception, for a caller that reads its losses later
+        anyway (a training loop: :func:`jtln.train.train` reads them once per
+        epoch and raises at the first NaN); a final error between ``tol`` and
+        that is not warned about.  Other loops read as they must.
 
     Returns
     -------
@@ -254,14 +265,15 @@ def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *
     >>> ot_loss(h_s, h_t, C, lam=10.0)
     tensor([0.5000], dtype=torch.float64)
     """
-    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
+    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel,
+                   deferred=deferred)
     return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), options)
 
 
 def ot_loss_with_logits(logits_s: torch.Tensor, logits_t: torch.Tensor, C: torch.Tensor, lam: float, *,
                         reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
                         check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
-                        kernel: GibbsKernel | None = None) -> torch.Tensor:
+                        kernel: GibbsKernel | None = None, deferred: bool = False) -> torch.Tensor:
     r"""``ot_loss(softmax(logits_s), softmax(logits_t), C, lam)`` as one autograd node, from the heads' logits.
 
     What the JTLN methods call: the histogram checks reduce to finite logits
@@ -269,7 +281,8 @@ def ot_loss_with_logits(logits_s: torch.Tensor, logits_t: torch.Tensor, C: torch
     Eq. 11, which saves four autograd nodes per training step.  Same options
     as :func:`ot_loss`; ``logits_s`` [B, L_s] and ``logits_t`` [B, L_t] are logits.
     """
-    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel)
+    options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel,
+                   deferred=deferred)
     return _OTLossFunction.apply(logits_s, logits_t, C, lam, True, _reduction(reduction), options)
 
 

@@ -20,15 +20,23 @@ Three choices differ from the literal reference (:mod:`reference.algorithm1`):
   it cuts the iterations two- to four-fold on the training problems of the
   offline benchmark (``extrapolate=False`` gives the plain iteration).
 
-Tensors in, tensors out.  The one place the OT core leaves torch is the
-scaling-domain loop on the CPU: there it is one compiled kernel,
-:func:`jtln.scaling_kernel.iterate` (numba), run on NumPy views of the
-tensors' memory, because at a training step's sizes (B = 32, L <= 100) an
-interpreted loop costs per call, not per element.  The torch loop
-(:func:`_scaling_iterations`, the one a GPU runs) does the same iterations;
-which one runs is a property of the :class:`GibbsKernel` (``loop``), so a
-test forces the torch loop on any machine and holds the two to the same
-results.
+Tensors in, tensors out.  The scaling-domain loop runs in one of three
+places (:data:`LOOPS`), a property of the :class:`GibbsKernel` (``loop``):
+
+* on the CPU, one compiled kernel, :func:`jtln.scaling_kernel.iterate`
+  (numba), on NumPy views of the tensors' memory, because at a training
+  step's sizes (B = 32, L <= 100) an interpreted loop costs per call, not
+  per element;
+* on a GPU, one Triton program per batch row,
+  :func:`jtln.scaling_triton.iterate`: one launch per call, the convergence
+  test on the device, and with ``deferred=True`` no read by the host at all;
+* the torch loop (:func:`_scaling_iterations`), on any device: about seven
+  launches per iteration and a read at every check; what a GPU runs without
+  Triton, or with a cost matrix over :data:`jtln.scaling_triton.MAX_CLASSES`
+  classes.
+
+The three do the same iterations; tests force each on any machine (Triton's
+under its interpreter) and hold them to the reference and to each other.
 """
 
 import math
@@ -38,7 +46,7 @@ from functools import cached_property, partial
 
 import torch
 
-from jtln import scaling_kernel
+from jtln import scaling_kernel, scaling_triton
 from jtln._checks import check_finite, check_iterations
 from jtln.device import full_precision
 from jtln.scaling_kernel import EXTRAPOLATE_BELOW, TINY
@@ -69,15 +77,17 @@ class Scalings:
     cost: torch.Tensor = None
 
 
-#: what :class:`GibbsKernel` ``loop`` names: the compiled CPU kernel, or torch (any device)
-LOOPS = ("numba", "torch")
+#: what :class:`GibbsKernel` ``loop`` names: the compiled CPU kernel, the Triton GPU kernel, or torch (any device)
+LOOPS = ("numba", "triton", "torch")
 
-#: What the OT core reads from the device (host synchronisations, which keep a GPU idle while they wait):
-#: building a :class:`GibbsKernel` reads C's minimum and maximum once (its finiteness and range together); the torch
-#: loop of the scaling domain reads its marginal error at each convergence check and its scalings' finiteness once at the
-#: end: ``ceil(n_iter / check_every) + 1`` reads for a call of ``n_iter`` iterations (:func:`torch_loop_reads`).  A kernel
-#: that :class:`jtln.ot.OTLoss` keeps is built once per cost matrix, not per step.
-READS = {"kernel": 1}
+#: What the OT core reads from the device (host synchronisations, which keep a GPU idle while they wait), by backend:
+#: building a :class:`GibbsKernel` reads C's minimum and maximum once (its finiteness and range together; a kernel that
+#: :class:`jtln.ot.OTLoss` keeps is built once per cost matrix, not per step); the Triton loop reads nothing with
+#: ``deferred=True`` (its iterations, error and overflow stay on the device) and once otherwise (all three together); the
+#: torch loop reads its marginal error at each convergence check and its scalings' finiteness once at the end:
+#: ``ceil(n_iter / check_every) + 1`` reads for a call of ``n_iter`` iterations (:func:`torch_loop_reads`); the numba
+#: loop works on the host's memory and reads nothing from a device.
+READS = {"kernel": 1, "triton": 1, "triton_deferred": 0, "numba": 0}
 
 
 def torch_loop_reads(n_iter, check_every):
@@ -97,7 +107,10 @@ class GibbsKernel:
     smallest normal number, the floor of the scalings before their logarithm.
     ``loop``: "numba" (the default for float32 and float64 on the CPU) runs
     the compiled kernel :func:`jtln.scaling_kernel.iterate` on NumPy views of
-    the tensors' memory, "torch" the torch loop (any device).
+    the tensors' memory; "triton" (the default for float32 C on CUDA where
+    Triton is installed and C has at most
+    :data:`jtln.scaling_triton.MAX_CLASSES` rows and columns) one Triton
+    program per row; "torch" the torch loop (any device).
     :func:`sinkhorn` builds one per call; :class:`jtln.ot.OTLoss` keeps the
     one of its constant ``C``, so a training step skips the checks and
     exponentials of ``C``.
@@ -118,7 +131,7 @@ class GibbsKernel:
     def operands(self):
         """``K``, ``K_T`` and ``KC`` as the loop works on them: NumPy views of their memory for the "numba" loop."""
         matrices = (self.K, self.K_T, self.KC)
-        return matrices if self.loop == "torch" else tuple(m.numpy() for m in matrices)
+        return tuple(m.numpy() for m in matrices) if self.loop == "numba" else matrices
 
     @classmethod
     @full_precision()
@@ -129,10 +142,13 @@ class GibbsKernel:
         if C.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C.shape)}")
         on_host = C.device.type == "cpu" and C.dtype in (torch.float32, torch.float64)
-        loop = ("numba" if on_host else "torch") if loop is None else loop
-        if loop not in LOOPS or (loop == "numba" and not on_host):
-            raise ValueError(f"loop must be 'torch', or 'numba' for float32/float64 C on the CPU, got {loop!r} for "
-                             f"{C.dtype} C on {C.device}")
+        on_triton = scaling_triton.fits(tuple(C.shape), C.dtype) and scaling_triton.available(C.device)
+        if loop is None:  # float64 on a GPU (a run's test-time plan): the torch loop, not a float64 program to compile
+            loop = "numba" if on_host else "triton" if on_triton and C.device.type == "cuda" and C.dtype == torch.float32 else "torch"
+        if loop not in LOOPS or (loop == "numba" and not on_host) or (loop == "triton" and not on_triton):
+            raise ValueError(f"loop must be 'torch', 'numba' for float32/float64 C on the CPU, or 'triton' for float32/float64 C "
+                             f"of at most {scaling_triton.MAX_CLASSES} classes on CUDA (on the CPU under TRITON_INTERPRET=1) "
+                             f"with Triton installed; got {loop!r} for {C.dtype} C of shape {tuple(C.shape)} on {C.device}")
         C = C.detach()
         lowest, highest = torch.stack([C.min(), C.max()]).tolist()  # one read: NaN and inf show in the extremes
         if not (math.isfinite(lowest) and math.isfinite(highest)):
@@ -173,7 +189,8 @@ def aitken(history):
 
 
 @full_precision()
-def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None):
+def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain="auto", extrapolate=True, kernel=None,
+             deferred=False):
     """Scale ``exp(-lam C - 1)`` to marginals ``a`` [B, L_s] and ``b`` [B, L_t]; returns :class:`Scalings` (tensors).
 
     ``C`` is [L_s, L_t] (shared by the batch) or, in the log domain only,
@@ -187,6 +204,10 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
     not converged (``check_every >= 3``), until a check finds the error grown.
     ``kernel`` is the :class:`GibbsKernel` of ``(C, lam)`` if the caller keeps
     one; it is built here otherwise.  ``C`` is checked to be finite here, once.
+    ``deferred`` (the Triton loop only): read nothing; ``n_iter`` and
+    ``marginal_error`` are then 0-d tensors on the device, the error NaN where
+    a row over- or underflowed (no redo in the log domain, no warning: the
+    caller reads them when it reads anyway, as :mod:`jtln.ot` does).
     """
     check_iterations(max_iter, check_every)
     if tol is None:
@@ -208,7 +229,7 @@ def sinkhorn(a, b, C, lam, *, tol=None, max_iter=10_000, check_every=10, domain=
     if len(a) == 0:  # an empty batch: nothing to scale
         return Scalings(a, b, 0, 0.0, domain, a.sum(1))
     if domain == "scaling":
-        result = _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate)
+        result = _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate, deferred)
         if result is not None:
             return result
     return _sinkhorn_log(a, b, C.detach(), lam, tol, max_iter, check_every, extrapolate)
@@ -258,7 +279,27 @@ def _warn_not_converged(max_iter, error, tol, stacklevel=4):
     )
 
 
-def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
+def _triton_loop(a, b, kernel, tol, max_iter, check_every, extrapolate, deferred):
+    """The Triton loop (:func:`jtln.scaling_triton.iterate`): :class:`Scalings`, or None if a row over- or underflowed.
+
+    The batch's iterations and error are the worst row's, as the other loops
+    report them; deferred, as 0-d device tensors (NaN error for an overflow).
+    """
+    log_u, log_v, cost, n_iter, error, status = scaling_triton.iterate(a, b, kernel.K, kernel.KC, kernel.tiny, tol, max_iter,
+                                                                       check_every, extrapolate)
+    error = torch.where(status == scaling_triton.OVERFLOW, math.nan, error).amax()
+    n_iter = n_iter.amax()
+    if deferred:
+        return Scalings(log_u, log_v, n_iter, error, "scaling", cost)
+    n_iter, error = torch.stack([n_iter.double(), error]).tolist()  # one read for both
+    if math.isnan(error):
+        return None
+    if not error < tol:
+        _warn_not_converged(max_iter, error, tol, stacklevel=4)
+    return Scalings(log_u, log_v, int(n_iter), error, "scaling", cost)
+
+
+def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate, deferred=False):
     """Algorithm 1 on the whole batch in the scaling domain, in the loop ``kernel.loop`` names: tensors in, tensors out.
 
     The "numba" loop runs :func:`jtln.scaling_kernel.iterate` on NumPy views
@@ -268,6 +309,8 @@ def _scaling_loop(a, b, kernel, tol, max_iter, check_every, extrapolate):
     """
     if a.dtype != kernel.dtype or b.dtype != kernel.dtype:
         a, b = a.to(kernel.dtype), b.to(kernel.dtype)
+    if kernel.loop == "triton":
+        return _triton_loop(a, b, kernel, tol, max_iter, check_every, extrapolate, deferred)
     K, K_T, KC = kernel.operands
     if kernel.loop == "numba":
         finite, converged, log_u, log_v, cost, n_iter, error = scaling_kernel.iterate(

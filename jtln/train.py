@@ -160,7 +160,9 @@ def _read_steps(pending, method_name, first_step):
         loss, read = values[at], dict(zip(parts, values[at + 1 : at + 1 + len(parts)]))
         at += 1 + len(parts)
         if not math.isfinite(loss):
-            raise FloatingPointError(f"{method_name}: the loss is {loss} at step {first_step + k + 1} ({read})")
+            why = ("; an OT term of NaN: Sinkhorn misplaced over 0.1% of the mass or overflowed (on a GPU the loss does not "
+                   "stop to read it, jtln.ot's deferred)" if math.isnan(read.get("ot", 0.0)) else "")
+            raise FloatingPointError(f"{method_name}: the loss is {loss} at step {first_step + k + 1} ({read}){why}")
         steps.append(read)
     return steps
 

@@ -86,7 +86,7 @@ def test_the_kernel_chooses_the_loop_and_refuses_a_compiled_loop_it_cannot_run()
     C = torch.rand(3, 2, dtype=torch.float64)
     assert GibbsKernel.of(C, 5.0).loop == "numba" and GibbsKernel.of(C, 5.0, loop="torch").loop == "torch"
     assert GibbsKernel.of(C.to(torch.float16), 5.0).loop == "torch"  # the kernel is compiled for float32 and float64
-    with pytest.raises(ValueError, match="loop must be 'torch', or 'numba' for float32/float64 C on the CPU"):
+    with pytest.raises(ValueError, match="loop must be 'torch', 'numba' for float32/float64 C on the CPU"):
         GibbsKernel.of(C.to(torch.float16), 5.0, loop="numba")
     with pytest.raises(ValueError, match="loop must be"):
         GibbsKernel.of(C, 5.0, loop="cuda")
