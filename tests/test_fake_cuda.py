@@ -81,12 +81,16 @@ def test_a_training_step_on_fake_cuda_reads_only_what_the_method_documents(probl
     itl, d, backbone, cached, costs, probes = problem
     C = costs.get(cost_kind(name))
     loops = []  # the Sinkhorn loops a step runs: on CUDA the Triton one, which reads nothing
-    for module, loop in ((jtln.sinkhorn, "_scaling_iterations"), (jtln.scaling_triton, "iterate")):
-        def counted(*args, _original=getattr(module, loop), _loop=loop):
-            loops.append(_loop)
-            return _original(*args)
 
-        monkeypatch.setattr(module, loop, counted)
+    def counting_calls(original, name):
+        def counted(*args):
+            loops.append(name)
+            return original(*args)
+
+        return counted
+
+    for module, loop in ((jtln.sinkhorn, "_scaling_iterations"), (jtln.scaling_triton, "iterate")):
+        monkeypatch.setattr(module, loop, counting_calls(getattr(module, loop), loop))
     pretrained = copy.deepcopy(backbone)
     with fake_cuda() as counts:
         data = _on_fake_cuda(problem, refit=False)
