@@ -23,9 +23,9 @@ from tests.conftest import RTOL, random_histograms
 from tests.test_scaling_kernel import grid
 from tests.test_sinkhorn import peaked_histograms
 
-pytestmark = pytest.mark.skipif(not scaling_triton.available("cpu") and not torch.cuda.is_available(),
-                                reason="Triton is not installed")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+#: where the program runs: compiled on a GPU (the GPU check), interpreted on CPU tensors elsewhere
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+pytestmark = pytest.mark.skipif(not scaling_triton.available(DEVICE), reason="Triton is not installed, or does not interpret here")
 
 
 def force_triton_loop(monkeypatch):
@@ -70,8 +70,8 @@ def _grid(full, dtype):
 def test_the_triton_loop_reaches_the_torch_loops_fixed_point(dtype, full):
     rng = np.random.default_rng(0)
     for B, L_s, L_t, scale, lam, check_every, extrapolate in _grid(full, dtype):
-        a, b = peaked_histograms(rng, B, L_s, scale).to(dtype), peaked_histograms(rng, B, L_t, scale).to(dtype)
-        C = torch.tensor(rng.random((L_s, L_t)), dtype=dtype)
+        a, b = peaked_histograms(rng, B, L_s, scale).to(DEVICE, dtype), peaked_histograms(rng, B, L_t, scale).to(DEVICE, dtype)
+        C = torch.tensor(rng.random((L_s, L_t)), dtype=dtype, device=DEVICE)
         triton, loop, K = run_both(a, b, C, lam, default_tol(dtype), check_every=check_every, extrapolate=extrapolate)
         _agree(f"B={B} L={L_s}x{L_t} scale={scale} lam={lam} check_every={check_every} extrapolate={extrapolate}", triton, loop,
                K, dtype)
@@ -83,24 +83,23 @@ def test_loss_and_gradients_match_the_reference_on_the_triton_loop(monkeypatch, 
     force_triton_loop(monkeypatch)
     B, L_s, L_t = 5, 7, 4
     h_s, h_t, C = random_histograms(rng, B, L_s), random_histograms(rng, B, L_t), rng.random((L_s, L_t))
-    Hs, Ht = (torch.tensor(h, dtype=dtype, requires_grad=True) for h in (h_s, h_t))
+    Hs, Ht = (torch.tensor(h, dtype=dtype, device=DEVICE, requires_grad=True) for h in (h_s, h_t))
     tol = 1e-12 if dtype == torch.float64 else 1e-6
-    losses = ot_loss(Hs, Ht, torch.tensor(C, dtype=dtype), lam, tol=tol)
+    losses = ot_loss(Hs, Ht, torch.tensor(C, dtype=dtype, device=DEVICE), lam, tol=tol)
     losses.sum().backward()
     for b in range(B):
         ref = reference_ot_loss(h_s[b], h_t[b], C, lam, tol=1e-14)
         np.testing.assert_allclose(losses[b].item(), ref.loss, rtol=RTOL[dtype])
         alpha, beta = ot_loss_grad(ref.u, ref.v, lam)
         scale = max(np.abs(alpha).max(), np.abs(beta).max())
-        np.testing.assert_allclose(Hs.grad[b].numpy(), alpha, atol=10 * RTOL[dtype] * scale)
-        np.testing.assert_allclose(Ht.grad[b].numpy(), beta, atol=10 * RTOL[dtype] * scale)
+        np.testing.assert_allclose(Hs.grad[b].cpu().numpy(), alpha, atol=10 * RTOL[dtype] * scale)
+        np.testing.assert_allclose(Ht.grad[b].cpu().numpy(), beta, atol=10 * RTOL[dtype] * scale)
 
 
 def test_the_triton_and_torch_loops_give_one_loss_and_gradient(monkeypatch):
     generator = torch.Generator().manual_seed(0)
-    logits_s, logits_t = torch.randn(8, 6, generator=generator, requires_grad=True), torch.randn(8, 3, generator=generator,
-                                                                                                 requires_grad=True)
-    C = torch.rand(6, 3, generator=generator)
+    logits_s, logits_t = (torch.randn(8, L, generator=generator).to(DEVICE).requires_grad_() for L in (6, 3))
+    C = torch.rand(6, 3, generator=generator).to(DEVICE)
     results, build = [], GibbsKernel.of.__func__
     for loop in ("torch", "triton"):
         monkeypatch.setattr(GibbsKernel, "of", classmethod(lambda cls, C, lam, loop=None, _loop=loop: build(cls, C, lam, loop=_loop)))
@@ -113,7 +112,8 @@ def test_the_triton_and_torch_loops_give_one_loss_and_gradient(monkeypatch):
 def test_deferred_reads_nothing_and_a_failed_solve_is_a_nan_loss(monkeypatch):
     force_triton_loop(monkeypatch)
     generator = torch.Generator().manual_seed(0)
-    logits_s, logits_t, C = torch.randn(8, 6, generator=generator), torch.randn(8, 3, generator=generator), torch.rand(6, 3)
+    logits_s, logits_t, C = (x.to(DEVICE) for x in (torch.randn(8, 6, generator=generator), torch.randn(8, 3, generator=generator),
+                                                     torch.rand(6, 3, generator=generator)))
     kernel = GibbsKernel.of(C, 10.0)
     with counting() as counts:
         loss = ot_loss_with_logits(logits_s, logits_t, C, 10.0, reduction="mean", kernel=kernel, deferred=True)
@@ -129,26 +129,27 @@ def test_deferred_reads_nothing_and_a_failed_solve_is_a_nan_loss(monkeypatch):
 
 def test_an_overflowing_row_is_redone_in_the_log_domain_and_not_converging_warns(monkeypatch, rng):
     """What the other loops do (tests/test_scaling_kernel.py), read once: an overflow is not finite, then the log domain."""
-    a, b = peaked_histograms(rng, 4, 6, 1.0).float(), peaked_histograms(rng, 4, 5, 1.0).float()
-    C = torch.tensor(rng.random((6, 5)), dtype=torch.float32)
+    a, b = peaked_histograms(rng, 4, 6, 1.0).float().to(DEVICE), peaked_histograms(rng, 4, 5, 1.0).float().to(DEVICE)
+    C = torch.tensor(rng.random((6, 5)), dtype=torch.float32, device=DEVICE)
     C[0] = 0.95 + 0.05 * C[0]
     C[1, 0] = 0.0
     kernel = GibbsKernel.of(C, 150.0, loop="triton")
     assert scaling_triton.iterate(a, b, kernel.K, kernel.KC, kernel.tiny, 1e-6, 10_000, 10, True)[5].eq(scaling_triton.OVERFLOW).any()
     result = sinkhorn(a, b, C, 150.0, domain="scaling", kernel=kernel)
     assert result.domain == "log" and result.marginal_error < 1e-6
-    C64 = torch.tensor(rng.random((6, 4)))
-    a64, b64 = peaked_histograms(rng, 8, 6, 3.0), peaked_histograms(rng, 8, 4, 3.0)
+    C64 = torch.tensor(rng.random((6, 4)), device=DEVICE)
+    a64, b64 = peaked_histograms(rng, 8, 6, 3.0).to(DEVICE), peaked_histograms(rng, 8, 4, 3.0).to(DEVICE)
     with pytest.warns(RuntimeWarning, match=r"did not converge in 7 iterations: marginal error [0-9.e+-]+ > tol 1\.0e-14"):
         sinkhorn(a64, b64, C64, 30.0, tol=1e-14, max_iter=7, check_every=3, kernel=GibbsKernel.of(C64, 30.0, loop="triton"))
 
 
 def test_the_kernel_chooses_triton_on_cuda_for_float32_only_and_refuses_what_it_cannot_hold():
-    C = torch.rand(3, 2)
-    assert GibbsKernel.of(C, 5.0).loop == "numba"  # the CPU's default
+    C = torch.rand(3, 2, device=DEVICE)
+    assert GibbsKernel.of(C, 5.0).loop == ("triton" if DEVICE.type == "cuda" else "numba")  # each device's default
+    assert GibbsKernel.of(C.double(), 5.0).loop == ("torch" if DEVICE.type == "cuda" else "numba")
     assert GibbsKernel.of(C, 5.0, loop="triton").loop == "triton"  # on the CPU, interpreted
     with pytest.raises(ValueError, match=r"'triton' for float32/float64 C of at most 128 classes"):
-        GibbsKernel.of(torch.rand(129, 3), 5.0, loop="triton")
+        GibbsKernel.of(torch.rand(129, 3, device=DEVICE), 5.0, loop="triton")
     with pytest.raises(ValueError, match=r"got 'triton' for torch.float16 C"):
         GibbsKernel.of(C.half(), 5.0, loop="triton")
 
