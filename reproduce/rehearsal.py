@@ -18,8 +18,11 @@ device (or ``--device``):
   configuration (the defaults) for ``epochs`` target epochs (and one source
   epoch), validated after each epoch, tested at the end and its record
   written, so that every part of a run is timed; after one warm-up epoch of
-  a JTLN method, which takes what a process pays once (compilation, lazily
-  loaded CUDA kernels) and is reported but not counted;
+  every method, which takes what a process pays once per kind of work
+  (compilation, lazily loaded CUDA kernels) and is reported but not counted;
+  the methods that search Algorithm 1's ``lam`` are also timed at the two
+  ends of its search range (on the first dataset), since Sinkhorn's
+  iterations grow with it;
 * **the projection** (:func:`project`): the full profile's wall time, from
   those figures and the exact plan — every search trial with its drawn
   configuration, every seed's refit — counted phase by phase.
@@ -27,7 +30,8 @@ device (or ``--device``):
 Each phase is reported with its wall time, peak host memory (resident set),
 peak device memory (CUDA), training steps per second and host reads per
 step (:mod:`jtln.host_reads`; steps, epoch reads, validation and test), and
-the GPU's utilisation sampled by ``nvidia-smi`` during the runs.  The
+the GPU's utilisation sampled by ``nvidia-smi`` during the runs.  With
+``--json`` the figures are written after every phase.  The
 network starts from random weights and its learning rates are 0 (the images
 are noise): every step still computes its forward pass, backward pass and
 SGD update, and the accuracies mean nothing.
@@ -35,7 +39,9 @@ SGD update, and the accuracies mean nothing.
 What the projection cannot know, and how it counts it: a refit's
 configuration and epoch count are chosen by the search, so each seed's
 refit is counted with trial 0's configuration at its full budget (an
-estimate, not a bound); a dynamic cost's recomputation (one forward
+estimate, not a bound); a step's time at a trial's own ``lam`` is
+interpolated linearly between the three measured (:func:`step_seconds`), and
+on the other datasets scaled by the first one's ratios; a dynamic cost's recomputation (one forward
 pass of the trained layers every ``cost_every`` epochs) is outside the short
 runs and not counted; neither is the sweep's own bookkeeping (planning,
 selection, collecting the records) nor the tables.  The command's start
@@ -209,32 +215,55 @@ def run_figures(record, wall_s):
             "epoch_end_s": t["epoch_end_s"] / max(1, t["epochs"]), "evaluate_s": t["evaluate_s"], "other_s": max(0.0, wall_s - inside)}
 
 
+def step_seconds(figures, lam):
+    """Seconds per step of each phase at Algorithm 1's ``lam``: interpolated linearly in ``lam`` between the short runs
+    measured at several (``figures["step_s_by_lam"]``, ``[[lam, step_s], ...]``; clamped at the ends), else the one
+    measurement (``figures["step_s"]``)."""
+    points = sorted(figures.get("step_s_by_lam") or [])
+    if not points:
+        return figures["step_s"]
+    if lam <= points[0][0]:
+        return points[0][1]
+    for (lo, low), (hi, high) in zip(points, points[1:]):
+        if lam <= hi:
+            w = (lam - lo) / (hi - lo)
+            return [a + w * (b - a) for a, b in zip(low, high)]
+    return points[-1][1]
+
+
 def project(profile, prepared, measured, prepare_s, fixed_s=0.0):
     """The full profile's wall time, in seconds, from the rehearsal's figures; and its run and step counts.
 
     ``prepared``: ``{group: Prepared}``; ``measured``: ``{(group, method):
     run_figures(...)}``; ``prepare_s``: ``{group: seconds}``; ``fixed_s``:
     what the command pays once besides (its start, its checks).  Every run of
-    the plan is counted phase by phase under its own configuration: its
-    setup, its steps at its method's seconds per step of that phase, its
-    epochs' ends (a trial validates each epoch), its test (a seed), and the
-    rest (module docstring for what is estimated and what is left out).
+    the plan (:func:`reproduce.plan.plan_trials`, and
+    :func:`reproduce.plan.plan_seeds` with trial 0 standing for each cell's
+    selection) is counted phase by phase under its own configuration: its
+    setup, its steps at its method's seconds per step of that phase at its
+    own ``lam`` (:func:`step_seconds`), its epochs' ends (a trial validates
+    each epoch), its test (a seed), and the rest (module docstring for what
+    is estimated and what is left out).  Drawing the trials' configurations
+    needs optuna (:func:`jtln.hparams.sample`).
     """
     from jtln.methods import METHODS
-    from reproduce.plan import SEED, TRIAL, Job, cells, n_trials, plan_trials, trial_hparams
+    from reproduce.plan import TRIAL, cells, n_trials, plan_seeds, plan_trials, trial_hparams
 
-    jobs = plan_trials(profile, "runs")  # the methods that train: a probe's run is an evaluation, left out
+    trained = lambda jobs: [job for job in jobs if METHODS[job.method].trains]  # noqa: E731 -- a probe's run is an evaluation
+    stand_in = {}  # each cell's selection as the projection counts it: trial 0's configuration at its full budget
     for d, m, level in cells(profile):
         if n_trials(profile, m):
-            hparams = trial_hparams(profile, d, m, level, 0)
-            jobs += [Job(profile, d, m, level, SEED, s, hparams, "runs") for s in profile.run.seeds]
+            hparams = dict(trial_hparams(profile, d, m, level, 0))
+            stand_in[(d, m, level)] = {"hparams": hparams, "epochs": hparams["epochs"]}
+    jobs = trained(plan_trials(profile, "runs")) + trained(plan_seeds(profile, "runs", stand_in))
     seconds, steps = fixed_s + sum(prepare_s.values()), 0
     for job in jobs:
         hp, figures, prep = job.hp, measured[(job.dataset, job.method)], prepared[job.dataset]
         draw = prep.draws[(job.level, job.draw_seed)]
-        phases = METHODS[job.method].phases(hp, len(draw.training(job.role == SEED)), len(draw.source))
+        phases = METHODS[job.method].phases(hp, len(draw.training(job.role != TRIAL)), len(draw.source))
         steps += sum(p.steps for p in phases)
-        seconds += figures["setup_s"] + figures["other_s"] + sum(p.steps * s for p, s in zip(phases, figures["step_s"]))
+        step_s = step_seconds(figures, hp.lam)
+        seconds += figures["setup_s"] + figures["other_s"] + sum(p.steps * s for p, s in zip(phases, step_s))
         seconds += hp.epochs * figures["epoch_end_s"] if job.role == TRIAL else figures["evaluate_s"]
     return {"seconds": seconds, "runs": len(jobs), "steps": steps}
 
@@ -259,7 +288,7 @@ def rehearsal_profile(profile, runs, device=None, precision=None, tf32=None):
 
 
 def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=None, epochs=2, per_variant=100,
-             width=1000, height=700, log=print, startup_s=0.0):
+             width=1000, height=700, log=print, startup_s=0.0, on_phase=None):
     """Build the stand-in tree (once), prepare every dataset from scratch, run every training method briefly, project.
 
     ``profile``: a :class:`reproduce.profile.Profile` of FGVC-Aircraft, run
@@ -267,13 +296,17 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
     ``tf32``: instead of the profile's) and projected as it is.  Returns the
     figures as a dict (``phases``, ``projection``, ...).  ``startup_s``:
     the seconds the command took to start (counted once in the projection).
+    ``on_phase``: called with the figures so far after every phase (the
+    command writes them to its JSON file, so that a run stopped by a time
+    limit keeps what it measured).
     """
     import torch
 
     from jtln.host_reads import counting
+    from jtln.hparams import SEARCH_SPACE
     from jtln.methods import METHODS
     from reproduce.execute import train_job
-    from reproduce.plan import TRIAL, Job, trial_hparams
+    from reproduce.plan import TRIAL, Job, searched, trial_hparams
     from reproduce.prepare import Workspace
     from reproduce.records import save_record
 
@@ -283,60 +316,94 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")
     run, runs = profile.run, Path(work) / "runs"
     phases = []
+    figures = {"profile": profile.name, "device": run.device, "device_name": _device_name(run.device), "precision": run.precision,
+               "tf32": run.tf32, "annotations": "real" if annotations is not None else "generated", "short_epochs": epochs,
+               "threads": torch.get_num_threads(), "phases": phases, "complete": False}
+
+    def done(phase_figures):
+        phases.append(phase_figures)
+        if on_phase is not None:
+            on_phase(figures)
+
     with Phase("stand-in images", "cpu") as phase:
         root, written = stand_in_tree(work, annotations, per_variant, width, height)
-    phases.append({**phase.figures, "images_written": written})
+    done({**phase.figures, "images_written": written})
     log(f"stand-in tree: {root} ({written} images written now)")
     shutil.rmtree(runs, ignore_errors=True)
     with Phase("checks", "cpu") as phase:  # what `python -m reproduce sweep` checks before any work, on the stand-in tree
         from reproduce.preflight import preflight
 
         preflight(profile, "sweep", str(root), runs=runs)
-    phases.append(phase.figures)
+    done(phase.figures)
     workspace, prepared, prepare_s = Workspace(), {}, {}
     for group in profile.data.groups:
         with Phase(f"prepare {group}", run.device) as phase:
             prepared[group] = workspace.prepared(profile, group, runs, str(root))
-        phases.append(phase.figures)
+        done(phase.figures)
         prepare_s[group] = phase.figures["wall_s"]
         log(f"prepared {group} in {phase.figures['wall_s']:.1f} s")
     trained, level = [m for m in profile.run.methods if METHODS[m].trains], profile.data.levels[-1]
 
-    def short_job(group, method, short_epochs):
-        hparams = short_hparams(trial_hparams(profile, group, method, level, 0), short_epochs)
+    def short_job(group, method, short_epochs, **fixed):
+        hparams = short_hparams({**dict(trial_hparams(profile, group, method, level, 0)), **fixed}, short_epochs)
         return Job(profile, group, method, level, TRIAL, 0, hparams, str(runs), str(root))
 
-    # what a process pays once (the OT loop's compilation or its cache, CUDA's lazily loaded kernels, the allocator's first
-    # blocks) is paid here, by one epoch of a method with the OT loss, so that no method's figures carry it
-    warm = next((m for m in trained if METHODS[m].cost), trained[0])
-    with Phase(f"warm-up ({warm}, not counted)", run.device) as phase:
-        train_job(short_job(profile.data.groups[0], warm, 1), workspace, test=True)
-    phases.append(phase.figures)
+    # what a process pays once per kind of work (the OT loop's compilation or its cache, CUDA's lazily loaded kernels, the
+    # allocator's first blocks) is paid here, by one epoch of every method, so that no method's figures carry it
+    with Phase("warm-up (every method, not counted)", run.device) as phase:
+        for method in trained:
+            train_job(short_job(profile.data.groups[0], method, 1), workspace, test=True)
+    done(phase.figures)
     meter, measured = Utilisation(), {}
     meter.start()
+
+    def short_run(label, job):
+        with Phase(label, run.device) as phase, counting() as reads:
+            record = train_job(job, workspace, test=True)
+            save_record(job.folder, record)  # as a sweep does: the record's writing is part of a run's time
+        steps, step_s = record["n_steps"], sum(s for _, s in record["timings"]["phases"])
+        done({**phase.figures, "steps": steps, "steps_per_s": round(steps / step_s, 1) if step_s else None,
+              "host_reads_per_step": round(reads["reads"] / steps, 2) if steps else None,
+              "hidden_reads_per_step": round(reads["hidden_reads"] / steps, 2) if steps else None})
+        log(f"{label}: {steps} steps in {phase.figures['wall_s']:.1f} s")
+        return run_figures(record, phase.figures["wall_s"])
+
     for group in profile.data.groups:
         for method in trained:
-            job = short_job(group, method, epochs)
-            with Phase(f"train {group} {method}", run.device) as phase, counting() as reads:
-                record = train_job(job, workspace, test=True)
-                save_record(job.folder, record)  # as a sweep does: the record's writing is part of a run's time
-            measured[(group, method)] = run_figures(record, phase.figures["wall_s"])
-            steps, step_s = record["n_steps"], sum(s for _, s in record["timings"]["phases"])
-            phases.append({**phase.figures, "steps": steps, "steps_per_s": round(steps / step_s, 1) if step_s else None,
-                           "host_reads_per_step": round(reads["reads"] / steps, 2) if steps else None})
-            log(f"{group} {method}: {steps} steps in {phase.figures['wall_s']:.1f} s")
+            measured[(group, method)] = short_run(f"train {group} {method}", short_job(group, method, epochs))
+    # Algorithm 1's iterations grow with lam: the methods that search it are also timed at the ends of its search range, on
+    # the first group, and each group's steps are scaled by the first group's ratios (an estimate: module docstring)
+    lam_range = SEARCH_SPACE["lam"]
+    first = profile.data.groups[0]
+    for method in trained:
+        if "lam" not in searched(method, profile):
+            continue
+        at_default = measured[(first, method)]["step_s"]
+        points = {dict(trial_hparams(profile, first, method, level, 0))["lam"]: at_default}
+        for lam in (lam_range.low, lam_range.high):
+            points[lam] = short_run(f"train {first} {method} at lam {lam:g}", short_job(first, method, epochs, lam=lam))["step_s"]
+        for group in profile.data.groups:
+            base = measured[(group, method)]["step_s"]
+            measured[(group, method)]["step_s_by_lam"] = [
+                [lam, [b * (s / d if d else 1.0) for b, s, d in zip(base, step_s, at_default)]] for lam, step_s in sorted(points.items())]
     samples = meter.stop()
     fixed_s = startup_s + phases[1]["wall_s"]
-    projection = project(planned, prepared, measured, prepare_s, fixed_s)
-    return {"profile": profile.name, "device": run.device, "device_name": _device_name(run.device), "precision": run.precision,
-            "tf32": run.tf32, "annotations": "real" if annotations is not None else "generated", "short_epochs": epochs,
-            "threads": torch.get_num_threads(), "phases": phases,
-            "measured": {f"{group} {method}": figures for (group, method), figures in measured.items()}, "prepare_s": prepare_s,
-            "gpu_utilisation_mean": round(sum(samples) / len(samples), 1) if samples else None,
-            "gpu_utilisation_samples": len(samples),
-            "projection": {"runs": projection["runs"], "steps": projection["steps"], "fixed_s": round(fixed_s, 1),
-                           "prepare_min": round(sum(prepare_s.values()) / 60, 1),
-                           "total_s": round(projection["seconds"], 1), "total_min": round(projection["seconds"] / 60, 1)}}
+    figures.update({"measured": {f"{group} {method}": f for (group, method), f in measured.items()}, "prepare_s": prepare_s,
+                    "gpu_utilisation_mean": round(sum(samples) / len(samples), 1) if samples else None,
+                    "gpu_utilisation_samples": len(samples)})
+    try:
+        projection = project(planned, prepared, measured, prepare_s, fixed_s)
+    except ImportError as error:  # optuna draws the plan's configurations: the measurements stand without it
+        figures["projection"] = {"unavailable": f"the plan's configurations are drawn by optuna, which is missing ({error}); "
+                                                f"pip install optuna"}
+    else:
+        figures["projection"] = {"runs": projection["runs"], "steps": projection["steps"], "fixed_s": round(fixed_s, 1),
+                                 "prepare_min": round(sum(prepare_s.values()) / 60, 1),
+                                 "total_s": round(projection["seconds"], 1), "total_min": round(projection["seconds"] / 60, 1)}
+    figures["complete"] = True
+    if on_phase is not None:
+        on_phase(figures)
+    return figures
 
 
 def _device_name(device):
@@ -361,9 +428,12 @@ def report(figures):
     if figures["gpu_utilisation_mean"] is not None:
         lines.append(f"GPU utilisation during the runs: {figures['gpu_utilisation_mean']}% "
                      f"(mean of {figures['gpu_utilisation_samples']} nvidia-smi samples)")
-    p = figures["projection"]
-    lines.append(f"projected full profile (a projection, not a measurement): {p['total_min']} min — {p['runs']} runs, "
-                 f"{p['steps']} steps, preparation {p['prepare_min']} min, start and checks {p['fixed_s']} s")
+    p = figures.get("projection", {"unavailable": "the rehearsal stopped before its end"})
+    if "unavailable" in p:
+        lines.append(f"no projection: {p['unavailable']}")
+    else:
+        lines.append(f"projected full profile (a projection, not a measurement): {p['total_min']} min — {p['runs']} runs, "
+                     f"{p['steps']} steps, preparation {p['prepare_min']} min, start and checks {p['fixed_s']} s")
     return "\n".join(lines)
 
 
@@ -399,11 +469,15 @@ def cmd_rehearse(profile, args):
 
     root = args.data_root or profile.data.root or None
     annotations = fgvc.resolve_root(root) if (root or os.environ.get("JTLN_FGVC_ROOT")) else None
+    def write(figures):  # after every phase, atomically: a run stopped by a time limit keeps what it measured
+        from jtln.atomic import atomic_path
+
+        with atomic_path(Path(args.json)) as tmp:
+            Path(tmp).write_text(json.dumps(figures, indent=1) + "\n")
+
     figures = rehearse(profile, args.work, annotations, args.device, args.precision, args.tf32, args.epochs, args.per_variant,
-                       args.width, args.height, startup_s=startup_s)
+                       args.width, args.height, startup_s=startup_s, on_phase=write if args.json else None)
     print(report(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return figures
 
 

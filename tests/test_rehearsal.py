@@ -119,10 +119,14 @@ def test_the_projection_is_within_a_third_of_a_small_profile_run_in_full(tmp_pat
                              capture_output=True, text=True).stdout
     report = json.loads(figures.read_text())
     names = [p["phase"] for p in report["phases"]]
-    assert names[:4] == ["stand-in images", "checks", "prepare Airbus", "warm-up (jtln_mmd, not counted)"] and len(names) == 4 + 8
+    trained = [m for m in load_profile(profile).run.methods if m != "linear_probe"]
+    lam_methods = [m for m in trained if m.startswith("jtln")]  # those that search lam: timed at its range's ends too
+    assert names == ["stand-in images", "checks", "prepare Airbus", "warm-up (every method, not counted)",
+                     *(f"train Airbus {m}" for m in trained), *(f"train Airbus {m} at lam {lam}" for m in lam_methods for lam in (2, 20))]
     assert report["phases"][0]["images_written"] == 0 and report["annotations"] == "generated"  # the tree built above
     assert all(p["wall_s"] > 0 and p["peak_host_gb"] > 0 for p in report["phases"][1:])
     assert all(p["steps"] > 0 and p["steps_per_s"] > 0 and p["host_reads_per_step"] > 0 for p in report["phases"][4:])
+    assert report["complete"] and all(len(report["measured"][f"Airbus {m}"]["step_s_by_lam"]) == 3 for m in lam_methods)
     assert report["gpu_utilisation_mean"] is None and report["projection"]["fixed_s"] > report["phases"][1]["wall_s"]
     assert "projected full profile (a projection, not a measurement)" in printed and "train Airbus jtln_ot" in printed
     projection = report["projection"]
@@ -131,8 +135,9 @@ def test_the_projection_is_within_a_third_of_a_small_profile_run_in_full(tmp_pat
                    capture_output=True)
     measured = time.perf_counter() - start
     collected = collect(load_profile(profile), tmp_path / "full")
+    trained_methods = trained
     trained = [r for r in collected.trials + collected.seeds if r["method"] != "linear_probe"]
-    assert collected.missing == [] and len(trained) == projection["runs"] == 8 * 2 + 8
+    assert collected.missing == [] and len(trained) == projection["runs"] == len(trained_methods) * 2 + len(trained_methods)
     assert sum(r["n_steps"] for r in trained) <= projection["steps"]
     projected = projection["total_s"]
     print(f"\nsmall profile: projected {projected:.1f} s, measured {measured:.1f} s (ratio {measured / projected:.2f})")
@@ -173,16 +178,11 @@ def test_the_rehearsal_profile_keeps_what_determines_the_work_and_drops_what_nee
     assert Path(profile.path) == Path(paper.path)
 
 
-def test_the_gpu_check_script_calls_the_rehearsal_as_the_command_line_parses_it():
-    """.ci/gpu_check.sh runs only on a lent GPU: its rehearsal commands are at least valid here."""
-    import re
-    import shlex
+def test_a_steps_time_at_a_trials_own_lam_is_interpolated_between_the_measured_ones():
+    from reproduce.rehearsal import step_seconds
 
-    from reproduce.__main__ import build_parser
-
-    script = (Path(__file__).parents[1] / ".ci" / "gpu_check.sh").read_text()
-    commands = re.findall(r"python3 -m reproduce (rehearse [^\n|\\]*)", script)
-    assert len(commands) == 2, commands
-    for command in commands:
-        args = build_parser().parse_args(shlex.split(command.replace('"$OUT', '"/tmp/out')))
-        assert args.command == "rehearse" and args.profile == "paper" and args.json.startswith("/tmp/out/rehearsal_")
+    figures = {"step_s": [1.0, 2.0], "step_s_by_lam": [[20.0, [1.0, 8.0]], [2.0, [1.0, 2.0]], [10.0, [1.0, 4.0]]]}
+    assert step_seconds(figures, 10.0) == [1.0, 4.0] and step_seconds(figures, 15.0) == [1.0, 6.0]
+    assert step_seconds(figures, 6.0) == [1.0, 3.0]
+    assert step_seconds(figures, 1.0) == [1.0, 2.0] and step_seconds(figures, 40.0) == [1.0, 8.0]  # clamped at the ends
+    assert step_seconds({"step_s": [3.0]}, 7.0) == [3.0]  # a method that does not search lam
