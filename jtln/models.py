@@ -52,6 +52,15 @@ class Backbone:
     weights_id: str
     penultimate: nn.Module
 
+    def for_training(self):
+        """A copy whose trunk (what a run trains) is its own, where this one's trunk is (a copy on the device for a trunk
+        kept there); the frozen prefix and penultimate map, which only computed the caches, are shared, not copied."""
+        import copy
+        from dataclasses import replace
+
+        modules = copy.deepcopy([module for module, _ in self.trunk_groups])  # one copy: shared parameters stay shared
+        return replace(self, trunk_groups=[(module, key) for module, (_, key) in zip(modules, self.trunk_groups)])
+
     @property
     def lr_keys(self):
         """The learning-rate hyper-parameters of the trunk's layer groups (``lr_head`` is always there too)."""

@@ -15,7 +15,6 @@ Each process keeps the datasets it has prepared in a
 """
 
 import contextlib
-import copy
 import fcntl
 import os
 import platform
@@ -87,7 +86,7 @@ def train_job(job, workspace, test=None):
     cost = cost_key(job.method, hp)
     probes = prep.probes[(job.level, job.draw_seed)]
     with counting_warnings() as caught:  # kept in the record and summed up once at the end, not printed
-        result = run(job.method, lambda: copy.deepcopy(prep.backbone), RunData.of(prep.cached, draw, refit=refit, test=test), hp,
+        result = run(job.method, prep.backbone.for_training, RunData.of(prep.cached, draw, refit=refit, test=test), hp,
                      job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
                      probes=probes, device=job.profile.run.device, test=test, precision=job.profile.run.precision,
                      tf32=job.profile.run.tf32)

@@ -101,16 +101,48 @@ def prepare_all(preparations):
 
 
 class Workspace:
-    """The prepared ITL datasets of one process, each built (or loaded from disk) once and then kept."""
+    """The prepared ITL datasets of one process, each built (or loaded from disk) once and then kept.
+
+    :meth:`prefetch` prepares datasets to disk in a process of its own while
+    this one works (a sweep on a GPU trains the first dataset's runs while
+    the next is prepared); :meth:`prepared` then waits for it and loads.  A
+    process of its own, not a thread: preparation seeds torch's global
+    generator (:func:`make_backbone`), which a run in this process draws its
+    dropout masks from.
+    """
 
     def __init__(self):
-        self._prepared = {}
+        self._prepared, self._pending, self._pool = {}, {}, None
+
+    @staticmethod
+    def _key(profile, dataset, runs, data_root, download):
+        return (profile.path, dataset, str(runs), data_root, download)
 
     def prepared(self, profile, dataset, runs, data_root=None, download=False):
-        key = (profile.path, dataset, str(runs), data_root, download)
+        key = self._key(profile, dataset, runs, data_root, download)
+        if key in self._pending:
+            self._pending.pop(key).result()  # prepared to disk by the prefetching process (its error, if any, raised here)
         if key not in self._prepared:
             self._prepared[key] = prepare(profile, dataset, runs, data_root, download)
         return self._prepared[key]
+
+    def prefetch(self, profile, datasets, runs, data_root=None, download=False):
+        """Prepare ``datasets`` one after the other, to disk, in a background process (spawned: no state of this one)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        for dataset in datasets:
+            key = self._key(profile, dataset, runs, data_root, download)
+            if key not in self._prepared and key not in self._pending:
+                self._pending[key] = self._pool.submit(prepare_all, [Preparation(profile, dataset, str(runs), data_root, download)])
+
+    def close(self, wait=True):
+        """End the background process: after what it is preparing, or (``wait`` false: an interrupted sweep) at once."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool = None
 
 
 def prepare(profile, dataset, runs, data_root=None, download=False):
@@ -164,6 +196,8 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     cached, where = on_device(cached, device)
     if where != "on the CPU":
         print(f"{dataset}: feature caches {where}", flush=True)
+    for module, _ in backbone.trunk_groups:  # the pretrained trunk where the runs train: each run copies it there, not from the host
+        module.to(device)
     return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
 
 

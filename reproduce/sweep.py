@@ -1,5 +1,8 @@
 """The sweep: prepare every dataset, run the search trials, select, refit every seed, collect — resumable, on any executor.
 
+On a GPU with one local worker, the datasets after the first are prepared in a
+background process while the first one's runs train (:func:`overlaps_preparation`).
+
 The steps are each a module's job: :mod:`reproduce.prepare` (features, cost
 matrices, probes), :mod:`reproduce.plan` (which runs, and the selection),
 :mod:`reproduce.execute` (running them here) or :mod:`reproduce.cluster`
@@ -36,12 +39,21 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
 
         preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups]
         run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
-    else:
-        for dataset in profile.data.groups:
-            workspace.prepared(profile, dataset, runs, data_root, download)
     workers = workers or profile.run.workers
-    trials = plan_trials(profile, runs, data_root, download)
-    _run(trials, "search trials", profile, executor, workers, slurm, runs, workspace)
+    if executor == "local":
+        first, *rest = profile.data.groups
+        if overlaps_preparation(profile, workers):  # the next datasets are prepared while the first one's runs train
+            workspace.prefetch(profile, rest, runs, data_root, download)
+            rest = []
+        for dataset in (first, *rest):
+            workspace.prepared(profile, dataset, runs, data_root, download)
+    trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
+    try:
+        _run(trials, "search trials", profile, executor, workers, slurm, runs, workspace)
+    except BaseException:
+        workspace.close(wait=False)
+        raise
+    workspace.close()
     selection = select(load_record(job.folder, job.inputs) for job in trials)  # all finished
     _run(plan_seeds(profile, runs, selection, data_root, download), "seed runs", profile, executor, workers, slurm, runs, workspace)
     collected = collect(profile, runs)
@@ -49,6 +61,12 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     if summary:
         print(summary, flush=True)
     return collected
+
+
+def overlaps_preparation(profile, workers):
+    """Whether a local sweep prepares its other datasets in the background while the first one's runs train: on a GPU
+    with one worker, which the runs leave idle between kernels (on the CPU both would share the same cores)."""
+    return profile.run.device != "cpu" and workers == 1 and len(profile.data.groups) > 1
 
 
 def warnings_summary(records):

@@ -239,3 +239,16 @@ def torchvision_alexnet_state(seed):
 
     torch.manual_seed(seed)
     return tv_alexnet(weights=None).state_dict()
+
+
+def test_a_run_trains_its_own_copy_of_the_trunk_and_shares_the_frozen_prefix(tiny):
+    backbone = tiny[1]
+    run = backbone.for_training()
+    assert run.prefix is backbone.prefix and run.penultimate is backbone.penultimate  # computed the caches: not copied
+    for (mine, key), (theirs, their_key) in zip(run.trunk_groups, backbone.trunk_groups):
+        assert key == their_key and mine is not theirs
+        for a, b in zip(mine.parameters(), theirs.parameters()):
+            assert a is not b and torch.equal(a, b)
+    with torch.no_grad():
+        next(run.trunk_groups[0][0].parameters()).add_(1.0)  # training the copy leaves the pretrained trunk as it was
+    assert not torch.equal(next(run.trunk_groups[0][0].parameters()), next(backbone.trunk_groups[0][0].parameters()))

@@ -1,0 +1,35 @@
+"""Preparation in a background process (a GPU sweep prepares the next dataset while the first one's runs train)."""
+
+from dataclasses import replace
+
+import torch
+
+from reproduce.prepare import Workspace
+from reproduce.profile import load_profile
+from reproduce.sweep import overlaps_preparation
+
+
+def test_a_dataset_prepared_in_a_background_process_is_the_one_prepared_here(tmp_path):
+    profile = load_profile("smoke")
+    here = Workspace().prepared(profile, "Tops", tmp_path / "here")
+    background = Workspace()
+    background.prefetch(profile, ["Tops"], tmp_path / "background")
+    there = background.prepared(profile, "Tops", tmp_path / "background")  # waits for the process, then loads its files
+    background.close()
+    assert there.draws == here.draws and there.cached.key == here.cached.key
+    for part in ("Z", "y", "P"):
+        for split, tensor in getattr(here.cached, part).items():
+            assert torch.equal(getattr(there.cached, part)[split], tensor), (part, split)
+    assert there.costs.keys() == here.costs.keys() and all(torch.equal(there.costs[k], here.costs[k]) for k in here.costs)
+    for key, (probe_t, probe_s) in here.probes.items():
+        assert all(torch.equal(a.weight, b.weight) and a.C == b.C for a, b in zip(there.probes[key], (probe_t, probe_s)))
+    assert sorted(p.name for p in (tmp_path / "background" / "cache").iterdir()) == sorted(
+        p.name for p in (tmp_path / "here" / "cache").iterdir())
+
+
+def test_only_a_gpu_sweep_with_one_worker_and_several_datasets_overlaps_its_preparation():
+    smoke = load_profile("smoke")
+    on_gpu = replace(smoke, run=replace(smoke.run, device="cuda"))
+    assert overlaps_preparation(on_gpu, 1) and not overlaps_preparation(on_gpu, 2) and not overlaps_preparation(smoke, 1)
+    one_group = replace(on_gpu, data=replace(on_gpu.data, groups=["Tops"]))
+    assert not overlaps_preparation(one_group, 1)
