@@ -5,6 +5,10 @@ before issue 24, which read every step's loss in the training loop, is counted t
 this file copied outside it (it runs on main and on ab33049, the commit before issue 24):
 
     git worktree add /tmp/before ab33049 && cd /tmp/before && python /tmp/reads_per_step.py
+
+``--fake-cuda``: the same runs on a fake CUDA device (``tests/fake_cuda.py``: the caches and the network there, the
+default loop, Triton's, under its fake implementation), counting besides the Python-level reads the hidden ones and
+the gathers of device data with host indices (:mod:`jtln.host_reads`).
 """
 import copy
 import json
@@ -25,8 +29,10 @@ from jtln.probe import fit_probe, fit_with  # noqa: E402
 from jtln.train import RunData, train  # noqa: E402
 
 READERS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
-build = GibbsKernel.of.__func__
-GibbsKernel.of = classmethod(lambda cls, C, lam, loop=None: build(cls, C, lam, loop="torch"))
+FAKE_CUDA = "--fake-cuda" in sys.argv
+if not FAKE_CUDA:
+    build = GibbsKernel.of.__func__
+    GibbsKernel.of = classmethod(lambda cls, C, lam, loop=None: build(cls, C, lam, loop="torch"))
 
 full = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(40, 3))
 itl, (d,) = restrict(full, [draw(full, 32, seed=0, validation_fraction=0.25, source_per_class=16)])
@@ -54,6 +60,24 @@ def cost(k):
 costs = {k: cost(k) for k in ("mmd", "ot")}
 probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
 probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
+if FAKE_CUDA:
+    from tests.fake_cuda import fake_cuda, reset
+
+    result = {}
+    for m in sorted(METHODS):
+        if not METHODS[m].trains:
+            continue
+        cost = {"jtln_mmd": "mmd", "jtln_ot": "ot", "jtln_dynamic": "mmd", "jtln_learned_cost": "mmd"}.get(m)
+        pretrained = copy.deepcopy(backbone)
+        with fake_cuda() as counts:
+            on_device = RunData.of(cached.apply(lambda t: t.to("cuda")), d)
+            reset(counts)
+            _, log = train(m, lambda: pretrained, on_device, HP, 0, itl.L_s, itl.L_t, None if cost is None else costs[cost].clone(),
+                           probes, device="cuda")
+        n = len(log["steps"])
+        result[m] = {"steps": n, **{k: round(counts[k] / n, 2) for k in ("reads", "hidden_reads", "host_indices")}}
+    print(json.dumps(result))
+    sys.exit()
 counts = {"reads": 0}
 for name in READERS:
     original = getattr(torch.Tensor, name)
