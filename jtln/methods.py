@@ -94,8 +94,9 @@ class Phase:
 class Method:
     name = display = "method"
     order, searches, cost, block, paper = 0, (), None, "paper", True
-    #: the field of :meth:`summary` (and so of a record) holding the cost matrix the method ends with, if it moves C
-    final_cost = None
+    #: the field of :meth:`summary` (and so of a record) holding the cost matrix the method ends with, if it moves C, and
+    #: what the tables call that matrix
+    final_cost = final_cost_label = None
     #: whether the method trains (has phases); one that does not needs no search and no epoch count
     trains = True
     #: host reads of one training step besides the OT loss's Sinkhorn loop (:data:`jtln.sinkhorn.READS`); tested per method
@@ -136,6 +137,11 @@ class Method:
     def summary(self):
         """What a record keeps of the method itself (a learned cost, a relationship), as JSON-ready values."""
         return {}
+
+    @classmethod
+    def table_note(cls, records):
+        """What Table 2's caption says of this method's runs (``records``: its records), or None."""
+        return None
 
     @staticmethod
     def _epochs(n, batch_size, epochs):
@@ -256,7 +262,7 @@ class JTLNDynamic(JTLNMethod):
 
     #: the recomputation's median heuristic reads at most this many samples (the prepared costs: jtln.costs.MEDIAN_SAMPLES)
     MEDIAN_SAMPLES = 300
-    final_cost = "final_cost_matrix"
+    final_cost, final_cost_label = "final_cost_matrix", "dynamic"
 
     def start(self, data):
         C = self.ot_loss.C
@@ -293,6 +299,14 @@ class JTLNDynamic(JTLNMethod):
     def summary(self):
         return {"cost_updates": self.updates, "final_cost_matrix": self.ot_loss.C.tolist()}
 
+    @classmethod
+    def table_note(cls, records):
+        """How often C was recomputed per run (a run whose budget ends before ``cost_every`` epochs is fixed-cost JTLN)."""
+        updates = sorted(r["cost_updates"] for r in records if "cost_updates" in r)
+        if not updates:
+            return None
+        return f"{cls.display}: C recomputed {updates[0]} to {updates[-1]} times per run (median {updates[len(updates) // 2]})"
+
 
 @register("jtln_learned_cost", display="JTLN, learned cost (beyond the paper)", order=1, cost="searched", block="beyond",
           searches=FINE_TUNING + JTLN_TERMS + ("cost_kind", "lr_cost", "cost_pull"))
@@ -309,7 +323,7 @@ class JTLNLearnedCost(JTLNMethod):
     ``lr_cost = 0``, C never moves and this is fixed-cost JTLN exactly.
     """
 
-    final_cost = "learned_cost_matrix"
+    final_cost, final_cost_label = "learned_cost_matrix", "learned"
     #: C moves every step, so its Gibbs kernel is built every step: one read of C's extremes (jtln.sinkhorn.READS)
     step_reads = READS["kernel"]
 

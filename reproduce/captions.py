@@ -5,7 +5,7 @@ and the protocol that produced the numbers, so that a table read alone says
 what was selected on what.
 """
 
-from jtln.methods import display_name
+from jtln.methods import METHODS, display_name, method_order
 
 
 def protocol(profile):
@@ -27,10 +27,10 @@ def table2(profile, records, paper, incomplete):
     warned = sum(bool(r.get("warnings")) for r in records)
     if warned:
         caption += f"; {warned} of {len(records)} runs warned while training (their warnings in the records)"
-    updates = sorted(r["cost_updates"] for r in records if r["method"] == "jtln_dynamic" and "cost_updates" in r)
-    if updates:
-        caption += (f"; {display_name('jtln_dynamic')}: C recomputed {updates[0]} to {updates[-1]} times per run "
-                    f"(median {updates[len(updates) // 2]})")
+    for m in method_order({r["method"] for r in records}):  # what a method says of its own runs (Method.table_note)
+        note = METHODS[m].table_note([r for r in records if r["method"] == m])
+        if note:
+            caption += f"; {note}"
     return caption + incomplete
 
 

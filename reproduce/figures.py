@@ -116,10 +116,10 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
 def cost_and_plan_figures(records, datasets, out):
     """Per dataset: the cost matrices (the learned and dynamic costs of seed 0 beside their initial ones), and the mean plans."""
     paths = []
-    moving = [m for m in method_order(METHODS) if METHODS[m].final_cost]
+    with_cost = [m for m in method_order(METHODS) if METHODS[m].cost]  # the OT methods; those that move C beside their initial one
     for d in datasets:
         runs = {m: sorted((r for r in records if r["dataset"] == d and r["method"] == m), key=lambda r: r["seed"])
-                for m in ("jtln_mmd", "jtln_ot", *moving)}
+                for m in with_cost}
         present = [m for m in runs if runs[m]]
         if not present:
             continue
@@ -132,7 +132,7 @@ def cost_and_plan_figures(records, datasets, out):
             titles.append(f"C for {display_name(m)}" + (" (initial)" if field else ""))
             if field:
                 matrices.append(runs[m][0][field])
-                titles.append(f"{field.split('_')[0]} C, seed {runs[m][0]['seed']}")
+                titles.append(f"{METHODS[m].final_cost_label} C, seed {runs[m][0]['seed']}")
         paths += _heatmaps(matrices, titles, rows, cols, f"{d}: cost matrices (min-max scaled; learned and dynamic: at the kept "
                            "epoch)", out, f"costs_{d}")
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]

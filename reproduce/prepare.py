@@ -25,6 +25,8 @@ from reproduce.plan import search_draw, searched
 
 #: the cost matrices a sweep prepares per draw, by key: (kind, MK-MMD kernel weights)
 COST_KEYS = {"mmd": ("mmd", "uniform"), "mmd-optimal": ("mmd", "optimal"), "ot": ("ot", None)}
+#: what the tables call each of them
+COST_LABELS = {"mmd": r"MK-MMD, uniform $\beta$ (Eq. 14)", "mmd-optimal": r"MK-MMD, optimal $\beta$", "ot": "OT (Eq. 16)"}
 
 
 def cost_key(method, hp):

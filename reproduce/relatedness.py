@@ -12,14 +12,15 @@ from scipy import stats
 
 from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.prepare import COST_LABELS
 from reproduce.stats import paired
 from reproduce.tables import per_seed
 
-#: the cost matrices whose recovery is measured: key in a record -> label
-COSTS = {"mmd": r"MK-MMD, uniform $\beta$ (Eq. 14)", "mmd-optimal": r"MK-MMD, optimal $\beta$", "ot": "OT (Eq. 16)",
-         "final_cost_matrix": "dynamic, kept epoch", "learned_cost_matrix": "learned, kept epoch"}
-#: the methods whose heads' transport plan is measured (the ones that train with an OT loss)
-PLAN_METHODS = ("jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost")
+#: the cost matrices whose recovery is measured, key in a record -> label: each one the sweep prepares, and the one each
+#: method that moves C ends with
+COSTS = {**COST_LABELS, **{cls.final_cost: f"{cls.final_cost_label}, kept epoch" for cls in METHODS.values() if cls.final_cost}}
+#: the methods whose heads' transport plan is measured: the ones that train with an OT loss (those with a cost matrix)
+PLAN_METHODS = tuple(m for m in method_order(METHODS) if METHODS[m].cost)
 
 
 def has_parents(records):

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from jtln.data.fgvc_aircraft import BANNER
+from jtln.methods import METHODS
 from reproduce.__main__ import main
 from reproduce.collect import collect
 from reproduce.profile import load_profile
-from reproduce.rehearsal import BANNER, project, rehearsal_profile, rehearse, stand_in_tree
+from reproduce.projection import project
+from reproduce.rehearsal import rehearsal_profile, rehearse
+from reproduce.stand_in import stand_in_tree
 from tests.fake_data import make_mini_fgvc
 
 ROOT = Path(__file__).parents[1]
@@ -97,7 +101,9 @@ def test_the_projection_counts_every_run_of_the_plan_phase_by_phase(tmp_path):
             steps += sum(p.steps for p in phases)
             expected += 11100 + sum(p.steps * s for p, s in zip(phases, (1.0, 2.0)))
             runs += 1
-    assert got["runs"] == runs == 8 * 2 + 8 and got["steps"] == steps
+    trained = [m for m in profile.run.methods if METHODS[m].trains]  # x (trials x draws + seeds)
+    per_method = profile.search.n_trials * profile.search.draws + len(profile.run.seeds)
+    assert got["runs"] == runs == len(trained) * per_method and got["steps"] == steps
     assert got["seconds"] == pytest.approx(expected, rel=1e-12)
 
 
@@ -164,7 +170,8 @@ def test_the_rehearsal_runs_the_paper_profile_on_generated_images(tmp_path):
                       hparams={**paper.hparams, "batch_size_source": 64, "mmd_kernel_weights": "uniform"})
     figures = rehearse(profile, tmp_path, device="cpu", epochs=1, per_variant=10, width=96, height=64)
     assert figures["phases"][0]["images_written"] == 1000
-    assert figures["projection"]["runs"] == 2 * 8 * (6 * 2 + 6)  # trained methods x (trials x draws + seeds), two groups
+    trained = [m for m in paper.run.methods if METHODS[m].trains]  # x (trials x draws + seeds) x groups
+    assert figures["projection"]["runs"] == len(trained) * (paper.search.n_trials * paper.search.draws + len(paper.run.seeds)) * 2
     assert figures["projection"]["total_min"] > 0
 
 
@@ -179,7 +186,7 @@ def test_the_rehearsal_profile_keeps_what_determines_the_work_and_drops_what_nee
 
 
 def test_a_steps_time_at_a_trials_own_lam_is_interpolated_between_the_measured_ones():
-    from reproduce.rehearsal import step_seconds
+    from reproduce.projection import step_seconds
 
     figures = {"step_s": [1.0, 2.0], "step_s_by_lam": [[20.0, [1.0, 8.0]], [2.0, [1.0, 2.0]], [10.0, [1.0, 4.0]]]}
     assert step_seconds(figures, 10.0) == [1.0, 4.0] and step_seconds(figures, 15.0) == [1.0, 6.0]

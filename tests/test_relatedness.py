@@ -89,8 +89,7 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
                        ("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1]"), ("workers = 2", "workers = 1")):
         assert real in text, real
         text = text.replace(real, tiny)
-    start = text.index("methods = [")
-    text = text[:start] + 'methods = ["target_only", "jtln_mmd", "jtln_learned_cost"]\n' + text[text.index("seeds = "):]
+    text = text.replace("[run]\n", '[run]\nmethods = ["target_only", "jtln_mmd", "jtln_learned_cost"]\n')
     text += "\n[hparams]\nepochs = 1\nsource_epochs = 1\nbatch_size_target = 8\nbatch_size_source = 8\ncost_samples_per_class = 6\n"
     profile = tmp_path / "relatedness_tiny.toml"
     profile.write_text(text)

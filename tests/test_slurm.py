@@ -72,7 +72,9 @@ def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_clu
                  "--runs-per-task", "64"]) == 0
     seconds = time.perf_counter() - start
     cluster, local = records("smoke", tmp_path / "runs")[1], records("smoke", smoke / "runs")[1]
-    assert len(cluster) == len(local) == 2 * 9 * 2 * 3
+    smoke_profile = load_profile("smoke")  # datasets x methods x levels x seeds
+    assert len(cluster) == len(local) == (len(smoke_profile.data.groups) * len(smoke_profile.run.methods) *
+                                          len(smoke_profile.data.levels) * len(smoke_profile.run.seeds))
     same_records(cluster, local)
     out = capsys.readouterr().out
     arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]

@@ -21,6 +21,8 @@ URL = "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/archives/"
 MIRROR_ENV = "JTLN_FGVC_MIRROR"
 #: the archive's size as the dataset's page states it (2.75 GB); a fetch needs about twice that while archive and images coexist
 ARCHIVE_BYTES = 2.75e9
+#: the copyright banner at the bottom of every image, in pixels, which :func:`load_rgb` crops
+BANNER = 20
 HOW_TO_GET = (
     "Get it with download=True (python -m reproduce ... --download fetches the 2.75 GB archive into the root), or from "
     "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz; the 375 KB "
@@ -200,9 +202,9 @@ def fgvc_aircraft_itl(group, root=None, download=False):
 
 
 def load_rgb(path):
-    """An FGVC-Aircraft image without its 20-pixel copyright banner at the bottom, as is customary."""
+    """An FGVC-Aircraft image without its copyright banner at the bottom (:data:`BANNER` pixels), as is customary."""
     from PIL import Image
 
     with Image.open(path) as image:
         image = image.convert("RGB")
-        return image.crop((0, 0, image.width, image.height - 20))
+        return image.crop((0, 0, image.width, image.height - BANNER))
