@@ -104,7 +104,7 @@ def power_to_detect(effect, sd, n, alpha=ALPHA):
     NaN for some large effects (4.7 standard deviations with 6 seeds); the
     upper tails do not.  A non-finite result raises.
     """
-    if n < 2 or not sd > 0:
+    if n < 2 or sd is None or not sd > 0:  # one seed has no spread: nothing to say
         return None
     critical, shift = stats.t.ppf(1 - alpha / 2, n - 1), abs(effect) / sd * np.sqrt(n)
     power = float(stats.nct.sf(critical, n - 1, shift) + stats.nct.sf(critical, n - 1, -shift))
@@ -125,7 +125,7 @@ def seeds_needed(effect, sd, alpha=ALPHA, power=POWER):
     from statsmodels.stats.power import TTestPower
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-    if not sd > 0 or effect == 0:
+    if sd is None or not sd > 0 or effect == 0:  # one seed has no spread: nothing to say
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # no solution: handled below

@@ -180,3 +180,12 @@ def test_claims_latex_golden():
     assert chosen[0]["p_t_holm"] == pytest.approx(2 * 2 * sps.t.sf(3.0, 3), rel=1e-9)
     assert chosen[0]["p_margin_holm"] == pytest.approx(p_margin, rel=1e-6) and p_margin > 2 * 2 * sps.t.sf(3.0, 3)
     assert claims_latex(chosen, "toy") == GOLDEN_CLAIMS
+
+
+def test_one_seed_has_no_spread_and_so_no_power_nor_seeds_needed():
+    """A profile with one seed reaches the claims table (tests/test_extending.py runs one): nothing to say, not a crash."""
+    from reproduce.stats import paired, power_to_detect, seeds_needed
+
+    one = paired([0.7], [0.6])
+    assert one["sd_diff"] is None and one["n"] == 1
+    assert seeds_needed(0.05, one["sd_diff"]) is None and power_to_detect(0.05, one["sd_diff"], one["n"]) is None
