@@ -25,10 +25,19 @@ def test_bf16_trains_the_network_in_bfloat16_and_the_ot_loss_in_float32(tiny, mo
     with arithmetic("cpu", "bf16"):
         logits = torch.nn.Linear(4, 3)(torch.ones(2, 4))
     assert logits.dtype == torch.bfloat16
-    # the default arithmetic is the float32 of before: the same run, bit for bit
-    a = train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)[1]
-    b = train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes, precision="float32")[1]
-    assert a["steps"] == b["steps"] and a["val_loss_curve"] == b["val_loss_curve"]
+    # the default arithmetic is float32 with no autocast: the network's logits are float32 at every step
+    steps, original_loss = [], jtln.methods.Joint.loss
+
+    def loss(self, batch_t, batch_s):
+        steps.append((torch.is_autocast_enabled("cpu"), self.network(batch_t[0])[1].dtype))
+        return original_loss(self, batch_t, batch_s)
+
+    monkeypatch.setattr(jtln.methods.Joint, "loss", loss)
+    train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
+    assert steps and set(steps) == {(False, torch.float32)}
+    steps.clear()
+    train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes, precision="bf16")
+    assert steps and set(steps) == {(True, torch.bfloat16)}  # the spy sees autocast where there is one: it can fail
 
 
 def test_tf32_is_set_for_the_block_only():

@@ -151,11 +151,30 @@ def test_a_run_is_deterministic_and_its_record_complete(tiny):
     np.testing.assert_allclose(np.sum(a["mean_plan"]), 1.0, rtol=1e-6)
 
 
-def test_a_search_trial_never_sees_the_test_split(tiny):
+class Reads(dict):
+    """A split -> tensor mapping that records which splits are read."""
+
+    def __init__(self, items, seen):
+        super().__init__(items)
+        self.seen = seen
+
+    def __getitem__(self, key):
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+
+@pytest.mark.parametrize("name", ["joint", "jtln_dynamic", "co_tuning"])  # plain, and the two that read whole splits in start()
+def test_a_search_trial_never_reads_the_test_split_though_it_is_there(tiny, name):
     itl, _, factory, cached, costs, data, probes = tiny
-    without_test = RunData(*({k: v for k, v in part.items() if k != "target_test"} for part in (data.Z, data.y, data.P)))
-    record = run("joint", factory, without_test, HP, 0, itl.L_s, itl.L_t, probes=probes, test=False)
+    seen = set()
+    watched = RunData(*(Reads(part, seen) for part in (data.Z, data.y, data.P)))
+    assert "target_test" in watched.y  # there to be read: a trial must leave it alone
+    record = run(name, factory, watched, HP, 0, itl.L_s, itl.L_t, C=costs.get(cost_kind(name)), probes=probes, test=False)
+    assert "target_test" not in seen and {"target_train", "target_val"} <= seen, seen
     assert "accuracy" not in record and "predictions" not in record and 0 <= record["val_accuracy"] <= 1
+    seen.clear()
+    run(name, factory, watched, HP, 0, itl.L_s, itl.L_t, C=costs.get(cost_kind(name)), probes=probes, test=True)
+    assert "target_test" in seen  # the watch sees a read: the test above can fail
 
 
 def test_the_linear_probe_method_predicts_as_the_probe(tiny):
