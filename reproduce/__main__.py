@@ -41,7 +41,7 @@ def cmd_tables(profile, args, collected=None):
     from reproduce.collect import collect
     from reproduce.outputs import write_tables
 
-    runs = Path(args.runs or Path("runs") / profile.name)
+    runs = profile.runs_folder(args.runs)
     out = write_tables(profile, collected or collect(profile, runs), args.out, not args.no_report)
     print(f"wrote Table 2, hyper-parameters, statistics, claims, figures{'' if args.no_report else ' and report.html'} to {out}")
 
@@ -133,7 +133,7 @@ def main(argv=None):
         if args.command in ("table1", "tables", "all"):
             check_writable(args.out, "--out")
         if args.command in ("sweep", "all"):
-            check_writable(args.runs or Path("runs") / profile.name, "--runs")
+            check_writable(profile.runs_folder(args.runs), "--runs")
         if args.command in ("table1", "sweep", "all"):
             from reproduce.preflight import preflight
 

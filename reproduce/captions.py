@@ -5,7 +5,9 @@ and the protocol that produced the numbers, so that a table read alone says
 what was selected on what.
 """
 
+from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.stats import ALPHA, POWER
 
 
 def protocol(profile):
@@ -44,18 +46,18 @@ def stats(incomplete):
     return ("Exploratory: every pair of the paper's methods once per dataset, paired over seeds: mean accuracy difference A$-$B "
             "with 95\\% CI (t distribution), paired t-test $p_t$ with Holm correction within each dataset, Wilcoxon signed-rank "
             "$p_W$, probability of improvement $P(A>B)$ over seeds with an exact binomial 95\\% CI, the smallest difference the "
-            "seeds detect with 80\\% power at $\\alpha=0.05$ (MDE), and the seeds where an exact McNemar test on the test "
-            "predictions gives $p<0.05$" + incomplete)
+            f"seeds detect with {POWER * 100:g}\\% power at $\\alpha={ALPHA:g}$ (MDE), and the seeds where an exact McNemar test on "
+            f"the test predictions gives $p<{ALPHA:g}$" + incomplete)
 
 
 def claims(groups, incomplete, plays=()):
-    from reproduce.stats import roles as paper_roles
+    from reproduce.paper import roles as paper_roles
 
     roles = ", ".join(f"{d} plays {column}'s role" for d, column in paper_roles(groups, plays))
     return (f"The paper's claims ({roles}), tested on test accuracy paired over seeds. Two tests per claim: the two-sided paired "
             "t-test ($p_{\\mathrm{Holm}}$) and a one-sided paired t-test of a difference as large as the paper's "
             "($p^{\\mathrm{margin}}_{\\mathrm{Holm}}$, statsmodels ttest\\_mean); all of them, on every dataset, one Holm family "
-            "at $\\alpha=0.05$, so a verdict's family-wise error is at most 0.05. Supported / contradicted: the two-sided test "
+            f"at $\\alpha={ALPHA:g}$, so a verdict's family-wise error is at most {ALPHA:g}. Supported / contradicted: the two-sided test "
             "rejects in / against the claimed direction; paper's effect ruled out: the margin test rejects; Power: of our seeds "
             "against the paper's difference" + incomplete)
 
@@ -63,7 +65,7 @@ def claims(groups, incomplete, plays=()):
 def beyond(rivals, incomplete):
     return ("Beyond the paper: each new method against " + ", ".join(display_name(m) for m in rivals) + ", paired over seeds; "
             "mean accuracy difference A$-$B with 95\\% CI, paired t-test $p_t$, Holm-corrected within each dataset "
-            "($\\alpha=0.05$). Supported / contradicted: significant in / against the direction A beats B" + incomplete)
+            f"($\\alpha={ALPHA:g}$). Supported / contradicted: significant in / against the direction A beats B" + incomplete)
 
 
 def recovery(incomplete):
@@ -71,7 +73,8 @@ def recovery(incomplete):
             "construction); over the tested seeds' draws at Table 2's level. Cheapest = parent: source classes with a parent whose "
             "cheapest target class is it, pooled over seeds, with an exact Clopper-Pearson 95\\% interval that takes each class of "
             "each seed as a trial. Plan mass on parents: the share of the mass of children's rows that the entropic plan between "
-            "uniform class marginals (Algorithm 1, $\\lambda=10$) sends to their parents, mean and 95\\% t-interval over seeds "
+            f"uniform class marginals (Algorithm 1, $\\lambda={DEFAULTS.lam:g}$) sends to their parents, mean and 95\\% t-interval "
+            "over seeds "
             "(clipped to [0, 1]). "
             "Heads' plan: the same share of each OT method's mean transport plan between its heads on the target test images. "
             "Learned and dynamic costs: at the epoch each run kept. Chance: one over the number of target classes" + incomplete)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.stats import seed_accuracy
 from reproduce.tables import level_key
 
 #: no creation date in the files: the same records give byte-identical figures
@@ -34,7 +35,7 @@ def accuracy_figure(records, datasets, out):
     import seaborn as sns
 
     frame = pd.DataFrame([{"dataset": r["dataset"], "method": display_name(r["method"]), "seed": r["seed"],
-                           "accuracy": r["accuracy"]} for r in records])
+                           "accuracy": seed_accuracy(r)} for r in records])
     order = [display_name(m) for m in method_order({r["method"] for r in records})]
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets) + 3, 4), squeeze=False, sharey=True)
     for ax, d in zip(axes[0], datasets):
@@ -67,7 +68,7 @@ def learning_curve_figure(records, datasets, out):
     if len(levels) < 2:
         return []
     frame = pd.DataFrame([{"dataset": r["dataset"], "method": display_name(r["method"]), "level": str(r["level"]),
-                           "accuracy": r["accuracy"]} for r in records])
+                           "accuracy": seed_accuracy(r)} for r in records])
     order = [display_name(m) for m in method_order({r["method"] for r in records})]
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets) + 3, 4), squeeze=False)
     for i, (ax, d) in enumerate(zip(axes[0], datasets)):

@@ -51,7 +51,7 @@ def preflight(profile, command, data_root=None, download=False, runs=None, worke
 
 def check_data(profile, command, data_root, download):
     """The data is there (or will be downloaded); returns the bytes a download will take on disk (0 if none)."""
-    root = data_root or profile.data.root or None
+    root = profile.data_root(data_root)
     if profile.data.dataset in ("fashion_mnist", "fashion_mnist_relatedness") and not download:
         from jtln.data.fashion_mnist import locate
 
@@ -103,22 +103,17 @@ def cache_bytes(profile, data_root=None):
     """The bytes the feature caches of the profile's ITL datasets will take (prefix outputs and penultimate features)."""
     import torch
 
-    from jtln.data import draw, load_itl, restrict
-    from reproduce.plan import search_draw
-    from reproduce.prepare import make_backbone
+    from jtln.data import load_itl
+    from reproduce.prepare import draws_of, make_backbone
 
     data = profile.data
     backbone = make_backbone(profile, pretrained=False)
     with torch.no_grad():
         z = backbone.prefix(torch.zeros(1, 3, backbone.image_size, backbone.image_size))
         per_image = 4 * (z.numel() + backbone.penultimate(z).numel())  # float32
-    seeds = [search_draw(k) for k in range(profile.search.draws)] + list(profile.run.seeds)
     total = 0
-    for group in data.groups:
-        full = load_itl(data.dataset, group, root=data_root or data.root or None)
-        draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed)
-                 for level in data.levels for seed in seeds]
-        itl, _ = restrict(full, draws)
+    for group in data.groups:  # the images the preparation will draw (reproduce.prepare.draws_of), not a copy of its logic
+        itl, _ = draws_of(profile, load_itl(data.dataset, group, root=profile.data_root(data_root)))
         total += per_image * (len(itl.target_train) + len(itl.target_test) + len(itl.source))
     return total
 
@@ -132,7 +127,7 @@ def check_disk(profile, data_root, runs, download=False, fetch_bytes=0):
     """
     from jtln.data import fgvc_aircraft as fgvc
 
-    cache_dir = Path(profile.model.cache_dir or Path(runs or Path("runs") / profile.name) / "cache")
+    cache_dir = Path(profile.model.cache_dir or profile.runs_folder(runs) / "cache")
     needed = 0
     if not list(cache_dir.glob("features-*.pt")):
         try:
@@ -142,7 +137,7 @@ def check_disk(profile, data_root, runs, download=False, fetch_bytes=0):
                 raise
     checks = [(cache_dir, needed, "the feature caches")]
     if fetch_bytes:
-        checks.append((fgvc.resolve_root(data_root or profile.data.root or None), fetch_bytes, "the dataset's archive and images"))
+        checks.append((fgvc.resolve_root(profile.data_root(data_root)), fetch_bytes, "the dataset's archive and images"))
     for folder, size, what in checks:
         free = shutil.disk_usage(_existing(folder)).free
         if size and free < 1.1 * size:

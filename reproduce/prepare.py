@@ -147,21 +147,30 @@ class Workspace:
             self._pool = None
 
 
+def draws_of(profile, full):
+    """Every draw a sweep of ``profile`` makes of the ITL dataset ``full``, by ``(level, seed)`` (the search draws and the
+    seeds), and the dataset restricted to the images they use: ``(itl, draws)``."""
+    from jtln.data import restrict
+
+    data = profile.data
+    keys = [(level, seed) for level in data.levels for seed in (*(search_draw(k) for k in range(profile.search.draws)),
+                                                                 *profile.run.seeds)]
+    itl, draws = restrict(full, [profile.draw(full, level, seed) for level, seed in keys])
+    return itl, dict(zip(keys, draws))
+
+
 def prepare(profile, dataset, runs, data_root=None, download=False):
     """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
     from jtln.cache import cached_features, on_device
     from jtln.costs import class_cost_matrix
-    from jtln.data import draw, load_itl, restrict
+    from jtln.data import load_itl
     from jtln.probe import fit_probe, fit_with
 
     data = profile.data
     hp = resolve(profile.hparams)
-    full = load_itl(data.dataset, dataset, root=data_root or data.root or None, download=download or data.download)
+    full = load_itl(data.dataset, dataset, root=profile.data_root(data_root), download=download or data.download)
+    itl, draws = draws_of(profile, full)
     searches = [search_draw(k) for k in range(profile.search.draws)]
-    keys = [(level, seed) for level in data.levels for seed in (*searches, *profile.run.seeds)]
-    draws = [draw(full, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed) for level, seed in keys]
-    itl, draws = restrict(full, draws)
-    draws = dict(zip(keys, draws))
     backbone = make_backbone(profile)
     cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
     cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)

@@ -94,6 +94,23 @@ class Profile:
     hparams: dict
     path: str = ""
 
+    def runs_folder(self, runs=None):
+        """Where a sweep keeps its records: ``runs`` (``--runs``), or ``runs/<name>``."""
+        return Path(runs or Path("runs") / self.name)
+
+    def data_root(self, given=None):
+        """Where the data is looked for: ``given`` (``--data-root``), the profile's ``[data] root``, or None (the dataset's
+        own places, :mod:`jtln.data`)."""
+        return given or self.data.root or None
+
+    def draw(self, itl, level, seed):
+        """The draw (:func:`jtln.data.draw`) of ``level`` labelled images per class that ``seed`` (a seed, or a search draw's
+        key) makes of ``itl`` under the profile's data settings."""
+        from jtln.data import draw
+
+        data = self.data
+        return draw(itl, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed)
+
     @property
     def is_paper(self):
         """The paper's benchmark: its published Table 2 is shown beside ours."""
@@ -155,7 +172,7 @@ def _check(profile, where):
     if profile.model.trunk_from and not profile.model.backbone.startswith("timm:"):
         raise ValueError(f"{where}: [model].trunk_from applies to a \"timm:<model>\" backbone, not {profile.model.backbone!r}")
     if data.plays:
-        from reproduce.stats import PAPER_TABLE2
+        from reproduce.paper import PAPER_TABLE2
 
         if len(data.plays) != len(data.groups) or set(data.plays) - set(PAPER_TABLE2):
             raise ValueError(f"{where}: [data].plays must name one of {sorted(PAPER_TABLE2)} for each of the {len(data.groups)} "

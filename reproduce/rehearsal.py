@@ -251,7 +251,7 @@ def cmd_rehearse(profile, args):
 
     startup_s = process_age_s()
 
-    root = args.data_root or profile.data.root or None
+    root = profile.data_root(args.data_root)
     annotations = fgvc.resolve_root(root) if (root or os.environ.get("JTLN_FGVC_ROOT")) else None
     def write(figures):  # after every phase, atomically: a run stopped by a time limit keeps what it measured
         from jtln.atomic import atomic_path

@@ -15,7 +15,7 @@ method of a seed sees the same drawn images), so each comparison is paired.
   Holm family, so a verdict's family-wise error is at most ``ALPHA``.
 
 Accuracies are compared as counts of correct test images
-(:func:`test_accuracy`), so that two runs with the same count tie exactly.
+(:func:`seed_accuracy`), so that two runs with the same count tie exactly.
 The tests come from statsmodels (``multipletests``, ``DescrStatsW.ttest_mean``,
 ``TTestPower``) and scipy; the probability of improvement is the
 rliable-style share of paired seeds where ``a`` beats ``b`` (ties count one half).
@@ -27,28 +27,14 @@ import numpy as np
 from scipy import stats
 
 from jtln.methods import METHODS, method_order
+from reproduce.paper import CLAIMS, PAPER_TABLE2, roles  # noqa: F401 -- the paper's facts, read here
 
+#: the tests' level and the power the seeds are planned for
 ALPHA = 0.05
 POWER = 0.8
-#: the paper's Table 2 (multi-class accuracy), as published
-PAPER_TABLE2 = {
-    "Boeing": {"target_only": 0.4796, "consecutive": 0.5286, "joint": 0.5395, "jtln_mmd": 0.5422, "jtln_ot": 0.5436},
-    "Airbus": {"target_only": 0.4965, "consecutive": 0.545, "joint": 0.5497, "jtln_mmd": 0.5982, "jtln_ot": 0.5704},
-}
-#: the paper's claims: (text, method claimed better, method claimed worse, the paper's columns where it is claimed)
-CLAIMS = [
-    ("JTLN (fc7MKMMD) beats joint fine-tuning", "jtln_mmd", "joint", ("Boeing", "Airbus")),
-    ("JTLN (fc7OT) beats joint fine-tuning", "jtln_ot", "joint", ("Boeing", "Airbus")),
-    ("JTLN (fc7MKMMD) beats consecutive fine-tuning", "jtln_mmd", "consecutive", ("Boeing", "Airbus")),
-    ("JTLN (fc7OT) beats consecutive fine-tuning", "jtln_ot", "consecutive", ("Boeing", "Airbus")),
-    ("joint beats consecutive fine-tuning", "joint", "consecutive", ("Boeing", "Airbus")),
-    ("consecutive beats target-only fine-tuning", "consecutive", "target_only", ("Boeing", "Airbus")),
-    ("the OT cost beats the MK-MMD cost", "jtln_ot", "jtln_mmd", ("Boeing",)),
-    ("the MK-MMD cost beats the OT cost", "jtln_mmd", "jtln_ot", ("Airbus",)),
-]
 
 
-def test_accuracy(record):
+def seed_accuracy(record):
     """A seed record's test accuracy from its count of correct test images: equal counts give equal floats (ties are exact)."""
     predictions, labels = record["predictions"], record["labels"]
     return sum(p == t for p, t in zip(predictions, labels)) / len(labels)
@@ -198,7 +184,7 @@ def by_cell(records):
 def compare(methods, a, b, dataset):
     """Methods ``a`` and ``b`` paired over their common seeds: their accuracies, the differences, :func:`paired`, McNemar per seed."""
     seeds = sorted(set(methods[a]) & set(methods[b]))
-    acc_a, acc_b = [test_accuracy(methods[a][s]) for s in seeds], [test_accuracy(methods[b][s]) for s in seeds]
+    acc_a, acc_b = [seed_accuracy(methods[a][s]) for s in seeds], [seed_accuracy(methods[b][s]) for s in seeds]
     row = {"dataset": dataset, "a": a, "b": b, "seeds": seeds, "accuracies_a": acc_a, "accuracies_b": acc_b,
            "differences": [x - y for x, y in zip(acc_a, acc_b)], **paired(acc_a, acc_b)}
     row["mcnemar"] = {s: mcnemar(methods[a][s]["predictions"], methods[b][s]["predictions"], methods[a][s]["labels"])
@@ -230,12 +216,6 @@ def verdict(diff, p_holm, p_margin_holm, alpha=ALPHA):
     if p_margin_holm is not None and p_margin_holm < alpha:
         return "paper's effect ruled out"
     return "inconclusive"
-
-
-def roles(groups, plays=()):
-    """``[(dataset, paper column)]``: with ``plays`` (a paper column per group), each group plays its own; otherwise
-    ``groups[0]`` plays Boeing's role and ``groups[1]`` Airbus's (the paper's column order)."""
-    return list(zip(groups, plays)) if plays else list(zip(groups, ("Boeing", "Airbus")))
 
 
 def claims(records, groups, plays=()):
@@ -283,7 +263,7 @@ def not_worse_than_best(records, dataset, candidates):
     present = [m for m in candidates if m in methods]
     if len(present) < 2:
         return set(present)
-    means = {m: np.mean([test_accuracy(r) for r in methods[m].values()]) for m in present}
+    means = {m: np.mean([seed_accuracy(r) for r in methods[m].values()]) for m in present}
     best = max(present, key=lambda m: (means[m], -present.index(m)))
     rivals = [m for m in present if m != best]
     p = holm([compare(methods, best, m, dataset)["p_t"] for m in rivals])

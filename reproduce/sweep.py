@@ -29,7 +29,7 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     """
     if executor == "local":  # on a cluster the jobs check the device where they run: the driver needs no GPU
         check_device(profile, workers)
-    runs = Path(runs or Path("runs") / profile.name)
+    runs = profile.runs_folder(runs)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())
     workspace = Workspace()

@@ -15,13 +15,13 @@ def table1_columns(profile, data_root=None, download=False):
     The labelled target images (training + validation) and source images are
     those of the first seed's draw; every seed draws the same counts.
     """
-    from jtln.data import draw, load_itl
+    from jtln.data import load_itl
 
     data = profile.data
     columns = {}
     for group in data.groups:
-        itl = load_itl(data.dataset, group, root=data_root or data.root or None, download=download or data.download)
-        d = draw(itl, data.table2_level, profile.run.seeds[0], data.validation_fraction, data.source_per_class or None, data.data_seed)
+        itl = load_itl(data.dataset, group, root=profile.data_root(data_root), download=download or data.download)
+        d = profile.draw(itl, data.table2_level, profile.run.seeds[0])
         columns[group] = itl.table1_column(d)
     return columns
 

@@ -4,14 +4,14 @@ import numpy as np
 
 from jtln.hparams import SEARCH_SPACE
 from jtln.methods import METHODS, display_name, method_order
-from reproduce.stats import not_worse_than_best, test_accuracy
+from reproduce.stats import not_worse_than_best, seed_accuracy
 
 
 def per_seed(records):
-    """``{dataset: {method: {seed: test accuracy}}}`` (:func:`reproduce.stats.test_accuracy`), seeds in increasing order."""
+    """``{dataset: {method: {seed: test accuracy}}}`` (:func:`reproduce.stats.seed_accuracy`), seeds in increasing order."""
     cells = {}
     for r in sorted(records, key=lambda r: r["seed"]):
-        cells.setdefault(r["dataset"], {}).setdefault(r["method"], {})[r["seed"]] = test_accuracy(r)
+        cells.setdefault(r["dataset"], {}).setdefault(r["method"], {})[r["seed"]] = seed_accuracy(r)
     return cells
 
 
