@@ -148,9 +148,9 @@ def main(argv=None):
         return 130
     except Exception as error:
         from reproduce.cluster import SlurmError
-        from reproduce.execute import Terminated
+        from reproduce.execute import Diverged, Terminated
 
-        if isinstance(error, SlurmError):
+        if isinstance(error, (SlurmError, Diverged)):
             print(f"error: {error}", file=sys.stderr)
             return 1
         if not isinstance(error, Terminated):

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from jtln.train import library_versions
 from reproduce.plan import SEED, searched
 from reproduce.prepare import Workspace, cost_key
 from reproduce.records import load_record, run_id, save_record
@@ -85,11 +86,15 @@ def train_job(job, workspace, test=None):
     hp = job.hp
     cost = cost_key(job.method, hp)
     probes = prep.probes[(job.level, job.draw_seed)]
-    with counting_warnings() as caught:  # kept in the record and summed up once at the end, not printed
+    with counting_warnings() as caught, diverging(job) as diverged:  # warnings kept in the record, summed up at the end
         result = run(job.method, prep.backbone.for_training, RunData.of(prep.cached, draw, refit=refit, test=test), hp,
                      job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
                      probes=probes, device=job.profile.run.device, test=test, precision=job.profile.run.precision,
                      tf32=job.profile.run.tf32)
+    if diverged:  # a search trial whose loss left the finite numbers: a failed configuration, scored the worst
+        result = {"diverged": diverged[0], "val_loss": None, "val_accuracy": None, "best_epoch": 0, "val_curve": [],
+                  "val_loss_curve": [], "n_steps": 0, "final_losses": {}, "versions": library_versions(),
+                  "device": job.profile.run.device, "timings": {}}
     record = {"id": run_id(job.inputs), "inputs": job.inputs, "profile": job.profile.name, "role": job.role,
               "dataset": job.dataset, "method": job.method, "level": job.level, job.role: job.index, "hparams": hp.to_dict(),
               "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),
@@ -102,6 +107,38 @@ def train_job(job, workspace, test=None):
         record["prepared_costs"] = {key: C.tolist() for (level, seed, key), C in sorted(prep.costs.items(), key=repr)
                                     if (level, seed) == (job.level, job.draw_seed)}
     return record
+
+
+def diverging(job):
+    """For a search trial: a loss that turns non-finite (FloatingPointError) is caught and its message put in the list the
+    block yields; for a seed's refit, raised as :class:`Diverged` naming the run and its configuration."""
+
+    class Block:
+        def __enter__(self):
+            self.caught = []
+            return self.caught
+
+        def __exit__(self, kind, error, trace):
+            if kind is None or not issubclass(kind, FloatingPointError):
+                return False
+            if job.role != SEED:
+                self.caught.append(str(error))
+                return True
+            raise Diverged(f"{job.dataset}/{job.method} level {job.level} seed {job.index}: the selected configuration "
+                           f"{dict(job.hparams)} diverged in its refit ({error})") from error
+
+    return Block()
+
+
+class Diverged(Exception):
+    """A seed's refit whose loss left the finite numbers, or cells whose every search trial did (the sweep reports every one
+    at its end, exit 1; every other run's record is kept)."""
+
+
+#: what a user can do about a configuration that diverges
+DIVERGED_HINT = ("lower the learning rates (lr_backbone, lr_fc, lr_head: the search space is jtln.hparams.SEARCH_SPACE), or "
+                 "fix a value under the profile's [hparams] (a fixed value leaves the search); the records of every other run "
+                 "are kept, and the same command resumes")
 
 
 @contextlib.contextmanager
@@ -169,15 +206,22 @@ def run_locally(todo, workers, progress, workspace):
     Then every run another sweep held is waited for, and run here if that
     sweep died without finishing it.  ``progress()`` is called once per run.
     """
+    diverged = []  # refits whose loss left the finite numbers: the others go on, and they are reported together
     if workers <= 1 or len(todo) <= 1:
         for job in todo:
-            execute(job, workspace)
+            try:
+                execute(job, workspace)
+            except Diverged as error:
+                diverged.append(str(error))
             progress()
     else:
-        _run_in_processes(todo, workers, progress)
+        diverged += _run_in_processes(todo, workers, progress)
+    failed = {str(error).split(":")[0] for error in diverged}
     for job in todo:
-        if load_record(job.folder, job.inputs) is None:
+        if load_record(job.folder, job.inputs) is None and f"{job.dataset}/{job.method} level {job.level} seed {job.index}" not in failed:
             execute(job, workspace, wait=True)
+    if diverged:
+        raise Diverged(f"{len(diverged)} refit(s) diverged:\n" + "\n".join(f"  - {d}" for d in diverged) + "\n" + DIVERGED_HINT)
 
 
 def _worker(tasks, results, threads):
@@ -205,6 +249,7 @@ def _run_in_processes(todo, workers, progress):
         tasks.put(None)
     for process in processes:
         process.start()
+    diverged = []
     try:
         for _ in todo:
             while True:
@@ -216,12 +261,15 @@ def _run_in_processes(todo, workers, progress):
                     if dead:
                         raise RuntimeError(f"a worker process died (exit code {dead[0].exitcode}); finished runs are kept, "
                                            "and the same command resumes") from None
-            if error is not None:
+            if isinstance(error, Diverged):
+                diverged.append(str(error))
+            elif error is not None:
                 error.add_note(f"in the worker that ran {todo[index].folder}:\n{trace}")
                 raise error
             progress()
         for process in processes:
             process.join()
+        return diverged
     finally:  # Ctrl-C, SIGTERM or a failed run: end the workers now, not after the queue
         tasks.cancel_join_thread()  # what is left queued is dropped, not flushed at exit
         for process in processes:

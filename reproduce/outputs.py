@@ -37,6 +37,7 @@ def short_cells(collected):
 
 def write_tables(profile, collected, out, report=True):
     """Table 2, the selected hyper-parameters, statistics, claims, findings, figures and the report from the collected records."""
+    from jtln.methods import display_name
     from reproduce import captions
     from reproduce.figures import accuracy_figure, cost_and_plan_figures, learning_curve_figure
     from reproduce.report import build_notebook, environment, execute_and_render
@@ -74,6 +75,12 @@ def write_tables(profile, collected, out, report=True):
     related, findings = relatedness_outputs(records, groups, out, incomplete)
     tables.update(related)
     tables["findings.md"] += findings
+    diverged = [r for r in collected.trials if r.get("diverged")]
+    if diverged:  # failed configurations: scored the worst, never selected (reproduce.plan.select)
+        methods = sorted({display_name(r["method"]) for r in diverged})
+        tables["findings.md"] += (f"\n**Diverged search trials**: {len(diverged)} of {len(collected.trials)} (loss not finite; "
+                                  f"scored the worst, never selected; {', '.join(methods)}); their configurations are in the "
+                                  "records.\n")
     for name, text in tables.items():
         write_atomic(out / name, text)
     accuracy_figure(records, groups, out)

@@ -128,6 +128,9 @@ def select(trial_records):
     """``{(dataset, method, level): trial}``: the trial with the lowest validation cross-entropy averaged over its search draws.
 
     The lowest trial index wins among ties (the rule of :mod:`jtln.train`).
+    A trial that diverged on any of its draws (its record's ``diverged``) is
+    never selected; a cell whose every trial diverged has no selection
+    (:func:`diverged_cells`).
     Each trial is summarised as ``{"trial", "hparams", "searched", "val_loss"
     and "val_accuracy" (means over the draws), "val_losses",
     "val_accuracies" and "best_epochs" (per draw), "epochs" (the epoch count
@@ -139,6 +142,8 @@ def select(trial_records):
     best = {}
     for (d, m, level, t), runs in sorted(trials.items(), key=lambda kv: kv[0][3]):
         runs = sorted(runs, key=lambda r: r["inputs"].get("repeat", 0))
+        if any(r.get("diverged") for r in runs):  # a configuration whose loss left the finite numbers: the worst score
+            continue
         losses, accuracies = [r["val_loss"] for r in runs], [r["val_accuracy"] for r in runs]
         epochs = [r["best_epoch"] for r in runs]
         summary = {"trial": t, "hparams": runs[0]["hparams"], "searched": runs[0].get("searched", []), "val_losses": losses,
@@ -147,6 +152,19 @@ def select(trial_records):
         if (d, m, level) not in best or summary["val_loss"] < best[(d, m, level)]["val_loss"]:
             best[(d, m, level)] = summary
     return best
+
+
+def diverged_cells(trial_records, selection):
+    """``{(dataset, method, level): [(trial, hparams, message), ...]}``: the cells with no selection because every trial
+    diverged, each with what it tried."""
+    out = {}
+    for r in sorted(trial_records, key=lambda r: (r["trial"], r["inputs"].get("repeat", 0))):
+        cell = (r["dataset"], r["method"], r["level"])
+        if cell not in selection and r.get("diverged"):
+            tried = out.setdefault(cell, [])
+            if r["trial"] not in [t for t, _, _ in tried]:
+                tried.append((r["trial"], r["hparams"], r["diverged"]))
+    return out
 
 
 def refit_hparams(selected):

@@ -59,7 +59,9 @@ def problem(record, folder=None):
         if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1):
             return f"{key} = {value!r} is not an accuracy in [0, 1]"
     loss = record.get("val_loss")
-    if record["role"] == "trial" and not (isinstance(loss, (int, float)) and not isinstance(loss, bool) and 0 <= loss < float("inf")):
+    diverged = record["role"] == "trial" and isinstance(record.get("diverged"), str) and loss is None  # a failed configuration
+    if record["role"] == "trial" and not diverged and not (
+            isinstance(loss, (int, float)) and not isinstance(loss, bool) and 0 <= loss < float("inf")):
         return f"val_loss = {loss!r} is not a finite cross-entropy"
     if record["role"] == "seed":
         predictions, labels = record["predictions"], record["labels"]

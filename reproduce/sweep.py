@@ -14,8 +14,8 @@ from pathlib import Path
 
 from jtln.atomic import write_atomic
 from reproduce.collect import collect
-from reproduce.execute import run_jobs, run_locally, sigterm_raises
-from reproduce.plan import plan_seeds, plan_trials, select
+from reproduce.execute import DIVERGED_HINT, Diverged, run_jobs, run_locally, sigterm_raises
+from reproduce.plan import diverged_cells, plan_seeds, plan_trials, select
 from reproduce.prepare import Preparation, Workspace, prepare_all
 from reproduce.profile import check_device
 from reproduce.records import load_record
@@ -54,8 +54,21 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
         workspace.close(wait=False)
         raise
     workspace.close()
-    selection = select(load_record(job.folder, job.inputs) for job in trials)  # all finished
-    _run(plan_seeds(profile, runs, selection, data_root, download), "seed runs", profile, executor, workers, slurm, runs, workspace)
+    trial_records = [load_record(job.folder, job.inputs) for job in trials]  # all finished
+    selection = select(trial_records)
+    failed = diverged_cells(trial_records, selection)
+    try:
+        _run(plan_seeds(profile, runs, selection, data_root, download), "seed runs", profile, executor, workers, slurm, runs,
+             workspace)
+    except Diverged as error:
+        failed_refits = str(error)
+    else:
+        failed_refits = None
+    if failed or failed_refits:
+        raise Diverged("\n".join(
+            [f"{d}/{m} level {level}: every search trial diverged, so it has no result:\n" + "\n".join(
+                f"    trial {t} {dict(h)}: {message}" for t, h, message in tried) for (d, m, level), tried in failed.items()]
+            + ([failed_refits] if failed_refits else []) + ([DIVERGED_HINT] if failed else [])))
     collected = collect(profile, runs)
     summary = warnings_summary(collected.trials + collected.seeds)
     if summary:
