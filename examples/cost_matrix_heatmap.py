@@ -1,7 +1,8 @@
 """The cost matrix of Sec. 3.4 from your own class features, by MK-MMD (Eq. 14) and by OT (Eq. 16), drawn as heatmaps.
 
 Replace the generated features by your network's penultimate features of source and target images (any
-[N, D] tensors with integer class labels).  ``python examples/cost_matrix_heatmap.py [out.png]``.
+[N, D] tensors with integer class labels).  ``python examples/cost_matrix_heatmap.py [out.png]``, in seconds.
+Needs matplotlib besides the library: ``pip install ".[experiment]"`` from the repository's root.
 """
 
 import sys

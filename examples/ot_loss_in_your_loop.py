@@ -1,7 +1,8 @@
 """The OT loss in your own training loop: a two-headed network trained on target images with cross-entropy plus
 Eq. 3's OT term between its heads (the JTLN objective of Eq. 4, without the source images' cross-entropy for brevity).
 
-Runs in seconds on generated data: ``python examples/ot_loss_in_your_loop.py``.
+Runs in seconds on generated data: ``python examples/ot_loss_in_your_loop.py``; the library alone is enough
+(``pip install .`` from the repository's root).
 """
 
 import torch

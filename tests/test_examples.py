@@ -35,11 +35,25 @@ def test_the_cost_matrix_example_finds_the_related_classes_and_draws_them(tmp_pa
 @pytest.fixture(scope="module")
 def flowers(tmp_path_factory):
     work = tmp_path_factory.mktemp("flowers")
-    run("sweep_on_your_folders.py", work)
-    return work
+    return work, run("sweep_on_your_folders.py", work)
+
+
+def test_the_folder_example_learns_its_classes(flowers):
+    """Every method well above chance on the generated flowers, whose brightness is their class's in every split."""
+    import numpy as np
+    from PIL import Image
+
+    work, out = flowers
+    accuracy = dict(item.split() for item in out.split("mean test accuracy: ")[1].strip().split(", "))
+    assert set(accuracy) == {"target_only", "jtln_mmd", "jtln_ot"} and all(float(a) >= 0.75 for a in accuracy.values()), out
+    brightness = {(split, folder.name): np.mean([np.asarray(Image.open(f)).mean() for f in folder.glob("*.png")])
+                  for split in ("target/train", "target/test") for folder in (work / "images" / split).iterdir()}
+    for name in ("daisy", "rose"):  # the signal the methods learn is the same in training and test images
+        assert abs(brightness[("target/train", name)] - brightness[("target/test", name)]) < 5, brightness
 
 
 def test_a_folder_dataset_and_a_timm_backbone_run_the_whole_pipeline(flowers):
+    flowers = flowers[0]
     out = flowers / "tables" / "flowers"
     assert json.loads((out / "table1.json").read_text()) == {"flowers": {
         "target_categories": 2, "target_train_images": 12, "target_test_images": 8, "source_categories": 3, "source_images": 12}}
