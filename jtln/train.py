@@ -89,11 +89,43 @@ def arithmetic(device, precision="float32", tf32=False):
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Rows ``index`` of a cached ``pool`` [N, ...], gathered only when read: a run's share of a feature cache, which the
+    runs of a process share instead of each copying its slice (2.4 GB a run at the paper's scale).
+
+    What a run does with its prefix outputs: ``len``, ``device``, ``shape``,
+    ``rows[i]`` (a gather of the indexed rows) and ``split(size)`` (gathered
+    chunks, in order).  ``index`` lives on the pool's device.
+    """
+
+    pool: torch.Tensor
+    index: torch.Tensor
+
+    def __len__(self):
+        return len(self.index)
+
+    @property
+    def device(self):
+        return self.pool.device
+
+    @property
+    def shape(self):
+        return torch.Size((len(self.index), *self.pool.shape[1:]))
+
+    def __getitem__(self, idx):
+        return self.pool[self.index[idx]]
+
+    def split(self, size):
+        return [self.pool[chunk] for chunk in self.index.split(size)]
+
+
+@dataclass(frozen=True)
 class RunData:
     """What one run sees: prefix outputs ``Z``, labels ``y`` and pretrained penultimate features ``P`` per split.
 
     Splits: ``target_train``, ``source``, and either ``target_val`` (a run
     that early-stops on it) or ``target_test`` (a refit, which is tested).
+    From :meth:`of`, ``Z``'s splits are :class:`Rows` of the shared cache.
     """
 
     Z: dict
@@ -117,7 +149,9 @@ class RunData:
             index = torch.as_tensor(index, dtype=torch.long)
             for name in parts:
                 tensor = getattr(cached, name)[pool]
-                parts[name][split] = tensor[index.to(tensor.device)]  # gathered where the cache is, with indices there
+                index = index.to(tensor.device)  # indices where the cache is
+                # the prefix outputs stay in the shared cache, read a batch at a time; labels and features are small: gathered
+                parts[name][split] = Rows(tensor, index) if name == "Z" else tensor[index]
         if refit if test is None else test:
             for name in parts:
                 parts[name]["target_test"] = getattr(cached, name)["target_test"]

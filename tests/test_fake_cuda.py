@@ -163,3 +163,15 @@ def test_a_device_named_without_its_index_is_the_indexed_one():
 
     assert canonical("cuda") == CUDA and same("cuda", "cuda:0") and not same("cuda:1", "cuda")
     assert canonical("cpu") == torch.device("cpu") and same(torch.device("cpu"), "cpu")
+
+
+def test_a_runs_prefix_outputs_are_rows_of_the_shared_cache_not_a_copy(problem):
+    itl, d, backbone, cached, costs, probes = problem
+    data = RunData.of(cached, d, refit=False, test=True)
+    for split, pool in (("target_train", "target_train"), ("target_val", "target_train"), ("source", "source")):
+        rows = data.Z[split]
+        assert rows.pool is cached.Z[pool]  # the cache itself, shared by every run of the process
+        assert torch.equal(rows[:], cached.Z[pool][torch.as_tensor(d.training(False) if split == "target_train" else
+                                                                   d.target_val if split == "target_val" else d.source)])
+        assert torch.equal(torch.cat(rows.split(3)), rows[:]) and len(rows) == len(data.y[split]) == rows.shape[0]
+    assert data.Z["target_test"] is cached.Z["target_test"]

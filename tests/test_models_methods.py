@@ -106,7 +106,7 @@ def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
 def test_ot_gradient_reaches_both_heads_and_the_shared_layers(tiny):
     itl, _, factory, cached, costs, data, probes = tiny
     method = METHODS["jtln_ot"](JTLN(factory(), itl.L_s, itl.L_t), HP, costs["ot"])
-    logits_s, logits_t = method.network(data.Z["target_train"])
+    logits_s, logits_t = method.network(data.Z["target_train"][:])
     method.ot_term(logits_s, logits_t).backward()
     grads = {n: p.grad for n, p in method.network.named_parameters()}
     for name in ("head_s.weight", "head_t.weight", "trunk.0.0.weight"):
