@@ -51,15 +51,12 @@ def preflight(profile, command, data_root=None, download=False, runs=None, worke
 
 def check_data(profile, command, data_root, download):
     """The data is there (or will be downloaded); returns the bytes a download will take on disk (0 if none)."""
+    from jtln.data import DATASETS
+
     root = profile.data_root(data_root)
-    if profile.data.dataset in ("fashion_mnist", "fashion_mnist_relatedness") and not download:
-        from jtln.data.fashion_mnist import locate
-
-        locate(root, download=False)  # FileNotFoundError: where it looked and how to get it
-    if profile.data.dataset == "folder":
-        from jtln.data.folder import folder_itl
-
-        folder_itl(profile.data.groups[0], root)  # the layout, the class folders and their disjointness
+    present = DATASETS[profile.data.dataset].present
+    if present is not None:  # the dataset's own check (jtln.data.Dataset)
+        present(root, profile.data.groups, download)
     if profile.data.dataset != "fgvc_aircraft":
         return 0
     from jtln.data import fgvc_aircraft as fgvc

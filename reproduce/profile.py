@@ -39,8 +39,12 @@ class DataSpec:
 
     def identity(self):
         """What of this section determines a run's result (not where the files are, nor how the tables read it)."""
-        ignored = ("download", "groups", "levels", "table2_level", "plays") + (() if self.dataset == "folder" else ("root",))
-        return {k: v for k, v in asdict(self).items() if k not in ignored}  # a folder dataset's images are where its root says
+        from jtln.data import DATASETS
+
+        # a dataset whose files are where its root says (a folder dataset) keeps its root: other files, another run
+        in_identity = self.dataset in DATASETS and DATASETS[self.dataset].root_in_identity
+        ignored = ("download", "groups", "levels", "table2_level", "plays") + (() if in_identity else ("root",))
+        return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 
 @dataclass(frozen=True)

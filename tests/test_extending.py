@@ -59,3 +59,29 @@ def test_a_method_registered_at_run_time_is_trained_and_tabulated_with_no_other_
     rows = table2[table2.index(r"\begin{tabular}"):]
     assert rows.index("Joint finetuning on source+target") < rows.index("Joint finetuning, again") < rows.index("JTLN (fc7MKMMD)")
     assert "Joint finetuning, again" in (tmp_path / "tiny" / "hparams.tex").read_text()
+
+
+def test_a_dataset_registered_at_run_time_is_checked_before_work_and_its_root_is_part_of_a_run(tmp_path, capsys):
+    """A dataset is one entry: its loader, groups, presence check (called by the command's checks) and whether its root
+    is part of a run's identity."""
+    from jtln.data import DATASETS, Dataset, register_dataset
+    from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
+    from reproduce.profile import load_profile
+
+    def present(root, groups, download):
+        if not (root and (tmp_path / root).is_dir()):
+            raise FileNotFoundError(f"no copy of my data under {root!r}; put it there")
+
+    register_dataset("mine", Dataset(lambda group, **options: fashion_mnist_itl(group, arrays=synthetic_arrays()),
+                                     lambda: ("Tops", "Footwear"), present=present, root_in_identity=True))
+    try:
+        text = TINY.replace('dataset = "synthetic"', 'dataset = "mine"\nroot = "nowhere"')
+        profile = tmp_path / "mine.toml"
+        profile.write_text(text)
+        assert main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / "runs")]) == 2  # checked before any work
+        assert "no copy of my data under 'nowhere'" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+        other = tmp_path / "other.toml"
+        other.write_text(text.replace('root = "nowhere"', 'root = "elsewhere"'))
+        assert load_profile(profile).data.identity() != load_profile(other).data.identity()  # other files, another run
+    finally:
+        DATASETS.pop("mine")
