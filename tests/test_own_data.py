@@ -54,6 +54,41 @@ def test_a_folder_dataset_refuses_shared_class_names_mismatched_splits_and_a_mis
         folder_itl("x", empty)
 
 
+def test_every_unreadable_image_of_a_folder_dataset_is_named_before_any_work(tmp_path, capsys):
+    """A corrupt image and an empty file: the command's checks decode every image once and name both (exit 2, nothing
+    written), instead of the first one stopping the sweep after Table 1."""
+    from reproduce.__main__ import main
+
+    root = make_tree(tmp_path / "images")
+    corrupt, empty = root / "target" / "test" / "rose" / "broken.png", root / "source" / "oak" / "empty.jpg"
+    corrupt.write_bytes((root / "target" / "test" / "rose" / "0.png").read_bytes()[:60])  # a PNG cut short
+    empty.write_bytes(b"")
+    profile = tmp_path / "mine.toml"
+    profile.write_text(f"""name = "mine"
+description = "my folders"
+[data]
+dataset = "folder"
+groups = ["flowers"]
+root = "{root}"
+levels = [6]
+validation_fraction = 0.34
+[model]
+backbone = "efficientnet_lite0"
+pretrained = false
+image_size = 32
+""")
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    assert main(["all", "--profile", str(profile), "--runs", str(runs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of the images under" in err and str(corrupt) in err and str(empty) in err, err
+    assert not runs.exists() and not out.exists()
+    corrupt.unlink()
+    empty.unlink()
+    from jtln.data.folder import check_images
+
+    assert len(check_images("flowers", root).source) == 24  # the tree without them passes
+
+
 def test_any_timm_convnet_is_cut_at_its_last_trained_child_or_where_the_profile_says():
     backbone = build_backbone("timm:resnet18", weights=None, image_size=32)
     assert backbone.name == "timm:resnet18" and backbone.feature_dim == 512

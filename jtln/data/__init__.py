@@ -80,9 +80,9 @@ def _fashion_mnist_present(root, groups, download):
 
 
 def _folder_present(root, groups, download):
-    from jtln.data.folder import folder_itl
+    from jtln.data.folder import check_images
 
-    folder_itl(groups[0], root)  # the layout, the class folders and their disjointness
+    check_images(groups[0], root)  # the layout, the class folders and their disjointness, and every image decoded once
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,32 @@ def load_image(path):
 
     with Image.open(path) as image:
         return image.convert("L" if image.mode in ("1", "L", "I;16", "I") else "RGB")
+
+
+def unreadable(itl, threads=8):
+    """``[(path, reason)]`` of every image of ``itl`` that Pillow cannot decode (an empty file, a truncated or foreign one),
+    each image decoded once, in ``threads`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(path):
+        try:
+            load_image(path).load()
+            return None
+        except Exception as error:  # noqa: BLE001 -- whatever stops the decoder is what the user must fix
+            return path, f"{type(error).__name__}: {error}"
+
+    paths = [path for pool in (itl.target_train, itl.target_test, itl.source) for path, _ in pool]
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return [found for found in pool.map(problem, paths) if found is not None]
+
+
+def check_images(group, root):
+    """Raise ValueError naming every image under ``root`` that does not decode (before any work: the command's checks)."""
+    itl = folder_itl(group, root)
+    bad = unreadable(itl)
+    if bad:
+        listed = "\n".join(f"    {path}: {reason}" for path, reason in bad)
+        raise ValueError(f"folder dataset: {len(bad)} of the images under {Path(root).expanduser()} cannot be read; remove or "
+                         f"replace them:\n{listed}")
+    return itl
+
