@@ -24,8 +24,9 @@ from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.sinkhorn import READS
-from jtln.train import VALIDATION_READS, RunData, batches, run, sgd, validation
+from jtln.train import VALIDATION_READS, RunData, run, validation
 from tests.fake_cuda import fake_cuda, reset
+from tests.test_host_syncs import training_step
 from tests.test_models_methods import HP, cost_kind, tiny_backbone
 
 CUDA = torch.device("cuda", 0)
@@ -97,19 +98,7 @@ def test_a_training_step_on_fake_cuda_reads_only_what_the_method_documents(probl
         network = JTLN(pretrained, itl.L_s, itl.L_t, device="cuda").init_heads(*probes).train()
         method = METHODS[name](network, HP, None if C is None else C.to("cuda"))
         method.start(data)
-        optimizer = sgd(method.param_groups(), HP, "cuda")
-        generator = torch.Generator().manual_seed(0)
-        target = batches(data.Z["target_train"], data.y["target_train"], HP.batch_size_target, generator, "cuda")
-        source = batches(data.Z["source"], data.y["source"], HP.batch_size_source, generator, "cuda")
-        phase = method.phases(HP, len(data.y["target_train"]), len(data.y["source"]))[-1]
-
-        def step():
-            loss, parts = method.loss(next(target) if phase.target else None, next(source) if phase.source else None)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            return parts
-
+        step = training_step(method, data, "cuda")
         step()  # the first step builds what a run keeps (a fixed cost's Gibbs kernel)
         reset(counts)
         loops.clear()

@@ -38,6 +38,27 @@ def counting_reads(monkeypatch):
         yield counts
 
 
+def training_step(method, data, device):
+    """One step of ``method``'s last phase as :func:`jtln.train.train` takes it (batches, loss, backward, SGD), as a function
+    that returns the step's loss parts."""
+    from jtln.train import sgd
+
+    optimizer = sgd(method.param_groups(), HP, device)
+    generator = torch.Generator().manual_seed(0)
+    target = batches(data.Z["target_train"], data.y["target_train"], HP.batch_size_target, generator, device)
+    source = batches(data.Z["source"], data.y["source"], HP.batch_size_source, generator, device)
+    phase = method.phases(HP, len(data.y["target_train"]), len(data.y["source"]))[-1]
+
+    def step():
+        loss, parts = method.loss(next(target) if phase.target else None, next(source) if phase.source else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    return step
+
+
 def test_the_counter_counts_every_way_a_value_reaches_the_host_and_restores_the_tensor_type():
     x = torch.ones(3)
     before = {name: getattr(torch.Tensor, name) for name in READERS}
@@ -55,19 +76,7 @@ def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, mo
     C = costs.get(cost_kind(name))
     method = METHODS[name](JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes).train(), HP, None if C is None else C.clone())
     method.start(data)
-    optimizer = torch.optim.SGD(method.param_groups(), momentum=HP.momentum, weight_decay=HP.weight_decay)
-    generator = torch.Generator().manual_seed(0)
-    target = batches(data.Z["target_train"], data.y["target_train"], HP.batch_size_target, generator, "cpu")
-    source = batches(data.Z["source"], data.y["source"], HP.batch_size_source, generator, "cpu")
-    phase = method.phases(HP, len(data.y["target_train"]), len(data.y["source"]))[-1]
-
-    def step():
-        loss, parts = method.loss(next(target) if phase.target else None, next(source) if phase.source else None)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return parts
-
+    step = training_step(method, data, "cpu")
     step()  # the first step builds what a run keeps (a fixed cost's Gibbs kernel)
     with counting_reads(monkeypatch) as counts:
         parts = step()
