@@ -47,7 +47,9 @@ def check_histograms(h, name):
 
 
 def check_lam(lam):
-    """``lam`` as a float: any finite positive real number (NumPy scalars too), not a bool."""
+    """``lam`` as a float: any finite positive real number (NumPy scalars and one-element tensors too), not a bool."""
+    if torch.is_tensor(lam) and lam.numel() == 1 and (lam.dtype.is_floating_point or lam.dtype in (torch.int32, torch.int64)):
+        lam = lam.item()
     if not isinstance(lam, numbers.Real) or isinstance(lam, (bool, np.bool_)) or not math.isfinite(lam) or lam <= 0:
         raise ValueError(f"lam must be a finite positive number, got {lam!r}")
     return float(lam)

@@ -138,6 +138,8 @@ def _refuse(scalings, lam, inputs, names):
 
 #: the reductions of the OT loss over the batch
 REDUCTIONS = ("none", "mean", "sum")
+#: the options of Algorithm 1 that :func:`ot_loss` and :class:`OTLoss` take besides the reduction
+OPTIONS = ("tol", "max_iter", "check_every", "domain", "extrapolate", "kernel", "deferred")
 
 
 def _reduction(reduction):
@@ -322,6 +324,9 @@ class OTLoss(nn.Module):
                  **options) -> None:
         super().__init__()
         self.reduction = _reduction(reduction)
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:  # at construction, not at the first forward pass
+            raise TypeError(f"OTLoss got unknown option(s) {unknown}; the options are {list(OPTIONS)} (jtln.ot.ot_loss)")
         if isinstance(C, nn.Parameter):
             self.C = C
         else:

@@ -153,6 +153,9 @@ class GibbsKernel:
         lowest, highest = torch.stack([C.min(), C.max()]).tolist()  # one read: NaN and inf show in the extremes
         if not (math.isfinite(lowest) and math.isfinite(highest)):
             check_finite(C, "C")  # raises the precise error
+        if lowest < 0:  # Definition 1's costs are non-negative (a shift would change nothing but the reported loss)
+            raise ValueError(f"C must hold non-negative costs, got a minimum of {lowest:.3g}; cost matrices are distances "
+                             "(jtln.costs.normalize_cost scales one to [0, 1])")
         K = torch.exp(-lam * (C - lowest) - 1.0)
         K_T, KC = K.T.contiguous(), K * C
         finfo = torch.finfo(C.dtype)

@@ -113,3 +113,23 @@ def test_mk_mmd2_names_mixed_dtypes_and_computes_half_precision_in_float32():
             value = mk_mmd2(xs.to(dtype), xt.to(dtype), sigmas, betas, estimator)
             expected = mk_mmd2(xs.to(dtype).float(), xt.to(dtype).float(), sigmas, betas, estimator)
             assert value.dtype == dtype and value == expected.to(dtype)
+
+
+def test_what_a_newcomer_mistypes_is_refused_where_it_is_typed():
+    """Issue 35's library edges: a keyword typo at construction, not at the first forward; a one-element tensor lam taken
+    as the number it holds; a negative cost matrix refused by name."""
+    import pytest
+    import torch
+
+    from jtln.ot import OTLoss, ot_loss_with_logits
+
+    C = torch.rand(3, 2)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['tolerance'\]; the options are \['tol', "):
+        OTLoss(C, 10.0, tolerance=1e-6)
+    logits_s, logits_t = torch.randn(4, 3), torch.randn(4, 2)
+    torch.testing.assert_close(OTLoss(C, torch.tensor(10.0), logits=True)(logits_s, logits_t),
+                               OTLoss(C, 10.0, logits=True)(logits_s, logits_t), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"C must hold non-negative costs, got a minimum of -0\.9"):
+        ot_loss_with_logits(logits_s, logits_t, torch.tensor([[0.1, 0.0], [0.2, -0.95], [0.3, 0.4]]), 10.0)
+    with pytest.raises(ValueError, match=r"lam must be a finite positive number"):
+        OTLoss(C, torch.tensor([1.0, 2.0]))
