@@ -18,37 +18,21 @@ from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
 import jtln.scaling_triton
 import jtln.sinkhorn
-from jtln.cache import cached_features
-from jtln.data import draw, restrict
-from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.sinkhorn import READS
 from jtln.train import VALIDATION_READS, RunData, run, validation
 from tests.fake_cuda import fake_cuda, reset
 from tests.test_host_syncs import training_step
-from tests.test_models_methods import HP, cost_kind, tiny_backbone
+from tests.test_models_methods import HP, cost_kind, tiny_problem
 
 CUDA = torch.device("cuda", 0)
 
 
 @pytest.fixture(scope="module")
 def problem():
-    """A tiny ITL problem as the sweep prepares it: its draw, CPU caches, cost matrices and probes (:mod:`tests.test_models_methods`)."""
-    from jtln.costs import class_cost_matrix
-    from jtln.methods import cost_options
-    from jtln.probe import fit_probe, fit_with
-
-    full = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(10, 3))
-    itl, (d,) = restrict(full, [draw(full, 8, seed=0, validation_fraction=0.25, source_per_class=4)])
-    torch.manual_seed(0)
-    backbone = tiny_backbone()
-    cached = cached_features(backbone, itl, "fake-fashion")
-    data = RunData.of(cached, d)
-    costs = {kind: class_cost_matrix(kind, data.P["source"], data.y["source"], data.P["target_train"], data.y["target_train"],
-                                     itl.L_s, itl.L_t, **cost_options(HP)) for kind in ("mmd", "ot")}
-    probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
-    probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
+    """A tiny ITL problem as the sweep prepares it: its draw, CPU caches, cost matrices and probes."""
+    itl, d, backbone, cached, costs, data, probes = tiny_problem()
     return itl, d, backbone, cached, costs, probes
 
 

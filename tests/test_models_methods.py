@@ -41,18 +41,26 @@ def tiny_backbone():
 
 @pytest.fixture(scope="module")
 def tiny():
+    """``(itl, backbone, factory, cached, costs, data, probes)`` of :func:`tiny_problem`."""
+    itl, d, backbone, cached, costs, data, probes = tiny_problem()
+    factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
+    return itl, backbone, factory, cached, costs, data, probes
+
+
+def tiny_problem():
+    """A tiny ITL problem as the sweep prepares it: ``(itl, draw, backbone, cached, costs, data, probes)``, ``data`` the
+    draw's run data with its test split."""
     full = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(10, 3))
     itl, (d,) = restrict(full, [draw(full, 8, seed=0, validation_fraction=0.25, source_per_class=4)])
     torch.manual_seed(0)
     backbone = tiny_backbone()
-    factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
     cached = cached_features(backbone, itl, "fake-fashion")
     data = RunData.of(cached, d, test=True)
     costs = {kind: class_cost_matrix(kind, data.P["source"], data.y["source"], data.P["target_train"], data.y["target_train"],
                                      itl.L_s, itl.L_t, **cost_options(HP)) for kind in ("mmd", "ot")}
     probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
     probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
-    return itl, backbone, factory, cached, costs, data, probes
+    return itl, d, backbone, cached, costs, data, probes
 
 
 def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe_outside_it():
