@@ -1,7 +1,7 @@
 """Every hyper-parameter, declared once: its default, its search distribution, and the reason for both.
 
 The paper publishes none.  The defaults were chosen a priori; the sweep
-(:mod:`reproduce.sweep`) draws ``n_trials`` configurations per (dataset,
+(:mod:`reproduce.plan`) draws ``n_trials`` configurations per (dataset,
 method, scarcity level) from :data:`SEARCH_SPACE` (trial 0 is the defaults,
 as in DomainBed) and keeps the best one on a validation
 split carved from target training images (the lowest cross-entropy, see

@@ -404,19 +404,19 @@ def _sinkhorn_log(a, b, C, lam, tol, max_iter, check_every, extrapolate):
         if f is not None:
             f = f * (stage / stages[k - 1])
         rough = _sinkhorn_log_stage(a, b, C, stage, max(tol, STAGE_TOL), max_iter // (2 * len(stages)), check_every, extrapolate,
-                                    f, warn=False)
+                                    f)
         f, used = rough.log_u, used + rough.n_iter
     if f is not None:
         f = f * (lam / stages[-2])
-    result = _sinkhorn_log_stage(a, b, C, lam, tol, max_iter - used, check_every, extrapolate, f, warn=False)
+    result = _sinkhorn_log_stage(a, b, C, lam, tol, max_iter - used, check_every, extrapolate, f)
     result = replace(result, n_iter=used + result.n_iter)
     if not result.marginal_error < tol and not math.isnan(result.marginal_error):
         _warn_not_converged(max_iter, result.marginal_error, tol, stacklevel=3)  # the whole budget, every stage's iterations
     return result
 
 
-def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f=None, warn=True):
-    """Log-domain iterations at one ``lam``, from ``f`` (or uniform scalings)."""
+def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f=None):
+    """Log-domain iterations at one ``lam``, from ``f`` (or uniform scalings); the caller warns (:func:`_sinkhorn_log`)."""
     tiny = torch.finfo(C.dtype).tiny
     log_a = a.clamp_min(tiny).log()
     log_b = b.clamp_min(tiny).log()
@@ -443,9 +443,6 @@ def _sinkhorn_log_stage(a, b, C, lam, tol, max_iter, check_every, extrapolate, f
                 g.copy_(extrapolated)
                 log_Kv = torch.logsumexp(g.unsqueeze(1) - M, dim=2)
         f = log_a - log_Kv  # line 4
-    else:
-        if warn:
-            _warn_not_converged(max_iter, error, tol)
     return Scalings(f, g, n_iter, error, "log")
 
 

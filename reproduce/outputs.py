@@ -1,6 +1,6 @@
 """Everything ``python -m reproduce`` writes into ``<out>/<profile>/``: tables with their captions, statistics, figures, report.
 
-Pure functions of the profile and the records (:func:`reproduce.sweep.collect`).
+Pure functions of the profile and the records (:func:`reproduce.collect.collect`).
 """
 
 import json
