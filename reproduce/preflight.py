@@ -86,10 +86,11 @@ def check_weights(profile):
         if not Path(model.weights_path).is_file():
             raise FileNotFoundError(f"[model].weights_path = {model.weights_path!r} is not a file")
         return
-    if model.backbone == "alexnet":
-        from jtln.models import alexnet_weights
+    from jtln.models import BACKBONES
 
-        alexnet_weights()  # FileNotFoundError naming weights_path when neither cached nor downloadable
+    entry = BACKBONES.get(model.backbone)
+    if entry is not None and entry.weights is not None:
+        entry.weights()  # the backbone's own check: FileNotFoundError naming weights_path when neither there nor downloadable
     if model.backbone.startswith("timm:"):
         from jtln.models import timm_backbone
 

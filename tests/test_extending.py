@@ -85,3 +85,20 @@ def test_a_dataset_registered_at_run_time_is_checked_before_work_and_its_root_is
         assert load_profile(profile).data.identity() != load_profile(other).data.identity()  # other files, another run
     finally:
         DATASETS.pop("mine")
+
+
+def test_a_backbone_is_one_entry_whose_weights_check_runs_before_any_work(tmp_path, capsys):
+    from jtln.models import BACKBONES, BackboneEntry, backbone_rates, efficientnet_lite0
+
+    def no_weights():
+        raise FileNotFoundError("my backbone's weights are not here; set [model].weights_path")
+
+    BACKBONES["mine"] = BackboneEntry(efficientnet_lite0, ("lr_backbone",), no_weights)
+    try:
+        assert backbone_rates("mine") == ("lr_backbone", "lr_head")
+        profile = tmp_path / "tiny.toml"
+        profile.write_text(TINY.replace('backbone = "efficientnet_lite0"', 'backbone = "mine"'))
+        assert main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / "runs")]) == 2
+        assert "my backbone's weights are not here" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    finally:
+        BACKBONES.pop("mine")
