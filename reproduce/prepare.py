@@ -118,7 +118,8 @@ class Workspace:
 
     @staticmethod
     def _key(profile, dataset, runs, data_root, download):
-        return (profile.path, dataset, str(runs), data_root, download)
+        # the whole profile, not its path: two profiles written to one path (a test's, a user's edit) are two preparations
+        return (repr(profile), dataset, str(runs), data_root, download)
 
     def prepared(self, profile, dataset, runs, data_root=None, download=False):
         key = self._key(profile, dataset, runs, data_root, download)

@@ -33,3 +33,13 @@ def test_only_a_gpu_sweep_with_one_worker_and_several_datasets_overlaps_its_prep
     assert overlaps_preparation(on_gpu, 1) and not overlaps_preparation(on_gpu, 2) and not overlaps_preparation(smoke, 1)
     one_group = replace(on_gpu, data=replace(on_gpu.data, groups=["Tops"]))
     assert not overlaps_preparation(one_group, 1)
+
+
+def test_two_profiles_at_one_path_are_two_preparations(tmp_path):
+    smoke = load_profile("smoke")
+    other = replace(smoke, data=replace(smoke.data, source_per_class=4))
+    assert other.path == smoke.path
+    workspace = Workspace()
+    first, second = workspace.prepared(smoke, "Tops", tmp_path), workspace.prepared(other, "Tops", tmp_path)
+    assert first is not second and len(first.itl.source) != len(second.itl.source)
+    assert workspace.prepared(smoke, "Tops", tmp_path) is first  # and each is kept
