@@ -94,7 +94,7 @@ def node_cpus(partition=None):
     return max(counts)
 
 
-def queue(job_id):
+def squeue(job_id):
     """``{task id: (state, reason)}`` of job ``job_id``'s tasks still in the queue (``squeue -r``; ids as ``123_4``, or ``123``)."""
     out = _command("squeue", "-h", "-r", "-j", str(job_id), "-o", "%i|%T|%r")
     tasks = {}
@@ -174,7 +174,7 @@ def run_array(todo, runs, options, run_jobs, progress=None, what="runs"):
 def _wait(jobs, parts, array_id, options, progress, request):
     waiting, failures, gone_since = dict(enumerate(jobs)), [], {}
     while waiting:
-        tasks = queue(array_id)
+        tasks = squeue(array_id)
         now = time.monotonic()
         for i, job in list(waiting.items()):
             if job.paths.result_pickle.exists():
