@@ -39,10 +39,11 @@ def relationship(source_probabilities, target_labels, L_t):
     Every target class needs at least one image (a row with none would be undefined).
     """
     y = torch.as_tensor(target_labels, device=source_probabilities.device)
-    # an image-by-class indicator: the sums and counts in one product, with no shape that depends on the labels' values
-    members = (y[:, None] == torch.arange(L_t, device=y.device)).to(source_probabilities.dtype)
-    counts = members.sum(0)
+    # counted against an image-by-class indicator: no shape that depends on the labels' values
+    counts = (y[:, None] == torch.arange(L_t, device=y.device)).sum(0)
     if not bool((counts > 0).all()):
         empty = [c for c, n in enumerate(counts.tolist()) if n == 0]
         raise ValueError(f"target classes {empty} have no images to estimate p(y_s | y_t) from")
-    return (members.T @ source_probabilities) / counts[:, None]
+    sums = torch.zeros((L_t, source_probabilities.shape[1]), dtype=source_probabilities.dtype, device=y.device)
+    sums.index_add_(0, y, source_probabilities)
+    return sums / counts[:, None].to(sums.dtype)

@@ -215,7 +215,7 @@ def validation(network, Z, y, device, batch_size=512):
         logits = network(z.to(device))[1].float()
         t = t.to(logits.device)
         correct = correct + (logits.argmax(1) == t).sum()
-        nll = nll + torch.nn.functional.cross_entropy(logits, t, reduction="sum")
+        nll = nll + torch.nn.functional.cross_entropy(logits, t, reduction="sum").double()  # each batch's sum added in float64
     network.train(was_training)
     if not len(y):
         return math.nan, math.nan

@@ -133,7 +133,7 @@ def cost_and_plan_figures(records, datasets, out):
             titles.append(f"C for {display_name(m)}" + (" (initial)" if field else ""))
             if field:
                 matrices.append(runs[m][0][field])
-                titles.append(f"{METHODS[m].final_cost_label} C, seed {runs[m][0]['seed']}")
+                titles.append(f"{field.split('_')[0]} C, seed {runs[m][0]['seed']}")
         paths += _heatmaps(matrices, titles, rows, cols, f"{d}: cost matrices (min-max scaled; learned and dynamic: at the kept "
                            "epoch)", out, f"costs_{d}")
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
