@@ -109,25 +109,18 @@ def train_job(job, workspace, test=None):
     return record
 
 
+@contextlib.contextmanager
 def diverging(job):
     """For a search trial: a loss that turns non-finite (FloatingPointError) is caught and its message put in the list the
     block yields; for a seed's refit, raised as :class:`Diverged` naming the run and its configuration."""
-
-    class Block:
-        def __enter__(self):
-            self.caught = []
-            return self.caught
-
-        def __exit__(self, kind, error, trace):
-            if kind is None or not issubclass(kind, FloatingPointError):
-                return False
-            if job.role != SEED:
-                self.caught.append(str(error))
-                return True
+    caught = []
+    try:
+        yield caught
+    except FloatingPointError as error:
+        if job.role == SEED:
             raise Diverged(f"{job.dataset}/{job.method} level {job.level} seed {job.index}: the selected configuration "
                            f"{dict(job.hparams)} diverged in its refit ({error})") from error
-
-    return Block()
+        caught.append(str(error))
 
 
 class Diverged(Exception):

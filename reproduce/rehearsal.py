@@ -151,13 +151,12 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
     meter.start()
 
     def short_run(label, job):
-        with Metered(label, run.device) as phase, counting() as reads:
+        with Metered(label, run.device) as phase, counting(dispatch=False) as reads:  # a dispatch mode would slow every op timed
             record = train_job(job, workspace, test=True)
             save_record(job.folder, record)  # as a sweep does: the record's writing is part of a run's time
         steps, step_s = record["n_steps"], sum(s for _, s in record["timings"]["phases"])
         done({**phase.figures, "steps": steps, "steps_per_s": round(steps / step_s, 1) if step_s else None,
-              "host_reads_per_step": round(reads["reads"] / steps, 2) if steps else None,
-              "hidden_reads_per_step": round(reads["hidden_reads"] / steps, 2) if steps else None})
+              "host_reads_per_step": round(reads["reads"] / steps, 2) if steps else None})
         log(f"{label}: {steps} steps in {phase.figures['wall_s']:.1f} s")
         return run_figures(record, phase.figures["wall_s"])
 
