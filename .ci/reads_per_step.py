@@ -58,8 +58,12 @@ def cost(k):
 
 
 costs = {k: cost(k) for k in ("mmd", "ot")}
-probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
-probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
+try:
+    probe_t = fit_probe(data.P["target_train"], data.y["target_train"], itl.L_t)
+    probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C, probe_t.scaling))
+except TypeError:  # before the cross-validated probe
+    probe_t = fit_probe(data.P["target_train"], data.y["target_train"], data.P["target_val"], data.y["target_val"], itl.L_t)
+    probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C))
 if FAKE_CUDA:
     from tests.fake_cuda import fake_cuda, reset
 

@@ -42,7 +42,6 @@ trunk_from = "layer4"         # the first trained block (default: the last one h
 
 [search]
 n_trials = 1
-draws = 1
 
 [run]
 methods = ["target_only", "jtln_mmd", "jtln_ot"]

@@ -102,11 +102,12 @@ class HParams:
     # --- beyond the paper (jtln.methods, block "beyond") ---
     #: the cost kind the dynamic and learned-cost variants start from ("mmd": Sec. 3.4.1, "ot": Sec. 3.4.2).
     cost_kind: str = hparam("mmd", choices=tuple(COST_KINDS), search=True)
-    #: jtln_dynamic: C is recomputed from the current network's features every this many target epochs.
-    #: 10 keeps the recomputation's share of a run small (tox -e bench: a dynamic run's step against a joint step).
-    cost_every: int = hparam(10, low=1, search=Searched("int", 1, 20))
-    #: jtln_dynamic: the weight of the previous C in each update, C <- m C + (1 - m) C_new (0: no smoothing).
-    cost_momentum: float = hparam(0.0, low=0, high=1, search=Searched("uniform", 0.0, 0.9))
+    #: jtln_dynamic: C is recomputed from the current network's features every this share of a target epoch (at most one,
+    #: so that every run recomputes it at least once; tox -e bench: a dynamic run's step against a joint step).
+    cost_every: float = hparam(0.5, low=0, high=1, low_open=True, search=Searched("log", 0.1, 1.0))
+    #: jtln_dynamic: the weight of the previous C in each update, C <- m C + (1 - m) C_new (0: no smoothing; at most 0.99:
+    #: with 1, C would never move and the method would be fixed-cost JTLN under another name).
+    cost_momentum: float = hparam(0.0, low=0, high=0.99, search=Searched("uniform", 0.0, 0.9))
     #: jtln_learned_cost: the learning rate of the cost matrix (0: C stays the initial cost, exactly fixed-cost JTLN).
     #: Searched from a barely moving C to one that moves by a tenth of its range within an epoch.
     lr_cost: float = hparam(0.01, low=0, search=Searched("log", 1e-3, 0.1))

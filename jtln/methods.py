@@ -127,6 +127,9 @@ class Method:
     def start(self, data):
         """Called once before the first step with the run's :class:`jtln.train.RunData`."""
 
+    def after_step(self, step):
+        """Called after each optimiser step (``step``: 1-based within the phase)."""
+
     def after_epoch(self, epoch):
         """Called after each target epoch (1-based), before it is validated."""
 
@@ -247,17 +250,19 @@ class JTLNDynamic(JTLNMethod):
     r"""JTLN whose cost matrix follows the network: the paper's Sec. 5 future work, read as recomputing C.
 
     C starts as the fixed-cost JTLN's (Sec. 3.4 on pretrained features, of
-    kind ``hp.cost_kind``).  After every ``hp.cost_every`` target epochs it is
-    recomputed by the same Sec. 3.4 formula from the network's *current*
-    penultimate features of every target training image and every source
-    image of the run, computed in evaluation mode (no dropout): the same
-    images each time, whatever order the batches took.  It is then smoothed,
-    :math:`C \leftarrow m C + (1 - m) C_{new}` with ``m = hp.cost_momentum``.
-    The recomputation runs in float32 with the median heuristic on at most
-    :attr:`MEDIAN_SAMPLES` samples, to stay a small part of a run
-    (``tox -e bench``).  With ``cost_every`` beyond the run's epochs it is
-    fixed-cost JTLN exactly.  The record keeps ``cost_updates``, the
-    recomputations before the epoch kept.
+    kind ``hp.cost_kind``).  Every ``hp.cost_every`` target epochs — a share
+    of one, so that every run recomputes C at least once, however few epochs
+    its search or refit trains: every ``max(1, round(cost_every * steps per
+    epoch))`` steps — it is recomputed by the same Sec. 3.4 formula from the
+    network's *current* penultimate features of every target training image
+    and every source image of the run, computed in evaluation mode (no
+    dropout): the same images each time, whatever order the batches took.
+    It is then smoothed, :math:`C \leftarrow m C + (1 - m) C_{new}` with
+    ``m = hp.cost_momentum`` (below 1: C moves).  The recomputation runs in
+    float32 with the median heuristic on at most :attr:`MEDIAN_SAMPLES`
+    samples, to stay a small part of a run (``tox -e bench``).  The record
+    keeps ``cost_updates``, the recomputations before the epoch kept, and
+    the C of that epoch.
     """
 
     #: the recomputation's median heuristic reads at most this many samples (the prepared costs: jtln.costs.MEDIAN_SAMPLES)
@@ -267,6 +272,8 @@ class JTLNDynamic(JTLNMethod):
     def start(self, data):
         C = self.ot_loss.C
         self.updates = 0
+        epoch_steps = math.ceil(len(data.y["target_train"]) / self.hp.batch_size_target)
+        self.period = max(1, min(epoch_steps, round(self.hp.cost_every * epoch_steps)))
         self.images = {side: (data.Z[split], data.y[split]) for side, split in (("s", "source"), ("t", "target_train"))}
         needed = 4 if self.hp.cost_kind == "mmd" and self.hp.mmd_kernel_weights == "optimal" else 2
         for (side, (_, y)), L in zip(self.images.items(), C.shape):
@@ -284,8 +291,8 @@ class JTLNDynamic(JTLNMethod):
         self.network.train(was_training)
         return features
 
-    def after_epoch(self, epoch):
-        if epoch % self.hp.cost_every:
+    def after_step(self, step):
+        if step % self.period:
             return
         C = self.ot_loss.C
         (Z_s, y_s), (Z_t, y_t) = self.images["s"], self.images["t"]
@@ -301,7 +308,7 @@ class JTLNDynamic(JTLNMethod):
 
     @classmethod
     def table_note(cls, records):
-        """How often C was recomputed per run (a run whose budget ends before ``cost_every`` epochs is fixed-cost JTLN)."""
+        """How often C was recomputed per run, up to its kept epoch."""
         updates = sorted(r["cost_updates"] for r in records if "cost_updates" in r)
         if not updates:
             return None

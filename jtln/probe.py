@@ -5,9 +5,16 @@ and the starting point of every fine-tuning method: both heads are
 initialised from a probe before fine-tuning (LP-FT, Kumar et al., ICLR 2022),
 so that fine-tuning starts where the probe ends instead of from random heads.
 
-Features are standardised with the training set's mean and standard
-deviation, and the scaling is folded back into the returned weights, so the
-head applies to raw features: :math:`W((x-\\mu)/\\sigma) + b = (W/\\sigma)x + (b - W\\mu/\\sigma)`.
+Its L2 strength ``C`` is chosen by stratified k-fold cross-validation
+(scikit-learn's ``LogisticRegressionCV``, scored by cross-entropy, the
+runs' selection rule) over every labelled image it is given, on a grid that
+reaches strong regularisation, and so is the features' scaling: raw, or
+standardised with the images' mean and standard deviation — whichever
+cross-validates better (standardising blows up near-constant dimensions of
+pretrained features; on the raw ones, scikit-learn's default ``C = 1`` can
+be the better fit).  A standardisation is folded back into the returned
+weights, so a head always applies to raw features:
+:math:`W((x-\\mu)/\\sigma) + b = (W/\\sigma)x + (b - W\\mu/\\sigma)`.
 """
 
 from dataclasses import dataclass
@@ -17,46 +24,72 @@ import torch
 
 #: a feature whose standard deviation is below this share of the features' largest magnitude counts as constant
 CONSTANT_BELOW = 1e-6
-#: the L2 strengths tried (scikit-learn's C, the inverse of the penalty), chosen on validation cross-entropy
-PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+#: the L2 strengths tried (scikit-learn's C, the inverse of the penalty): 1e-4 (strong) to 10 by decades, 1 among them
+PROBE_CS = tuple(float(10.0**k) for k in range(-4, 2))
+#: the features' scalings tried
+SCALINGS = ("raw", "standardised")
+#: folds of the cross-validation (fewer where a class has fewer images)
+FOLDS = 5
+#: L-BFGS iterations at most per fit, and its tolerance on the gradient's largest entry (of a mean cross-entropy)
+MAX_ITER, TOL = 500, 1e-5
 
 
 @dataclass(frozen=True)
 class Probe:
-    """A linear classifier on raw features: ``logits = x @ weight.T + bias``; ``C``, and the validation scores of its selection."""
+    """A linear classifier on raw features: ``logits = x @ weight.T + bias``; ``C`` and ``scaling``, and the
+    cross-validated cross-entropy of its selection (``cv_loss``)."""
 
     weight: torch.Tensor  # [L, D]
     bias: torch.Tensor  # [L]
     C: float
-    val_accuracy: float = None
-    val_loss: float = None
+    scaling: str = "standardised"
+    cv_loss: float = None
 
 
-class _Standardised:
-    """Training features standardised once; :meth:`fit` fits one ``C``, warm-started from the previous fit's solution."""
+def _scaled(X, scaling):
+    """``(X', mu, sigma)``: the features as the classifier sees them, and the affine map from raw ones."""
+    X = np.asarray(X, np.float64)
+    if scaling == "raw":
+        return X, np.zeros(X.shape[1]), np.ones(X.shape[1])
+    mu, sigma = X.mean(0), X.std(0)
+    # constant features carry nothing: leave them unscaled; a spread at float32 rounding level is constant too (scaled up,
+    # it would give the probe weights of 1e4 and more, and the network's heads infinite logits)
+    sigma = np.where(sigma > CONSTANT_BELOW * max(float(np.abs(X).max()), 1e-30), sigma, 1.0)
+    return (X - mu) / sigma, mu, sigma
 
-    def __init__(self, X, y, n_classes):
-        from sklearn.linear_model import LogisticRegression
 
-        X, self.y = np.asarray(X, np.float64), np.asarray(y)
-        missing = sorted(set(range(n_classes)) - set(self.y.tolist()))
-        if missing:
-            raise ValueError(f"the probe needs training images of every class; classes {missing} have none")
-        self.mu, sigma = X.mean(0), X.std(0)
-        # constant features carry nothing: leave them unscaled; a spread at float32 rounding level is constant too (scaled up,
-        # it would give the probe weights of 1e4 and more, and the network's heads infinite logits)
-        self.sigma = np.where(sigma > CONSTANT_BELOW * max(float(np.abs(X).max()), 1e-30), sigma, 1.0)
-        self.X = (X - self.mu) / self.sigma
-        self.n_classes = n_classes
-        self.clf = LogisticRegression(max_iter=1000, warm_start=True)
+def _checked(y, n_classes):
+    y = np.asarray(y)
+    missing = sorted(set(range(n_classes)) - set(y.tolist()))
+    if missing:
+        raise ValueError(f"the probe needs training images of every class; classes {missing} have none")
+    return y
 
-    def fit(self, C):
-        self.clf.set_params(C=C).fit(self.X, self.y)
-        W, b = self.clf.coef_, self.clf.intercept_
-        if self.n_classes == 2:  # scikit-learn keeps one row for two classes: logit of class 1 minus that of class 0
-            W, b = np.stack([-W[0] / 2, W[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
-        W = W / self.sigma
-        return Probe(torch.from_numpy(W).float(), torch.from_numpy(b - W @ self.mu).float(), float(C))
+
+def _lbfgs(X, y, n_classes, C, start=None):
+    """``(W [D, L], b [L])`` minimising scikit-learn's multinomial objective ``C * sum(cross-entropy) + |W|^2 / 2`` (the
+    intercept unpenalised), by torch's L-BFGS with a strong-Wolfe line search in float64, from ``start`` (a warm start)."""
+    W = torch.zeros(X.shape[1], n_classes, dtype=torch.float64) if start is None else start[0].clone()
+    b = torch.zeros(n_classes, dtype=torch.float64) if start is None else start[1].clone()
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+    optimizer = torch.optim.LBFGS([W, b], lr=1, max_iter=MAX_ITER, history_size=20, tolerance_grad=TOL, tolerance_change=1e-10,
+                                  line_search_fn="strong_wolfe")
+    scale = 1 / (C * len(y))  # the same minimiser, at the scale of a mean cross-entropy
+
+    def objective():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(X @ W + b, y) + scale * W.square().sum() / 2
+        loss.backward()
+        return loss
+
+    optimizer.step(objective)
+    return W.detach(), b.detach()
+
+
+def _probe(W, b, mu, sigma, C, scaling, cv_loss=None):
+    W = W.T.numpy() / sigma
+    return Probe(torch.from_numpy(W).float(), torch.from_numpy(b.numpy() - W @ mu).float(), float(C), scaling, cv_loss)
 
 
 def scores(probe, X, y):
@@ -66,22 +99,53 @@ def scores(probe, X, y):
     return float((logits.argmax(1) == y).float().mean()), float(torch.nn.functional.cross_entropy(logits, y))
 
 
-def fit_probe(X_train, y_train, X_val, y_val, n_classes, Cs=PROBE_CS):
-    """The probe whose ``C`` (among ``Cs``) has the lowest validation cross-entropy; ties go to the smaller ``C``.
+def fit_probe(X, y, n_classes, Cs=PROBE_CS, scalings=SCALINGS, folds=FOLDS):
+    """The probe whose ``C`` (among ``Cs``) and scaling (among ``scalings``) have the lowest cross-validated cross-entropy
+    over ``(X, y)``, refit on all of them.
 
-    The same selection rule as the fine-tuning runs' (:mod:`jtln.train`).
+    Stratified ``folds``-fold cross-validation (scikit-learn's
+    ``StratifiedKFold``; as many folds as the rarest class has images, if
+    fewer, at least 2); each fold's fits warm-started along the increasing
+    ``Cs``; ties go to the earlier scaling and the smaller ``C``.
     """
-    if len(y_val) == 0:
-        raise ValueError("the probe's L2 strength is chosen on a validation split, and it is empty")
-    data, best = _Standardised(X_train, y_train, n_classes), None
-    for C in sorted(Cs):  # increasing C: each fit starts from the last one's solution
-        probe = data.fit(C)
-        accuracy, cross_entropy = scores(probe, X_val, y_val)
-        if best is None or cross_entropy < best.val_loss:
-            best = Probe(probe.weight, probe.bias, probe.C, accuracy, cross_entropy)
-    return best
+    from sklearn.model_selection import StratifiedKFold
+
+    y = _checked(y, n_classes)
+    k = min(folds, int(np.bincount(y, minlength=n_classes).min()))
+    if k < 2:
+        raise ValueError(f"the probe's L2 strength is cross-validated, which needs at least 2 images of every class; "
+                         f"the rarest class of y has {k}")
+    labels, Cs, best = torch.from_numpy(y).long(), sorted(Cs), None
+    for scaling in scalings:
+        Xs, mu, sigma = _scaled(X, scaling)
+        Z = _row_space(torch.from_numpy(Xs))
+        losses = np.zeros(len(Cs))
+        for train, held in StratifiedKFold(k).split(Xs, y):
+            fit = None
+            for i, C in enumerate(Cs):
+                fit = _lbfgs(Z[train], labels[train], n_classes, C, fit)
+                losses[i] += float(torch.nn.functional.cross_entropy(Z[held] @ fit[0] + fit[1], labels[held])) / k
+        i = int(np.argmin(losses))
+        if best is None or losses[i] < best[0]:
+            best = (float(losses[i]), Xs, mu, sigma, Cs[i], scaling)
+    cv_loss, Xs, mu, sigma, C, scaling = best
+    return _probe(*_lbfgs(torch.from_numpy(Xs), labels, n_classes, C), mu, sigma, C, scaling, cv_loss)
 
 
-def fit_with(X, y, n_classes, C):
-    """A probe with a given ``C`` (the source head's, fitted with the target probe's selected strength)."""
-    return _Standardised(X, y, n_classes).fit(C)
+def _row_space(X):
+    """``X`` in coordinates of its row space (``X V``, ``V``'s orthonormal columns spanning it): with more features than
+    images, the same fits in fewer dimensions.  Exact for every fold: an L2-penalised linear model's weights lie in the
+    span of its training rows (its gradient is ``X^T`` times the residuals), a subspace of ``X``'s row space, and ``V``
+    preserves both the logits and the penalty there."""
+    if X.shape[1] <= X.shape[0]:
+        return X
+    _, S, Vh = torch.linalg.svd(X, full_matrices=False)
+    keep = S > S[0] * X.shape[1] * torch.finfo(X.dtype).eps
+    return X @ Vh[keep].T
+
+
+def fit_with(X, y, n_classes, C, scaling="standardised"):
+    """A probe with a given ``C`` and scaling (the source head's, fitted with the target probe's)."""
+    y = _checked(y, n_classes)
+    Xs, mu, sigma = _scaled(X, scaling)
+    return _probe(*_lbfgs(torch.from_numpy(Xs), torch.from_numpy(y).long(), n_classes, C), mu, sigma, C, scaling)

@@ -235,7 +235,7 @@ def sgd(param_groups, hp, device):
 
 
 def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", progress=False,
-          precision="float32", tf32=False):
+          precision="float32", tf32=False, patience=0):
     """Train ``method_name`` from the pretrained weights and the probe-initialised heads (module docstring).
 
     ``probes``: the :class:`jtln.probe.Probe` of the target and of the source
@@ -244,13 +244,16 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     protocol).  ``precision`` and ``tf32``: the network's arithmetic
     (:func:`arithmetic`).
 
-    With a validation split in ``data``, the best validation epoch is kept;
-    without one (a refit), the last.  Returns the method (network inside, at
+    With a validation split in ``data``, the best validation epoch is kept,
+    and with ``patience`` > 0 training stops once that many target epochs
+    have passed without a lower validation cross-entropy (early stopping:
+    the rule of optuna's ``PatientPruner`` without a wrapped pruner);
+    without a validation split (a refit), the last epoch is kept.  Returns the method (network inside, at
     the kept epoch) and a log: ``steps`` (one dict of loss parts per step),
     ``val_curve`` and ``val_loss_curve`` (validation accuracy and
     cross-entropy after each target epoch; empty for a refit),
     ``best_epoch`` (1-based, the kept epoch; 0 for a method that trains
-    nothing), ``val_loss`` and ``val_accuracy`` (at it; None for a refit),
+    nothing), ``stopped_epoch`` (the epochs trained), ``val_loss`` and ``val_accuracy`` (at it; None for a refit),
     and ``method``: the method's own summary (a learned cost, a
     relationship) at that epoch; ``timings``: ``setup_s`` (before the first
     step), ``phases`` (``[steps, seconds]`` of each phase, its epochs' ends
@@ -285,7 +288,10 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
     # where the time goes, measured where the host waits for the device anyway (the reads): before the first step, each
     # phase's steps, and the epochs' ends (the method's after_epoch, validation)
     timings = {"setup_s": time.perf_counter() - started, "phases": [], "epoch_end_s": 0.0}
+    stopped = False
     for phase in phases:
+        if stopped:
+            break
         phase_started, phase_epoch_ends = time.perf_counter(), 0.0
         optimizer = sgd(method.param_groups(), hp, device)
         for step in range(1, phase.steps + 1):
@@ -296,6 +302,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            method.after_step(step)
             pending.append((loss.detach(), parts))
             bar.update()
             end_of_epoch = phase.target and (step % epoch_steps == 0 or step == phase.steps)
@@ -313,7 +320,10 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
                     if cross_entropy < best["loss"]:
                         best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
                                 "state": {k: v.detach().clone() for k, v in network.state_dict().items()}, "summary": method.summary()}
+                    stopped = patience > 0 and epoch - best["epoch"] >= patience
                 phase_epoch_ends += time.perf_counter() - epoch_started
+                if stopped:
+                    break
         timings["phases"].append([phase.steps, time.perf_counter() - phase_started - phase_epoch_ends])
         timings["epoch_end_s"] += phase_epoch_ends
     bar.close()
@@ -326,6 +336,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
         raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({loss_curve})")
     timings["epochs"] = epoch
     return method, {"steps": steps, "val_curve": curve, "val_loss_curve": loss_curve, "best_epoch": best["epoch"],
+                    "stopped_epoch": epoch,
                     "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"], "timings": timings}
 
 
@@ -363,12 +374,14 @@ def evaluate(method, Z, y, L_t, device="cpu", batch_size=512, C=None, lam=None):
 
 
 def run(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probes=(None, None), device="cpu", test=True,
-        precision="float32", tf32=False):
+        precision="float32", tf32=False, patience=0):
     """Train (:func:`train`) and, if ``test``, evaluate on the target test split; the part of a record that a run computes."""
     start = time.perf_counter()
-    method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device, precision=precision, tf32=tf32)
+    method, log = train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C, probes, device, precision=precision, tf32=tf32,
+                        patience=patience)
     trained = time.perf_counter()
     record = {"val_accuracy": log["val_accuracy"], "val_loss": log["val_loss"], "best_epoch": log["best_epoch"],
+              "stopped_epoch": log["stopped_epoch"],
               "val_curve": log["val_curve"], "val_loss_curve": log["val_loss_curve"],
               "n_steps": len(log["steps"]), "final_losses": log["steps"][-1] if log["steps"] else {}, **log["method"],
               "versions": library_versions(), "device": str(canonical(device))}

@@ -12,10 +12,11 @@ from reproduce.stats import ALPHA, POWER
 
 def protocol(profile):
     level, search = profile.data.table2_level, profile.search
-    return (f"{level} labelled target images per class, each seed its own draw; every method tuned by the same random search "
-            f"({search.n_trials} trials, each scored on {search.draws} search draws of its own) on validation cross-entropy, which "
-            "also chose the epoch count (early stopping); each seed's run then refit the selected configuration on all its "
-            "labelled images, training and validation, for that epoch count, and was tested once")
+    return (f"{level} labelled target images per class, each seed its own draw; every seed searched for itself (DomainBed's "
+            f"protocol, so the spread over seeds includes the search's): {search.n_trials} random trials trained on the seed's "
+            "training part and scored by the validation cross-entropy of its validation part, which also chose the epoch count "
+            f"(early stopping, patience {search.patience} epochs); the seed's run then refit the selected configuration on all "
+            "its labelled images, training and validation, for that epoch count, and was tested once")
 
 
 def table2(profile, records, paper, incomplete):
@@ -37,9 +38,11 @@ def table2(profile, records, paper, incomplete):
 
 
 def hparams(profile, incomplete):
-    return ("Selected hyper-parameters: the search trial with the lowest validation cross-entropy (mean over "
-            f"{profile.search.draws} search draws) per dataset, method and level (trial 0: the defaults), its searched values, "
-            "and the epoch count of the seeds' refit (the trial's kept epoch, mean over the draws)" + incomplete)
+    return ("Selected hyper-parameters: each seed's search trial with the lowest validation cross-entropy (trial 0: the "
+            f"defaults; {profile.search.n_trials} trials per seed, each seed its own draws of the search space), summarised over "
+            "the seeds per dataset, method and level: how often each trial won (trial$\\times$seeds), the median validation "
+            "cross-entropy, and the refit's epoch count (the trial's kept epoch) and each searched value as median [min, max] "
+            "over seeds (a choice: value$\\times$seeds)" + incomplete)
 
 
 def stats(incomplete):

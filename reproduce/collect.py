@@ -17,14 +17,14 @@ class Collected:
 
 
 def collect(profile, runs):
-    """The finished records of ``runs`` that ``profile`` asks for, the selection of every cell whose search is finished, and the
-    runs still missing (a cell with unfinished trials has no selection, so its seeds are not planned yet)."""
+    """The finished records of ``runs`` that ``profile`` asks for, the selection of every seed whose search is finished, and the
+    runs still missing (a seed with unfinished trials has no selection, so its refit is not planned yet)."""
     trials, missing = [], []
     for job in plan_trials(profile, runs):
         record = load_record(job.folder, job.inputs)
         (trials.append(record) if record else missing.append(job))
-    unfinished = {(j.dataset, j.method, j.level) for j in missing}
-    selection = {cell: chosen for cell, chosen in select(trials).items() if cell not in unfinished}
+    unfinished = {(j.dataset, j.method, j.level, j.seed) for j in missing}
+    selection = {key: chosen for key, chosen in select(trials).items() if key not in unfinished}
     seeds = []
     for job in plan_seeds(profile, runs, selection):
         record = load_record(job.folder, job.inputs)

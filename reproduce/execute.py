@@ -71,8 +71,8 @@ def train_and_save(job, workspace):
 def train_job(job, workspace, test=None):
     """Train ``job`` on its prepared data; its record.
 
-    A search trial trains on its draw's training images and early-stops on
-    its validation images; a seed's run is the refit on both and is tested
+    A search trial trains on its seed's training part and early-stops on its
+    validation part; a seed's run is the refit on both and is tested
     (:mod:`reproduce.plan`).  ``test`` (default: a seed's run is tested)
     also tests a trial: the rehearsal times every part of a run at once.
     """
@@ -81,16 +81,17 @@ def train_job(job, workspace, test=None):
 
     prep = workspace.prepared(job.profile, job.dataset, job.runs, job.data_root, job.download)
     draw = prep.draws[(job.level, job.draw_seed)]
-    refit = job.role == SEED
+    refit = job.refit
     test = refit if test is None else test
     hp = job.hp
     cost = cost_key(job.method, hp)
-    probes = prep.probes[(job.level, job.draw_seed)]
+    probes = prep.probes[(job.level, job.draw_seed, refit)]
     with counting_warnings() as caught, diverging(job) as diverged:  # warnings kept in the record, summed up at the end
         result = run(job.method, prep.backbone.for_training, RunData.of(prep.cached, draw, refit=refit, test=test), hp,
-                     job.train_seed, prep.itl.L_s, prep.itl.L_t, C=prep.costs[(job.level, job.draw_seed, cost)] if cost else None,
-                     probes=probes, device=job.profile.run.device, test=test, precision=job.profile.run.precision,
-                     tf32=job.profile.run.tf32)
+                     job.train_seed, prep.itl.L_s, prep.itl.L_t,
+                     C=prep.costs[(job.level, job.draw_seed, refit, cost)] if cost else None, probes=probes,
+                     device=job.profile.run.device, test=test, precision=job.profile.run.precision, tf32=job.profile.run.tf32,
+                     patience=0 if refit else job.profile.search.patience)
     if diverged:  # a search trial whose loss left the finite numbers: a failed configuration, scored the worst
         result = {"diverged": diverged[0], "val_loss": None, "val_accuracy": None, "best_epoch": 0, "val_curve": [],
                   "val_loss_curve": [], "n_steps": 0, "final_losses": {}, "versions": library_versions(),
@@ -100,12 +101,12 @@ def train_job(job, workspace, test=None):
               "searched": searched(job.method, job.profile), "draw_key": str(job.draw_seed),
               "train_seed": job.train_seed, "target_classes": prep.itl.target_classes, "source_classes": prep.itl.source_classes,
               "cost": cost, "draw": draw_digest(prep.itl, draw), "table1": prep.itl.table1_column(draw), "cache_key": prep.cached.key,
-              "probe_C": probes[0].C, "parents": prep.itl.parents, **result, "warnings": caught,
+              "probe_C": probes[0].C, "probe_scaling": probes[0].scaling, "parents": prep.itl.parents, **result, "warnings": caught,
               "run_by": f"{platform.node()}:{os.getpid()}",
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if refit:  # every cost matrix prepared for this draw, so that how well each kind finds the true parents is read from records
-        record["prepared_costs"] = {key: C.tolist() for (level, seed, key), C in sorted(prep.costs.items(), key=repr)
-                                    if (level, seed) == (job.level, job.draw_seed)}
+        record["prepared_costs"] = {key: C.tolist() for (level, seed, part, key), C in sorted(prep.costs.items(), key=repr)
+                                    if (level, seed, part) == (job.level, job.draw_seed, True)}
     return record
 
 

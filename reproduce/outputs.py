@@ -66,10 +66,10 @@ def write_tables(profile, collected, out, report=True):
               "findings.md": findings_markdown(rows, verdicts, beyond, profile.name)}
     if beyond:
         tables["beyond.tex"] = beyond_latex(beyond, captions.beyond(BEYOND_RIVALS, incomplete))
-    selection = [{"dataset": d, "method": m, "level": lv, "trial": r["trial"], "val_loss": r["val_loss"],
-                  "val_losses": r["val_losses"], "val_accuracy": r["val_accuracy"], "val_accuracies": r["val_accuracies"],
-                  "best_epochs": r["best_epochs"], "refit_epochs": r["epochs"], "hparams": {k: r["hparams"][k] for k in r["searched"]}}
-                 for (d, m, lv), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
+    selection = [{"dataset": d, "method": m, "level": lv, "seed": seed, "trial": r["trial"], "val_loss": r["val_loss"],
+                  "val_accuracy": r["val_accuracy"], "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"],
+                  "refit_epochs": r["epochs"], "hparams": {k: r["hparams"][k] for k in r["searched"]}}
+                 for (d, m, lv, seed), r in sorted(collected.selection.items(), key=lambda kv: repr(kv[0]))]
     tables["stats.json"] = json.dumps({"table2": rows, "comparisons": results, "claims": verdicts, "beyond": beyond,
                                        "selection": selection, "environment": environment(records)}, indent=1, default=str) + "\n"
     related, findings = relatedness_outputs(records, groups, out, incomplete)

@@ -1,23 +1,23 @@
-"""Planning and selection: which runs a profile asks for, and which search trial each cell keeps.
+"""Planning and selection: which runs a profile asks for, and which search trial each seed keeps.
 
-A *cell* is a (dataset, method, scarcity level).  For every cell whose
-method trains:
+A *cell* is a (dataset, method, scarcity level).  Every seed of a cell whose
+method trains searches for itself (DomainBed's protocol, Gulrajani and
+Lopez-Paz, ICLR 2021), so that the spread over seeds holds the search's
+variance too:
 
-1. **Search**: ``n_trials`` configurations — trial 0 the defaults, trial
+1. **Search**: the seed's labelled images are split into its training and
+   validation part; ``n_trials`` configurations — trial 0 the defaults, trial
    ``t`` drawn from :data:`jtln.hparams.SEARCH_SPACE` with a seed hashed from
-   (dataset, method, level, t) — each trained on ``[search] draws`` *search
-   draws* (labelled target images of their own, no test images), early
-   stopped on their validation images and scored by the validation
-   cross-entropy at the kept epoch, averaged over the draws: a few dozen
-   validation images make a noisy score, and averaging k draws divides its
-   variance by k.  A method that searches nothing still runs trial 0, which
-   chooses its epoch count.
-2. **Select** (:func:`select`): the trial with the lowest mean score (the
-   lowest trial among ties), and its epoch count: the mean of its kept
-   epochs over the search draws, rounded.
-3. **Seeds** (:func:`plan_seeds`): the selected configuration refit on every
-   labelled image of each seed's draw (its training and validation images
-   together) for the selected epoch count, then tested once.
+   (dataset, method, level, seed, t) — each train on the training part and
+   are early stopped on the validation part (the kept epoch: the lowest
+   validation cross-entropy; a trial stops after ``[search] patience`` epochs
+   without a lower one).  No test image is seen.  A method that searches
+   nothing still runs trial 0, which chooses its epoch count.
+2. **Select** (:func:`select`): per seed, the trial with the lowest
+   validation cross-entropy (the lowest trial among ties), and its kept epoch.
+3. **Refit** (:func:`plan_seeds`): the seed's selected configuration trained
+   on all its labelled images (training and validation part) for the
+   selected epoch count, then tested once.
 """
 
 from dataclasses import dataclass
@@ -32,14 +32,10 @@ from reproduce.records import canonical, run_dir
 TRIAL, SEED = "trial", "seed"
 
 
-def search_draw(k):
-    """The key of the ``k``-th search draw (its images are drawn like a seed's, under another name)."""
-    return f"search{k}"
-
-
 @dataclass(frozen=True)
 class Job:
-    """One run: ``role`` "trial" (search trial ``index`` on search draw ``repeat``) or "seed" (seed ``index``, on its own draw)."""
+    """One run: ``role`` "trial" (search trial ``index`` of seed ``seed``, on the seed's training part) or "seed" (the refit of
+    seed ``index`` on all its labelled images)."""
 
     profile: object
     dataset: str
@@ -51,7 +47,7 @@ class Job:
     runs: str
     data_root: str = None
     download: bool = False
-    repeat: int = 0
+    seed: int = None  # a trial's seed (a refit's is its index)
 
     @property
     def hp(self):
@@ -59,24 +55,31 @@ class Job:
 
     @property
     def draw_seed(self):
-        return search_draw(self.repeat) if self.role == TRIAL else self.index
+        """The seed whose draw the run trains on."""
+        return self.seed if self.role == TRIAL else self.index
+
+    @property
+    def refit(self):
+        """Whether the run trains on all its seed's labelled images (a refit) or on its training part (a search trial)."""
+        return self.role == SEED
 
     @property
     def train_seed(self):
         """The seed of weights and batch order: the seed itself, or one hashed from the trial's cell and index."""
         if self.role == SEED:
             return self.index
-        return stable_seed(TRIAL, search_key(self.profile, self.dataset), self.method, self.level, self.index, self.repeat) % 2**31
+        return stable_seed(TRIAL, search_key(self.profile, self.dataset), self.method, self.level, self.seed, self.index) % 2**31
 
     @property
     def inputs(self):
         p = self.profile
         key = search_key(p, self.dataset)
         shared = {} if key == self.dataset else {"search_key": key}
+        stopping = {} if self.refit else {"seed": self.seed, "patience": p.search.patience}
         return canonical({"protocol": PROTOCOL, "data": p.data.identity(), "model": p.model.identity(), **p.run.identity(),
                           "dataset": self.dataset, **shared,
-                          "method": self.method, "level": self.level, "role": self.role, "index": self.index,
-                          "repeat": self.repeat, "hparams": dict(self.hparams)})
+                          "method": self.method, "level": self.level, "role": self.role, "index": self.index, **stopping,
+                          "hparams": dict(self.hparams)})
 
     @property
     def folder(self):
@@ -100,10 +103,11 @@ def search_key(profile, dataset):
     return target_pool(profile.data.dataset, dataset) or dataset
 
 
-def trial_hparams(profile, dataset, method, level, trial):
+def trial_hparams(profile, dataset, method, level, seed, trial):
     """Trial 0: the defaults (with the profile's fixed values); trial t: a draw seeded by a hash of (:func:`search_key`, method,
-    level, t)."""
-    drawn = {} if trial == 0 else sample(searched(method, profile), stable_seed(search_key(profile, dataset), method, level, trial))
+    level, seed, t): each seed draws configurations of its own."""
+    drawn = {} if trial == 0 else sample(searched(method, profile),
+                                         stable_seed(search_key(profile, dataset), method, level, seed, trial))
     return tuple(sorted(resolve({**profile.hparams, **drawn}).to_dict().items()))
 
 
@@ -119,51 +123,42 @@ def n_trials(profile, method):
 
 
 def plan_trials(profile, runs, data_root=None, download=False):
-    """Every search trial of the profile, each on every search draw."""
-    return [Job(profile, d, m, level, TRIAL, t, trial_hparams(profile, d, m, level, t), str(runs), data_root, download, k)
-            for d, m, level in cells(profile) for t in range(n_trials(profile, m)) for k in range(profile.search.draws)]
+    """Every search trial of the profile: each seed's own, on its training part."""
+    return [Job(profile, d, m, level, TRIAL, t, trial_hparams(profile, d, m, level, s, t), str(runs), data_root, download, s)
+            for d, m, level in cells(profile) for s in profile.run.seeds for t in range(n_trials(profile, m))]
 
 
 def select(trial_records):
-    """``{(dataset, method, level): trial}``: the trial with the lowest validation cross-entropy averaged over its search draws.
+    """``{(dataset, method, level, seed): trial}``: each seed's trial with the lowest validation cross-entropy.
 
     The lowest trial index wins among ties (the rule of :mod:`jtln.train`).
-    A trial that diverged on any of its draws (its record's ``diverged``) is
-    never selected; a cell whose every trial diverged has no selection
-    (:func:`diverged_cells`).
-    Each trial is summarised as ``{"trial", "hparams", "searched", "val_loss"
-    and "val_accuracy" (means over the draws), "val_losses",
-    "val_accuracies" and "best_epochs" (per draw), "epochs" (the epoch count
-    of the refit: the mean kept epoch, rounded half up, at least 1)}``.
+    A trial that diverged (its record's ``diverged``) is never selected; a
+    seed whose every trial diverged has no selection (:func:`diverged_cells`).
+    Each selected trial is summarised as ``{"trial", "hparams", "searched",
+    "val_loss", "val_accuracy", "best_epoch", "stopped_epoch", "epochs" (the
+    refit's epoch count: the kept epoch, at least 1)}``.
     """
-    trials = {}
-    for r in trial_records:
-        trials.setdefault((r["dataset"], r["method"], r["level"], r["trial"]), []).append(r)
     best = {}
-    for (d, m, level, t), runs in sorted(trials.items(), key=lambda kv: kv[0][3]):
-        runs = sorted(runs, key=lambda r: r["inputs"].get("repeat", 0))
-        if any(r.get("diverged") for r in runs):  # a configuration whose loss left the finite numbers: the worst score
+    for r in sorted(trial_records, key=lambda r: r["trial"]):
+        if r.get("diverged"):  # a configuration whose loss left the finite numbers: the worst score
             continue
-        losses, accuracies = [r["val_loss"] for r in runs], [r["val_accuracy"] for r in runs]
-        epochs = [r["best_epoch"] for r in runs]
-        summary = {"trial": t, "hparams": runs[0]["hparams"], "searched": runs[0].get("searched", []), "val_losses": losses,
-                   "val_accuracies": accuracies, "best_epochs": epochs, "epochs": max(1, int(sum(epochs) / len(epochs) + 0.5)),
-                   "val_loss": sum(losses) / len(losses), "val_accuracy": sum(accuracies) / len(accuracies)}
-        if (d, m, level) not in best or summary["val_loss"] < best[(d, m, level)]["val_loss"]:
-            best[(d, m, level)] = summary
+        key = (r["dataset"], r["method"], r["level"], r["inputs"]["seed"])
+        summary = {"trial": r["trial"], "hparams": r["hparams"], "searched": r.get("searched", []), "val_loss": r["val_loss"],
+                   "val_accuracy": r["val_accuracy"], "best_epoch": r["best_epoch"], "stopped_epoch": r.get("stopped_epoch"),
+                   "epochs": max(1, r["best_epoch"])}
+        if key not in best or summary["val_loss"] < best[key]["val_loss"]:
+            best[key] = summary
     return best
 
 
 def diverged_cells(trial_records, selection):
-    """``{(dataset, method, level): [(trial, hparams, message), ...]}``: the cells with no selection because every trial
+    """``{(dataset, method, level, seed): [(trial, hparams, message), ...]}``: the seeds with no selection because every trial
     diverged, each with what it tried."""
     out = {}
-    for r in sorted(trial_records, key=lambda r: (r["trial"], r["inputs"].get("repeat", 0))):
-        cell = (r["dataset"], r["method"], r["level"])
-        if cell not in selection and r.get("diverged"):
-            tried = out.setdefault(cell, [])
-            if r["trial"] not in [t for t, _, _ in tried]:
-                tried.append((r["trial"], r["hparams"], r["diverged"]))
+    for r in sorted(trial_records, key=lambda r: r["trial"]):
+        key = (r["dataset"], r["method"], r["level"], r["inputs"]["seed"])
+        if key not in selection and r.get("diverged"):
+            out.setdefault(key, []).append((r["trial"], r["hparams"], r["diverged"]))
     return out
 
 
@@ -173,14 +168,15 @@ def refit_hparams(selected):
 
 
 def plan_seeds(profile, runs, selection, data_root=None, download=False):
-    """Every seed's refit with its cell's selected configuration; cells whose search is unfinished are left out."""
+    """Every seed's refit with its own selected configuration; seeds whose search is unfinished are left out."""
     jobs = []
     for d, m, level in cells(profile):
-        if n_trials(profile, m):
-            if (d, m, level) not in selection:
-                continue
-            hparams = refit_hparams(selection[(d, m, level)])
-        else:
-            hparams = trial_hparams(profile, d, m, level, 0)
-        jobs += [Job(profile, d, m, level, SEED, s, hparams, str(runs), data_root, download) for s in profile.run.seeds]
+        for s in profile.run.seeds:
+            if n_trials(profile, m):
+                if (d, m, level, s) not in selection:
+                    continue
+                hparams = refit_hparams(selection[(d, m, level, s)])
+            else:
+                hparams = trial_hparams(profile, d, m, level, s, 0)
+            jobs.append(Job(profile, d, m, level, SEED, s, hparams, str(runs), data_root, download))
     return jobs

@@ -21,7 +21,7 @@ from jtln.hparams import CHOICES, resolve
 from jtln.methods import METHODS, cost_options
 from jtln.seeding import stable_seed
 from jtln.train import PROTOCOL
-from reproduce.plan import search_draw, searched
+from reproduce.plan import searched
 
 #: the cost matrices a sweep prepares per draw, by key: (kind, MK-MMD kernel weights)
 COST_KEYS = {"mmd": ("mmd", "uniform"), "mmd-optimal": ("mmd", "optimal"), "ot": ("ot", None)}
@@ -64,12 +64,13 @@ def make_backbone(profile, pretrained=None):
 
 @dataclass
 class Prepared:
-    """One ITL dataset ready for runs: draws by (level, seed), features, cost matrices by (level, seed, key), probes by (level, seed).
+    """One ITL dataset ready for runs: draws by (level, seed), features, cost matrices by (level, seed, refit, key), probes
+    by (level, seed, refit).
 
-    A search draw's cost matrices and probes come from its training images
-    (its validation images stay held out); a seed's from all its labelled
-    images, training and validation, as its refit sees them
-    (:mod:`reproduce.plan`).
+    A seed's search trials' cost matrices and probes (``refit`` false) come
+    from its training part (its validation images stay held out); its
+    refit's from all its labelled images, training and validation, as the
+    refit sees them (:mod:`reproduce.plan`).
     """
 
     itl: object
@@ -129,13 +130,17 @@ class Workspace:
             self._prepared[key] = prepare(profile, dataset, runs, data_root, download)
         return self._prepared[key]
 
-    def prefetch(self, profile, datasets, runs, data_root=None, download=False):
-        """Prepare ``datasets`` one after the other, to disk, in a background process (spawned: no state of this one)."""
+    def prefetch(self, profile, datasets, runs, data_root=None, download=False, processes=1):
+        """Prepare ``datasets`` to disk in background processes (spawned: no state of this one): one after the other, or
+        ``processes`` at a time, each with its share of the CPU's threads."""
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            threads = max(1, (os.cpu_count() or 1) // processes)
+            self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=torch.set_num_threads, initargs=(threads,))
         for dataset in datasets:
             key = self._key(profile, dataset, runs, data_root, download)
             if key not in self._prepared and key not in self._pending:
@@ -149,13 +154,12 @@ class Workspace:
 
 
 def draws_of(profile, full):
-    """Every draw a sweep of ``profile`` makes of the ITL dataset ``full``, by ``(level, seed)`` (the search draws and the
-    seeds), and the dataset restricted to the images they use: ``(itl, draws)``."""
+    """Every draw a sweep of ``profile`` makes of the ITL dataset ``full``, by ``(level, seed)``, and the dataset restricted
+    to the images they use: ``(itl, draws)``."""
     from jtln.data import restrict
 
     data = profile.data
-    keys = [(level, seed) for level in data.levels for seed in (*(search_draw(k) for k in range(profile.search.draws)),
-                                                                 *profile.run.seeds)]
+    keys = [(level, seed) for level in data.levels for seed in profile.run.seeds]
     itl, draws = restrict(full, [profile.draw(full, level, seed) for level, seed in keys])
     return itl, dict(zip(keys, draws))
 
@@ -171,7 +175,6 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     hp = resolve(profile.hparams)
     full = load_itl(data.dataset, dataset, root=profile.data_root(data_root), download=download or data.download)
     itl, draws = draws_of(profile, full)
-    searches = [search_draw(k) for k in range(profile.search.draws)]
     backbone = make_backbone(profile)
     cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
     cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
@@ -188,21 +191,19 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
         from tqdm.auto import tqdm
 
         for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
-            refit = seed not in searches  # a seed's run trains on every labelled image
-            train = list(d.training(refit))
             P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
-            for key in wanted:
-                kind, weights = COST_KEYS[key]
-                options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
-                C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device), itl.L_s,
-                                      itl.L_t, **options)
-                stored["costs"][(level, seed, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
-            # the probe's L2 strength is chosen on the draw's validation split; a seed's probe is then refit on both splits
-            probe_t = fit_probe(P[list(d.target_train)], y[list(d.target_train)], P[list(d.target_val)], y[list(d.target_val)],
-                                itl.L_t)
-            if refit:
-                probe_t = fit_with(P[train], y[train], itl.L_t, probe_t.C)
-            stored["probes"][(level, seed)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C))
+            for refit in (False, True):  # the search trials' training part, and the refit's every labelled image
+                train = list(d.training(refit))
+                for key in wanted:
+                    kind, weights = COST_KEYS[key]
+                    options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
+                    C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device),
+                                          itl.L_s, itl.L_t, **options)
+                    stored["costs"][(level, seed, refit, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
+                # the probe's L2 strength and scaling cross-validated on the run's own labelled images (a trial's validation
+                # images stay held out); the source head's probe fitted with the same
+                probe_t = fit_probe(P[train], y[train], itl.L_t)
+                stored["probes"][(level, seed, refit)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C, probe_t.scaling))
         with atomic_path(path) as tmp:
             torch.save(stored, tmp)
     cached, where = on_device(cached, device)

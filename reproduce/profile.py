@@ -63,10 +63,10 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class SearchSpec:
-    #: configurations tried per (dataset, method, level); trial 0 is the defaults
+    #: configurations each seed tries per (dataset, method, level); trial 0 is the defaults
     n_trials: int = 6
-    #: search draws each trial is trained on; its score is the mean validation cross-entropy over them
-    draws: int = 2
+    #: a trial stops after this many epochs without a lower validation cross-entropy (early stopping; 0: never)
+    patience: int = 5
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _check(profile, where):
     check_range(data.source_per_class, f"{where}: [data].source_per_class", 0)
     check_range(profile.model.image_size, f"{where}: [model].image_size", 0)
     check_range(profile.search.n_trials, f"{where}: [search].n_trials", 1)
-    check_range(profile.search.draws, f"{where}: [search].draws", 1)
+    check_range(profile.search.patience, f"{where}: [search].patience", 0)
     unknown = [m for m in run.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"{where}: [run].methods has unknown method(s) {unknown}; known: {sorted(METHODS)}")

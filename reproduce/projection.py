@@ -3,6 +3,7 @@
 What it cannot know, and how it counts it: a refit's configuration and
 epoch count are chosen by the search, so each seed's refit is counted with
 trial 0's configuration at its full budget (an estimate, not a bound); a
+trial at its full epoch count, as if early stopping never stopped it; a
 step's time at a trial's own ``lam`` is interpolated linearly between the
 measured ones (:func:`step_seconds`); a dynamic cost's recomputation is not
 counted; neither is the sweep's own bookkeeping.
@@ -57,11 +58,12 @@ def project(profile, prepared, measured, prepare_s, fixed_s=0.0):
     from reproduce.plan import TRIAL, cells, n_trials, plan_seeds, plan_trials, trial_hparams
 
     trained = lambda jobs: [job for job in jobs if METHODS[job.method].trains]  # noqa: E731 -- a probe's run is an evaluation
-    stand_in = {}  # each cell's selection as the projection counts it: trial 0's configuration at its full budget
+    stand_in = {}  # each seed's selection as the projection counts it: trial 0's configuration at its full budget
     for d, m, level in cells(profile):
-        if n_trials(profile, m):
-            hparams = dict(trial_hparams(profile, d, m, level, 0))
-            stand_in[(d, m, level)] = {"hparams": hparams, "epochs": hparams["epochs"]}
+        for s in profile.run.seeds:
+            if n_trials(profile, m):
+                hparams = dict(trial_hparams(profile, d, m, level, s, 0))
+                stand_in[(d, m, level, s)] = {"hparams": hparams, "epochs": hparams["epochs"]}
     jobs = trained(plan_trials(profile, "runs")) + trained(plan_seeds(profile, "runs", stand_in))
     seconds, steps = fixed_s + sum(prepare_s.values()), 0
     for job in jobs:

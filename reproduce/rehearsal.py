@@ -135,11 +135,11 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
         done(phase.figures)
         prepare_s[group] = phase.figures["wall_s"]
         log(f"prepared {group} in {phase.figures['wall_s']:.1f} s")
-    trained, level = [m for m in profile.run.methods if METHODS[m].trains], profile.data.levels[-1]
+    trained, level, seed = [m for m in profile.run.methods if METHODS[m].trains], profile.data.levels[-1], profile.run.seeds[0]
 
     def short_job(group, method, short_epochs, **fixed):
-        hparams = short_hparams({**dict(trial_hparams(profile, group, method, level, 0)), **fixed}, short_epochs)
-        return Job(profile, group, method, level, TRIAL, 0, hparams, str(runs), str(root))
+        hparams = short_hparams({**dict(trial_hparams(profile, group, method, level, seed, 0)), **fixed}, short_epochs)
+        return Job(profile, group, method, level, TRIAL, 0, hparams, str(runs), str(root), seed=seed)
 
     # what a process pays once per kind of work (the OT loop's compilation or its cache, CUDA's lazily loaded kernels, the
     # allocator's first blocks) is paid here, by one epoch of every method, so that no method's figures carry it
@@ -171,7 +171,7 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
         if "lam" not in searched(method, profile):
             continue
         at_default = measured[(first, method)]["step_s"]
-        points = {dict(trial_hparams(profile, first, method, level, 0))["lam"]: at_default}
+        points = {dict(trial_hparams(profile, first, method, level, seed, 0))["lam"]: at_default}
         for lam in (lam_range.low, lam_range.high):
             points[lam] = short_run(f"train {first} {method} at lam {lam:g}", short_job(first, method, epochs, lam=lam))["step_s"]
         for group in profile.data.groups:

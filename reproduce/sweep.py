@@ -1,7 +1,8 @@
 """The sweep: prepare every dataset, run the search trials, select, refit every seed, collect — resumable, on any executor.
 
 On a GPU with one local worker, the datasets after the first are prepared in a
-background process while the first one's runs train (:func:`overlaps_preparation`).
+background process while the first one's runs train (:func:`overlaps_preparation`);
+with several local workers, the datasets are prepared side by side, one process each.
 
 The steps are each a module's job: :mod:`reproduce.prepare` (features, cost
 matrices, probes), :mod:`reproduce.plan` (which runs, and the selection),
@@ -45,6 +46,8 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
         if overlaps_preparation(profile, workers):  # the next datasets are prepared while the first one's runs train
             workspace.prefetch(profile, rest, runs, data_root, download)
             rest = []
+        elif workers > 1 and rest:  # several workers: the datasets prepared side by side, one process each
+            workspace.prefetch(profile, profile.data.groups, runs, data_root, download, processes=min(workers, len(rest) + 1))
         for dataset in (first, *rest):
             workspace.prepared(profile, dataset, runs, data_root, download)
     trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
@@ -66,8 +69,8 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
         failed_refits = None
     if failed or failed_refits:
         raise Diverged("\n".join(
-            [f"{d}/{m} level {level}: every search trial diverged, so it has no result:\n" + "\n".join(
-                f"    trial {t} {dict(h)}: {message}" for t, h, message in tried) for (d, m, level), tried in failed.items()]
+            [f"{d}/{m} level {level} seed {s}: every search trial diverged, so it has no result:\n" + "\n".join(
+                f"    trial {t} {dict(h)}: {message}" for t, h, message in tried) for (d, m, level, s), tried in failed.items()]
             + ([failed_refits] if failed_refits else []) + ([DIVERGED_HINT] if failed else [])))
     collected = collect(profile, runs)
     summary = warnings_summary(collected.trials + collected.seeds)

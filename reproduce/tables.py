@@ -1,8 +1,10 @@
 """Table 2, the statistics and the claims as LaTeX: pure functions of records (and of the stats computed from them)."""
 
+import statistics
+from collections import Counter
+
 import numpy as np
 
-from jtln.hparams import SEARCH_SPACE
 from jtln.methods import METHODS, display_name, method_order
 from reproduce.stats import not_worse_than_best, seed_accuracy
 
@@ -85,24 +87,34 @@ def level_key(level):
     return (level == "all", level if level != "all" else 0)
 
 
-def _value(name, value):
-    if name in SEARCH_SPACE and isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+def _spread(values):
+    """A searched value over seeds: ``median [min, max]`` of numbers, ``value x count`` of choices."""
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        low, mid, high = min(values), statistics.median(values), max(values)
+        fmt = (lambda v: f"{v:.3g}") if any(isinstance(v, float) for v in values) else (lambda v: f"{v:g}")
+        return fmt(mid) if low == high else f"{fmt(mid)} [{fmt(low)}, {fmt(high)}]"
+    return ", ".join(f"{v}$\\times${n}" for v, n in sorted(Counter(map(str, values)).items()))
 
 
 def hparams_latex(selection, caption):
-    """The selected configuration of each (dataset, method, level): trial, validation cross-entropy and accuracy, refit epochs,
-    and the values of what the method searched.
+    """Each (dataset, method, level)'s selections over its seeds (every seed searches for itself): how often each trial won,
+    the median validation cross-entropy, the refit's epochs and each searched value as median [min, max] over seeds.
 
-    ``selection``: ``{(dataset, method, level): selected trial}`` (:func:`reproduce.plan.select`), each naming what it searched.
+    ``selection``: ``{(dataset, method, level, seed): selected trial}`` (:func:`reproduce.plan.select`), each naming what it
+    searched.
     """
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrrrrl}", r"\toprule",
-             r"Dataset & Method & Level & Trial & Val. CE & Val. acc. & Refit epochs & Selected hyper-parameters \\", r"\midrule"]
-    order = {m: i for i, m in enumerate(method_order({m for _, m, _ in selection}))}
-    for (d, m, level), r in sorted(selection.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], level_key(kv[0][2]))):
-        values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_value(name, r['hparams'][name])}" for name in r["searched"]) or "--"
-        lines.append(f"{d} & {display_name(m)} & {level} & {r['trial']} & {r['val_loss']:.4f} & {r['val_accuracy']:.4f} & {r['epochs']} & "
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrlrll}", r"\toprule",
+             r"Dataset & Method & Level & Seeds & Trials won & Val. CE & Refit epochs & Selected hyper-parameters \\", r"\midrule"]
+    cells = {}
+    for (d, m, level, _), r in selection.items():
+        cells.setdefault((d, m, level), []).append(r)
+    order = {m: i for i, m in enumerate(method_order({m for _, m, _ in cells}))}
+    for (d, m, level), chosen in sorted(cells.items(), key=lambda kv: (kv[0][0], order[kv[0][1]], level_key(kv[0][2]))):
+        won = ", ".join(f"{t}$\\times${n}" for t, n in sorted(Counter(r["trial"] for r in chosen).items()))
+        values = ", ".join(f"{name.replace('_', chr(92) + '_')}={_spread([r['hparams'][name] for r in chosen])}"
+                           for name in chosen[0]["searched"]) or "--"
+        lines.append(f"{d} & {display_name(m)} & {level} & {len(chosen)} & {won} & "
+                     f"{statistics.median(r['val_loss'] for r in chosen):.4f} & {_spread([r['epochs'] for r in chosen])} & "
                      f"{values} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def test_smoke_profile_end_to_end(smoke):
     datasets, levels, seeds = len(profile.data.groups), len(profile.data.levels), len(profile.run.seeds)
     trained = [m for m in profile.run.methods if METHODS[m].trains]
     assert set(profile.run.methods) == set(METHODS)  # a profile that names no methods runs every registered one
-    assert len(collected.trials) == datasets * len(trained) * levels * profile.search.n_trials * profile.search.draws
+    assert len(collected.trials) == datasets * len(trained) * levels * seeds * profile.search.n_trials  # each seed searches
     assert len(collected.seeds) == datasets * len(METHODS) * levels * seeds
     table2_tex = (out / "table2.tex").read_text()
     table2 = table2_tex[table2_tex.index(r"\begin{tabular}"):]  # the rows, not the caption
@@ -56,8 +56,11 @@ def test_smoke_profile_end_to_end(smoke):
     assert "Co-Tuning" not in (out / "stats.tex").read_text()  # the exploratory pairs are the paper's methods'
     assert "not significantly worse" in table2_tex and "(paper)" not in table2_tex  # paper values only beside the paper profile
     assert "refit the selected configuration on all its labelled images" in table2_tex
-    assert "C recomputed 0 to 0 times per run" in table2_tex  # cost_every 10 > the smoke profile's 2 epochs: C never moves
-    assert "Trial" in (out / "hparams.tex").read_text()
+    updates = [r["cost_updates"] for r in collected.trials + collected.seeds if r["method"] == "jtln_dynamic"]
+    assert updates and min(updates) >= 1  # every run of the dynamic cost recomputed it (a share of an epoch)
+    shown = [r["cost_updates"] for r in collected.seeds if r["method"] == "jtln_dynamic" and r["level"] == profile.data.table2_level]
+    assert f"C recomputed {min(shown)} to {max(shown)} times per run" in table2_tex
+    assert "Trials won" in (out / "hparams.tex").read_text()
     payload = json.loads((out / "stats.json").read_text())
     assert {c["verdict"] for c in payload["claims"]} <= {"supported", "contradicted", "paper's effect ruled out", "inconclusive"}
     # each new method against JTLN (both costs) and joint fine-tuning, per dataset
@@ -66,7 +69,8 @@ def test_smoke_profile_end_to_end(smoke):
         for b in ("jtln_mmd", "jtln_ot", "joint"))
     assert {c["verdict"] for c in payload["beyond"]} <= {"supported", "contradicted", "inconclusive"}
     assert (out / "beyond.tex").is_file() and "Beyond the paper" in (out / "report.html").read_text()
-    assert len(payload["selection"]) == datasets * len(trained) * levels
+    assert len(payload["selection"]) == datasets * len(trained) * levels * seeds  # one selection per seed
+    assert {e["seed"] for e in payload["selection"]} == set(profile.run.seeds)
     record = collected.seeds[0]
     for key in ("hparams", "seed", "level", "versions", "accuracy", "best_epoch", "per_class_accuracy",
                 "predictions", "timings", "profile", "inputs", "id", "draw"):
@@ -113,45 +117,47 @@ def test_every_registered_method_trains_is_recorded_and_searches_all_it_declares
         assert all(name.replace("_", "\\_") + "=" in row for row in rows), f"{name} missing from hparams.tex"
 
 
-def test_selection_takes_the_lowest_mean_validation_cross_entropy_and_the_lowest_trial_among_ties():
-    def trial(dataset, t, loss, repeat=0, accuracy=0.5):
+def test_selection_takes_each_seeds_lowest_validation_cross_entropy_and_the_lowest_trial_among_ties():
+    def trial(dataset, t, loss, seed=0, accuracy=0.5, diverged=None):
         return {"dataset": dataset, "method": "joint", "level": 67, "trial": t, "val_loss": loss, "val_accuracy": accuracy,
-                "hparams": {"t": t}, "inputs": {"repeat": repeat}, "best_epoch": 2 + repeat}
+                "hparams": {"t": t}, "inputs": {"seed": seed}, "best_epoch": 2 + t, "diverged": diverged}
 
     records = [trial("A", 2, 0.3), trial("A", 0, 0.6), trial("A", 1, 0.3), trial("A", 3, 0.45), trial("B", 0, 0.2), trial("B", 1, 0.8)]
     chosen = select(records)
-    assert chosen[("A", "joint", 67)]["trial"] == 1 and chosen[("B", "joint", 67)]["trial"] == 0
-    # over two search draws the mean decides: 0.1 and 0.9 (0.5) lose to 0.4 and 0.4
-    two = [trial("C", 0, 0.1), trial("C", 0, 0.9, 1), trial("C", 1, 0.4), trial("C", 1, 0.4, 1)]
-    best = select(two)[("C", "joint", 67)]
-    assert best["trial"] == 1 and best["val_losses"] == [0.4, 0.4] and best["hparams"] == {"t": 1}
-    assert best["best_epochs"] == [2, 3] and best["epochs"] == 3  # the refit's epoch count: the mean kept epoch, 2.5 rounded up
-    # the cross-entropy decides, not the accuracy: a trial with the higher accuracy but the higher loss loses
-    acc = [trial("D", 0, 0.5, accuracy=0.9), trial("D", 1, 0.4, accuracy=0.8)]
-    assert select(acc)[("D", "joint", 67)]["trial"] == 1
+    assert chosen[("A", "joint", 67, 0)]["trial"] == 1 and chosen[("B", "joint", 67, 0)]["trial"] == 0
+    assert chosen[("A", "joint", 67, 0)]["epochs"] == 3  # the refit's epoch count: the selected trial's kept epoch
+    # each seed selects on its own validation part: seed 1 keeps another trial
+    seeds = [trial("C", 0, 0.1), trial("C", 1, 0.4), trial("C", 0, 0.9, seed=1), trial("C", 1, 0.4, seed=1)]
+    assert select(seeds)[("C", "joint", 67, 0)]["trial"] == 0 and select(seeds)[("C", "joint", 67, 1)]["trial"] == 1
+    # the cross-entropy decides, not the accuracy; a diverged trial never wins
+    acc = [trial("D", 0, 0.5, accuracy=0.9), trial("D", 1, 0.4, accuracy=0.8), trial("D", 2, None, diverged="nan")]
+    assert select(acc)[("D", "joint", 67, 0)]["trial"] == 1
 
 
 def test_the_sweep_selects_on_validation_and_never_on_test(smoke):
     collected = records_of(smoke / "runs")
-    for (dataset, method, level), chosen in collected.selection.items():
-        rivals = {}
-        for r in collected.trials:
-            if (r["dataset"], r["method"], r["level"]) == (dataset, method, level):
-                rivals.setdefault(r["trial"], []).append(r["val_loss"])
-        assert all(len(v) == 2 for v in rivals.values())  # every trial on both search draws
-        assert chosen["val_loss"] == pytest.approx(min(np.mean(v) for v in rivals.values()), abs=1e-12)
-        seeds = [r for r in collected.seeds if (r["dataset"], r["method"], r["level"]) == (dataset, method, level)]
-        # the seeds refit the selected configuration for the selected epoch count, on every labelled image, with no validation
-        assert seeds and all(r["hparams"] == {**chosen["hparams"], "epochs": chosen["epochs"]} for r in seeds)
-        assert all(r["best_epoch"] == chosen["epochs"] and r["val_loss"] is None and r["val_curve"] == [] for r in seeds)
+    profile = load_profile("smoke")
+    for (dataset, method, level, seed), chosen in collected.selection.items():
+        rivals = [r for r in collected.trials if (r["dataset"], r["method"], r["level"], r["inputs"]["seed"]) == (dataset, method, level, seed)]
+        assert sorted(r["trial"] for r in rivals) == list(range(len(rivals)))  # each trial once, on the seed's own draw
+        assert chosen["val_loss"] == pytest.approx(min(r["val_loss"] for r in rivals), abs=1e-12)
+        (refit,) = [r for r in collected.seeds if (r["dataset"], r["method"], r["level"], r["seed"]) == (dataset, method, level, seed)]
+        # the seed refits its own selected configuration for the selected epoch count, on every labelled image, no validation
+        assert refit["hparams"] == {**chosen["hparams"], "epochs": chosen["epochs"]}
+        assert refit["best_epoch"] == chosen["epochs"] and refit["val_loss"] is None and refit["val_curve"] == []
+        # the trials trained on the seed's draw (its training part), and saw none of its test images
+        assert {r["draw"] for r in rivals} == {refit["draw"]}
+        assert all(r["stopped_epoch"] <= r["hparams"]["epochs"] for r in rivals)
+        assert all(r["stopped_epoch"] == r["hparams"]["epochs"] or r["stopped_epoch"] - r["best_epoch"] == profile.search.patience
+                   for r in rivals)  # early stopping: a trial stops only after `patience` epochs without a lower loss
         if method == "target_only":  # every labelled image trains the refit: its steps cover training and validation images
-            for r in seeds:
-                labelled = r["table1"]["target_train_images"]
-                assert r["n_steps"] == r["hparams"]["epochs"] * math.ceil(labelled / r["hparams"]["batch_size_target"])
-    for r in collected.trials:  # trials are never tested, and their search draw is not any seed's
+            labelled = refit["table1"]["target_train_images"]
+            assert refit["n_steps"] == refit["hparams"]["epochs"] * math.ceil(labelled / refit["hparams"]["batch_size_target"])
+    for r in collected.trials:  # trials are never tested
         assert "accuracy" not in r and "predictions" not in r and r["inputs"]["role"] == TRIAL
-    search_draws = {r["draw"] for r in collected.trials}
-    assert len(search_draws) == 2 * 2 * 2 and not search_draws & {r["draw"] for r in collected.seeds}  # datasets x levels x draws
+    configurations = {(r["dataset"], r["method"], r["level"], r["inputs"]["seed"]): r["hparams"] for r in collected.trials
+                      if r["trial"] == 1 and r["method"] == "joint"}
+    assert len({json.dumps(h, sort_keys=True) for h in configurations.values()}) == len(configurations)  # each seed draws its own
 
 
 def test_methods_with_one_seed_see_the_same_data_and_seeds_redraw_it(smoke):
@@ -372,7 +378,7 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     profile.write_text('name = "paper_mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\n'
                        'levels = ["all"]\nvalidation_fraction = 0.25\n'
                        '[model]\nbackbone = "alexnet"\npretrained = false\nimage_size = 64\n'
-                       '[search]\nn_trials = 2\ndraws = 1\n'
+                       '[search]\nn_trials = 2\n'
                        '[run]\nmethods = ["joint", "jtln_mmd", "jtln_ot", "jtln_dynamic", "jtln_learned_cost", "co_tuning", '
                        '"linear_probe"]\nseeds = [0, 1]\n'
                        '[hparams]\nepochs = 1\nbatch_size_target = 4\nbatch_size_source = 4\n'
@@ -382,8 +388,8 @@ def test_paper_pipeline_on_a_miniature_fgvc_tree(tmp_path):
     assert main(["all", *args, "--no-report"]) == 0
     collected = collect(load_profile(profile), tmp_path / "runs")
     records = collected.seeds
-    # datasets x methods x seeds; datasets x searched methods x trials x search draws (the methods beyond the paper too)
-    assert len(records) == 2 * 7 * 2 and len(collected.trials) == 2 * 6 * 2 * 1 and not collected.missing
+    # datasets x methods x seeds; datasets x searched methods x seeds x trials (the methods beyond the paper too)
+    assert len(records) == 2 * 7 * 2 and len(collected.trials) == 2 * 6 * 2 * 2 and not collected.missing
     assert {r["dataset"] for r in records} == {"Boeing", "Airbus"}
     # the validation split comes from the trainval images: 4 per variant, 1 for validation (a quarter)
     assert all(r["table1"]["target_train_images"] == 4 * r["table1"]["target_categories"] for r in records)
