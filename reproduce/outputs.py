@@ -62,7 +62,7 @@ def write_tables(profile, collected, out, report=True):
     tables = {"table2.tex": table2_latex(records, groups, captions.table2(profile, records, paper, incomplete), paper),
               "hparams.tex": hparams_latex(collected.selection, captions.hparams(profile, incomplete)),
               "stats.tex": stats_latex(results, captions.stats(incomplete)),
-              "claims.tex": claims_latex(verdicts, captions.claims(groups, incomplete, plays)),
+              "claims.tex": claims_latex(verdicts, captions.claims(groups, incomplete, plays, verdicts)),
               "findings.md": findings_markdown(rows, verdicts, beyond, profile.name)}
     if beyond:
         tables["beyond.tex"] = beyond_latex(beyond, captions.beyond(BEYOND_RIVALS, incomplete))

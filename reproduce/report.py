@@ -46,15 +46,15 @@ display(Markdown('**Selected hyper-parameters** (lowest mean validation cross-en
 show(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_loss', 'val_accuracy', 'refit_epochs')},
                     **s['hparams']} for s in stats['selection']]))"""
 CLAIMS_CELL = """claims = pd.DataFrame(stats['claims'])
-columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'mean_diff', 'ci95', 'p_t_holm', 'p_margin_holm', 'power_paper',
-           'seeds_needed', 'verdict']
+columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'paper_error_reduction', 'margin', 'mean_diff', 'ci95', 'p_t_holm',
+           'p_margin_holm', 'power', 'seeds_needed', 'verdict', 'verdict_log_odds']
 display(Markdown('**The paper\\'s claims**: both tests of every claim, on every dataset, one Holm family'))
 show(claims[[c for c in columns if c in claims]])
 if stats.get('beyond'):
     display(Markdown('**Beyond the paper**: each new method against JTLN and joint fine-tuning (Holm within each dataset)'))
     show(pd.DataFrame(stats['beyond'])[['dataset', 'a', 'b', 'mean_diff', 'ci95', 'p_t', 'p_holm', 'verdict']])
 display(Markdown('**Every pair of the paper\\'s methods** (exploratory; Holm within each dataset)'))
-show(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'seeds', 'accuracies_a', 'accuracies_b', 'differences']))
+show(pd.DataFrame(stats['comparisons']).drop(columns=['mcnemar', 'mcnemar_pooled', 'seeds', 'accuracies_a', 'accuracies_b', 'differences']))
 if (out / 'relatedness.json').is_file():  # datasets whose source classes' true parents are known
     related = json.loads((out / 'relatedness.json').read_text())
     display(Markdown('**Recovery of the true parents** (as `recovery.tex`: cheapest class = parent pooled over seeds; '

@@ -120,13 +120,34 @@ def hparams_latex(selection, caption):
     return "\n".join(lines)
 
 
-def _p(x):
-    return "--" if x is None else (f"{x:.2g}" if x >= 1e-3 else f"{x:.1e}")
+def _p(x, alpha=None):
+    """A p-value in fixed notation: three decimals, "$<$0.001" below; four where three would round it onto ``alpha`` (a p
+    above the level never prints as the level)."""
+    if x is None:
+        return "--"
+    if x < 1e-3:
+        return "$<$0.001"
+    from reproduce.stats import ALPHA
+
+    alpha = ALPHA if alpha is None else alpha
+    return f"{x:.4f}" if round(x, 3) == alpha and x != alpha else f"{x:.3f}"
+
+
+def _signed(x, digits=4):
+    """A signed number with no negative zero: what rounds to zero prints as 0."""
+    if x is None:
+        return "--"
+    text = f"{x:+.{digits}f}"
+    return text.replace("-", "+") if float(text) == 0 else text
 
 
 def _ci(interval, digits=4, sign="+"):
     lo, hi = interval
-    return "--" if lo is None else f"[{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+    if lo is None:
+        return "--"
+    if sign == "+":
+        return f"[{_signed(lo, digits)}, {_signed(hi, digits)}]"
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _num(x, fmt):
@@ -134,16 +155,16 @@ def _num(x, fmt):
 
 
 def stats_latex(results, caption):
-    """Every pair of methods once per dataset: difference, interval, tests, probability of improvement, detectable difference."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrrcrr}", r"\toprule",
-             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_{\mathrm{Holm}}$ & $p_W$ & "
-             r"$P(A>B)$ [95\% CI] & MDE & McNemar \\", r"\midrule"]
+    """Every pair of methods once per dataset: difference, interval, t-test (Holm over the dataset's pairs), the pooled
+    McNemar test, probability of improvement, detectable difference."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrcrr}", r"\toprule",
+             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's pairs) & "
+             r"$P(A>B)$ [95\% CI] & MDE & $p$ McNemar (seeds pooled) \\", r"\midrule"]
     for r in results:
-        significant = sum(m["p"] < 0.05 for m in r["mcnemar"].values())
         improvement = "--" if r["p_improvement"] is None else f"{r['p_improvement']:.2f} {_ci(r['p_improvement_ci95'], 2, '')}"
-        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_num(r['mean_diff'], '+.4f')} & "
-                     f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {_p(r['p_wilcoxon'])} & {improvement} & "
-                     f"{_num(r['detectable'], '.4f')} & {significant}/{len(r['mcnemar'])} \\\\")
+        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_signed(r['mean_diff'])} & "
+                     f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {improvement} & "
+                     f"{_num(r['detectable'], '.4f')} & {_p(r['mcnemar_pooled']['p'])} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
@@ -151,25 +172,28 @@ def stats_latex(results, caption):
 def beyond_latex(results, caption):
     """Each method beyond the paper against the paper's JTLN and joint fine-tuning: difference, interval, Holm p, verdict."""
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrl}", r"\toprule",
-             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_{\mathrm{Holm}}$ & Verdict on ``A beats B'' \\",
-             r"\midrule"]
+             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's comparisons) & "
+             r"Verdict on ``A beats B'' \\", r"\midrule"]
     for r in results:
-        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_num(r['mean_diff'], '+.4f')} & "
+        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_signed(r['mean_diff'])} & "
                      f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {r['verdict']} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 
 
 def claims_latex(claims, caption):
-    """Per claim: the paper's difference, ours with its 95% interval, both tests' Holm p, power against the paper's effect, verdict."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrcrrrl}", r"\toprule",
-             r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm}}$ & "
-             r"$p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\", r"\midrule"]
+    """Per claim: the paper's difference and the share of errors it removed, the margin it gives here, ours with its 95%
+    interval, both tests' p (Holm over all claims), the deciding test's power against the margin, verdict."""
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrrrcrrrl}",
+             r"\toprule",
+             r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Paper's errors removed & Margin here & "
+             r"Our $\Delta$ & 95\% CI & $p_t$ (Holm, all claims) & $p^{\mathrm{margin}}$ (Holm, all claims) & Power & Verdict \\",
+             r"\midrule"]
     for c in claims:
-        ours = c.get("mean_diff")
-        lines.append(f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {c['paper_diff']:+.4f} & {_num(ours, '+.4f')} & "
+        lines.append(f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {_signed(c['paper_diff'])} & "
+                     f"{c['paper_error_reduction'] * 100:.1f}\\% & {_signed(c.get('margin'))} & {_signed(c.get('mean_diff'))} & "
                      f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_p(c.get('p_margin_holm'))} & "
-                     f"{_num(c.get('power_paper'), '.2f')} & {c['verdict']} \\\\")
+                     f"{_num(c.get('power'), '.2f')} & {c['verdict']} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
 

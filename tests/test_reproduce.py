@@ -268,7 +268,6 @@ def test_paired_against_scipy_and_by_hand():
     r = paired(a, b)
     t = sps.ttest_rel(a, b)
     np.testing.assert_allclose([r["t"], r["p_t"]], [t.statistic, t.pvalue], rtol=1e-12)
-    np.testing.assert_allclose(r["p_wilcoxon"], sps.wilcoxon(a, b).pvalue, rtol=1e-12)
     d = np.subtract(a, b)  # 0.06 0.01 0.04 0.02 0.04: mean 0.034, sd 0.01949
     half = 2.7764451051977987 * d.std(ddof=1) / np.sqrt(5)  # t_{0.975, 4}
     np.testing.assert_allclose(r["mean_diff"], 0.034, rtol=1e-12)

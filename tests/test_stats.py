@@ -84,17 +84,50 @@ def test_statistics_against_statsmodels_and_scipy():
     d = np.subtract(a, b)
     assert claim["mean_diff"] == pytest.approx(d.mean(), rel=1e-12)
     assert claim["p_t"] == pytest.approx(sps.ttest_rel(a, b).pvalue, rel=1e-12)
-    margin = PAPER_TABLE2["Boeing"]["jtln_ot"] - PAPER_TABLE2["Boeing"]["joint"]
+    better, worse = PAPER_TABLE2["Boeing"]["jtln_ot"], PAPER_TABLE2["Boeing"]["joint"]
+    # the paper's effect on the scale of errors removed: its share of joint's errors, applied to our joint's errors
+    margin = (better - worse) / (1 - worse) * (1 - np.mean(b))
+    assert claim["margin"] == pytest.approx(margin, rel=1e-12) and claim["paper_diff"] == pytest.approx(better - worse, abs=1e-6)
+    odds = lambda p: np.log(p / (1 - p))  # noqa: E731
+    shifted = 1 / (1 + np.exp(-(odds(np.mean(b)) + odds(better) - odds(worse))))
+    assert claim["margin_log_odds"] == pytest.approx(shifted - np.mean(b), rel=1e-10)
     assert claim["p_margin"] == pytest.approx(sps.ttest_1samp(d - margin, 0, alternative="less").pvalue, rel=1e-10)
     assert claim["p_margin"] == pytest.approx(DescrStatsW(d).ttest_mean(margin, alternative="smaller")[1], rel=1e-12)
     sd = d.std(ddof=1)
-    assert claim["power_paper"] == pytest.approx(TTestPower().power(margin / sd, 6, 0.05), rel=1e-10)
+    # the power of the rule that decides: the two-sided test at Holm's first-step level, alpha over the family's 2 x 8 tests
+    m = 2 * sum("p_t" in c for c in claims(recs, ["Tops"]))
+    assert claim["power_level"] == 0.05 / m
+    assert claim["power"] == pytest.approx(TTestPower().power(margin / sd, 6, 0.05 / m), rel=1e-10)
+    n = claim["seeds_needed"]
+    assert power_to_detect(margin, sd, n, 0.05 / m) >= 0.8 > power_to_detect(margin, sd, n - 1, 0.05 / m)
     # the detectable difference is the one the test finds with 80% power
     mde = detectable_difference(sd, 6)
     assert power_to_detect(mde, sd, 6) == pytest.approx(0.8, abs=1e-6)
     n = seeds_needed(mde * 1.5, sd)
     assert power_to_detect(mde * 1.5, sd, n) >= 0.8 > power_to_detect(mde * 1.5, sd, n - 1)
     assert seeds_needed(100 * sd, sd) == 2  # statsmodels' solver finds no solution here
+
+
+def test_pooled_mcnemar_is_the_exact_test_of_the_summed_discordant_pairs():
+    """Stratified by seed: under the null each seed's "a alone right" is binomial(n_s, 1/2), so their sum is binomial(sum n_s,
+    1/2); checked against scipy, and against the one-stratum McNemar test."""
+    from reproduce.stats import mcnemar, pooled_mcnemar
+
+    tables = [{"only_a_correct": 3, "only_b_correct": 1}, {"only_a_correct": 5, "only_b_correct": 2},
+              {"only_a_correct": 0, "only_b_correct": 0}]
+    pooled = pooled_mcnemar(tables)
+    assert (pooled["only_a_correct"], pooled["only_b_correct"]) == (8, 3)
+    assert pooled["p"] == pytest.approx(sps.binomtest(8, 11, 0.5).pvalue, rel=1e-12)
+    one = mcnemar([1, 1, 0, 2], [0, 1, 1, 0], [1, 1, 1, 2])
+    assert pooled_mcnemar([one])["p"] == one["p"] and pooled_mcnemar([])["p"] == 1.0
+
+
+def test_p_values_and_differences_print_as_a_reader_trusts():
+    from reproduce.tables import _ci, _p, _signed
+
+    assert _p(7.4e-06) == "$<$0.001" and _p(0.049) == "0.049" and _p(0.0502) == "0.0502" and _p(0.05) == "0.050"
+    assert _p(0.12345) == "0.123" and _p(None) == "--"
+    assert _signed(-0.00001) == "+0.0000" and _signed(-0.0001) == "-0.0001" and _ci([-0.00002, 0.01]) == "[+0.0000, +0.0100]"
 
 
 def test_probability_of_improvement_and_its_exact_interval():
@@ -150,14 +183,14 @@ GOLDEN_CLAIMS = "\n".join([
     r"\centering",
     r"\caption{toy}",
     r"\small",
-    r"\begin{tabular}{llrrcrrrl}",
+    r"\begin{tabular}{llrrrrcrrrl}",
     r"\toprule",
-    r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Our $\Delta$ & 95\% CI & $p_{\mathrm{Holm"
-    r"}}$ & $p^{\mathrm{margin}}_{\mathrm{Holm}}$ & Power & Verdict \\",
+    r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Paper's errors removed & Margin here & Our $\Delta$ & "
+    r"95\% CI & $p_t$ (Holm, all claims) & $p^{\mathrm{margin}}$ (Holm, all claims) & Power & Verdict \\",
     r"\midrule",
-    r"JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & +0.0075 & [-0.0005, +0.0155] & 0.12 & 0.87 & "
-    r"0.21 & inconclusive \\",
-    r"joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & -- & -- & -- & -- & -- & not run \\",
+    r"JTLN (fc7OT) beats joint fine-tuning & Tops (Boeing) & +0.0041 & 0.9\% & +0.0034 & +0.0075 & [-0.0005, +0.0155] & 0.115 & "
+    r"0.899 & 0.09 & inconclusive \\",
+    r"joint beats consecutive fine-tuning & Tops (Boeing) & +0.0109 & 2.3\% & -- & -- & -- & -- & -- & -- & not run \\",
     r"\bottomrule",
     r"\end{tabular}",
     r"\end{table}",
@@ -166,8 +199,10 @@ GOLDEN_CLAIMS = "\n".join([
 
 
 def test_claims_latex_golden():
-    """Differences 0.015, 0.005, 0.005, 0.005: mean 0.0075, sd 0.005, t = 3.0 on 3 df (p = 0.058), 95% CI 0.0075 +- 3.182 * 0.0025;
-    power against the paper's +0.0041: noncentral t with 3 df and shift 0.82 * 2 beyond +-3.182, 0.213 (scipy)."""
+    """Differences 0.015, 0.005, 0.005, 0.005: mean 0.0075, sd 0.005, t = 3.0 on 3 df (p = 0.058), 95% CI 0.0075 +- 3.182 * 0.0025.
+    The paper's +0.0041 removed 0.0041 / (1 - 0.5395) = 0.89% of joint's errors: here, with joint at 0.615, a margin of
+    0.00343; power against it at Holm's first-step level 0.05 / 2: noncentral t with 3 df and shift 0.686 * 2 beyond
+    +-t_{0.9875, 3}, 0.090 (scipy)."""
     from reproduce.tables import claims_latex
 
     joint = [0.60, 0.61, 0.62, 0.63]
@@ -175,10 +210,13 @@ def test_claims_latex_golden():
     recs = [make_record("Tops", m, s, x) for m, xs in (("joint", joint), ("jtln_ot", ot)) for s, x in enumerate(xs)]
     wanted = ("JTLN (fc7OT) beats joint fine-tuning", "joint beats consecutive fine-tuning")
     chosen = [c for c in claims(recs, ["Tops"]) if c["claim"] in wanted]
+    margin = 0.0041 / (1 - 0.5395) * (1 - 0.615)
     # the only claim tested, with its two tests one family: Holm doubles the smaller p and keeps the larger
-    p_margin = sps.t.cdf((0.0075 - 0.0041) / 0.0025, 3)
+    p_margin = sps.t.cdf((0.0075 - margin) / 0.0025, 3)
     assert chosen[0]["p_t_holm"] == pytest.approx(2 * 2 * sps.t.sf(3.0, 3), rel=1e-9)
     assert chosen[0]["p_margin_holm"] == pytest.approx(p_margin, rel=1e-6) and p_margin > 2 * 2 * sps.t.sf(3.0, 3)
+    c, shift = sps.t.ppf(1 - 0.025 / 2, 3), margin / 0.005 * 2
+    assert chosen[0]["power"] == pytest.approx(sps.nct.sf(c, 3, shift) + sps.nct.sf(c, 3, -shift), rel=1e-9)
     assert claims_latex(chosen, "toy") == GOLDEN_CLAIMS
 
 
