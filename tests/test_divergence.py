@@ -30,7 +30,7 @@ def test_diverged_trials_are_recorded_skipped_by_selection_and_a_cell_that_never
     code = main(["sweep", "--profile", str(profile), "--runs", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
-    assert "Tops/target_only level 5: every search trial diverged" in err and "trial 0 {" in err and "trial 1 {" in err
+    assert "Tops/target_only level 5 seed 0: every search trial diverged" in err and "trial 0 {" in err and "trial 1 {" in err
     assert "the loss is inf at step 1" in err and "lower the learning rates" in err and "[hparams]" in err
     collected = collect(load_profile(profile), tmp_path / "runs")
     diverged = sorted((r["method"], r["trial"]) for r in collected.trials if r.get("diverged"))

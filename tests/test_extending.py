@@ -19,7 +19,6 @@ backbone = "efficientnet_lite0"
 image_size = 32
 [search]
 n_trials = 1
-draws = 1
 [run]
 seeds = [0]
 [hparams]

@@ -11,7 +11,7 @@ from tests.fake_data import make_mini_fgvc
 
 PAPER_MINI = ('name = "paper_mini"\n[data]\ndataset = "fgvc_aircraft"\ngroups = ["Boeing", "Airbus"]\nlevels = ["all"]\n'
               'validation_fraction = 0.25\n[model]\nbackbone = "alexnet"\npretrained = {pretrained}\nimage_size = 64\n'
-              '[search]\nn_trials = 1\ndraws = 1\n[run]\nmethods = ["joint"]\nseeds = [0]\n[hparams]\nepochs = 1\n')
+              '[search]\nn_trials = 1\n[run]\nmethods = ["joint"]\nseeds = [0]\n[hparams]\nepochs = 1\n')
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_committed_profiles_load(name):
         (DATA + '[run]\ndevice = "tpu"\n', "device must be"),
         (DATA + '[run]\ndevice = "cuda"\nworkers = 2\n', r"\[run\].workers = 2 on \[run\].device = 'cuda': local workers would each"),
         (DATA + "[search]\nn_trials = 0\n", r"n_trials must be >= 1"),
-        (DATA + "[search]\ndraws = 0\n", r"draws must be >= 1"),
+        (DATA + "[search]\npatience = -1\n", r"patience must be >= 0"),
         ('name = "../../escape"\n' + DATA, "must be letters, digits"),
         (DATA + "[trainer]\n", r"unknown key\(s\) \['trainer'\]"),
         ('name = "x"\n', "has no \\[data\\] section"),
@@ -74,7 +74,7 @@ def test_every_hyperparameter_declares_its_values_and_its_default_and_search_sta
         elif search is not None:
             check_overrides({f.name: f.type(search.low)})
             check_overrides({f.name: f.type(search.high)})
-    with pytest.raises(ValueError, match=r"hparams.cost_momentum must be <= 1, got 1.5"):
+    with pytest.raises(ValueError, match=r"hparams.cost_momentum must be <= 0.99, got 1.5"):
         check_overrides({"cost_momentum": 1.5})
     with pytest.raises(ValueError, match=r"hparams.cost_kind must be one of \('mmd', 'ot'\)"):
         check_overrides({"cost_kind": "mmd-optimal"})

@@ -35,7 +35,6 @@ pretrained = false
 image_size = 32
 [search]
 n_trials = 2
-draws = 1
 [run]
 seeds = [0]
 [hparams]
@@ -95,14 +94,15 @@ def test_the_projection_counts_every_run_of_the_plan_phase_by_phase(tmp_path):
         runs += 1
     for d, m, level in cells(profile):
         if n_trials(profile, m):  # a seed's refit: trial 0's configuration on training and validation images, then tested
-            draw = prepared["Airbus"].draws[(level, 0)]
-            phases = METHODS[m].phases(resolve(dict(trial_hparams(profile, d, m, level, 0))), len(draw.training(True)),
-                                       len(draw.source))
-            steps += sum(p.steps for p in phases)
-            expected += 11100 + sum(p.steps * s for p, s in zip(phases, (1.0, 2.0)))
-            runs += 1
-    trained = [m for m in profile.run.methods if METHODS[m].trains]  # x (trials x draws + seeds)
-    per_method = profile.search.n_trials * profile.search.draws + len(profile.run.seeds)
+            for seed in profile.run.seeds:
+                draw = prepared["Airbus"].draws[(level, seed)]
+                phases = METHODS[m].phases(resolve(dict(trial_hparams(profile, d, m, level, seed, 0))), len(draw.training(True)),
+                                           len(draw.source))
+                steps += sum(p.steps for p in phases)
+                expected += 11100 + sum(p.steps * s for p, s in zip(phases, (1.0, 2.0)))
+                runs += 1
+    trained = [m for m in profile.run.methods if METHODS[m].trains]  # x seeds x (trials + the refit)
+    per_method = len(profile.run.seeds) * (profile.search.n_trials + 1)
     assert got["runs"] == runs == len(trained) * per_method and got["steps"] == steps
     assert got["seconds"] == pytest.approx(expected, rel=1e-12)
 
@@ -171,8 +171,8 @@ def test_the_rehearsal_runs_the_paper_profile_on_generated_images(tmp_path):
                       hparams={**paper.hparams, "batch_size_source": 64, "mmd_kernel_weights": "uniform"})
     figures = rehearse(profile, tmp_path, device="cpu", epochs=1, per_variant=10, width=96, height=64)
     assert figures["phases"][0]["images_written"] == 1000
-    trained = [m for m in paper.run.methods if METHODS[m].trains]  # x (trials x draws + seeds) x groups
-    assert figures["projection"]["runs"] == len(trained) * (paper.search.n_trials * paper.search.draws + len(paper.run.seeds)) * 2
+    trained = [m for m in paper.run.methods if METHODS[m].trains]  # x seeds x (trials + the refit) x groups
+    assert figures["projection"]["runs"] == len(trained) * len(paper.run.seeds) * (paper.search.n_trials + 1) * 2
     assert figures["projection"]["total_min"] > 0
 
 

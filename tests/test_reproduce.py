@@ -138,7 +138,8 @@ def test_the_sweep_selects_on_validation_and_never_on_test(smoke):
     collected = records_of(smoke / "runs")
     profile = load_profile("smoke")
     for (dataset, method, level, seed), chosen in collected.selection.items():
-        rivals = [r for r in collected.trials if (r["dataset"], r["method"], r["level"], r["inputs"]["seed"]) == (dataset, method, level, seed)]
+        key = (dataset, method, level, seed)
+        rivals = [r for r in collected.trials if (r["dataset"], r["method"], r["level"], r["inputs"]["seed"]) == key]
         assert sorted(r["trial"] for r in rivals) == list(range(len(rivals)))  # each trial once, on the seed's own draw
         assert chosen["val_loss"] == pytest.approx(min(r["val_loss"] for r in rivals), abs=1e-12)
         (refit,) = [r for r in collected.seeds if (r["dataset"], r["method"], r["level"], r["seed"]) == (dataset, method, level, seed)]
