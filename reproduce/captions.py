@@ -85,8 +85,9 @@ def beyond(rivals, incomplete):
 def recovery(incomplete):
     return ("How well each cost matrix finds each source class's true parent (the target class it is a sub-class of, by "
             "construction); over the tested seeds' draws at Table 2's level. Cheapest = parent: source classes with a parent whose "
-            "cheapest target class is it, pooled over seeds, with an exact Clopper-Pearson 95\\% interval that takes each class of "
-            "each seed as a trial. Plan mass on parents: the share of the mass of children's rows that the entropic plan between "
+            "cheapest target class is it (hits/trials pooled over seeds), the mean over source classes of each class's share of seeds, "
+            "and a 95\\% percentile bootstrap interval resampling source classes (the unit: the same classes recur in every seed). "
+            "Plan mass on parents: the share of the mass of children's rows that the entropic plan between "
             f"uniform class marginals (Algorithm 1, $\\lambda={DEFAULTS.lam:g}$) sends to their parents, mean and 95\\% t-interval "
             "over seeds "
             "(clipped to [0, 1]). "

@@ -57,6 +57,34 @@ def uniform_plan(C, lam=DEFAULTS.lam):
     return transport_plan(solve(a, b, C, lam, tol=1e-7), C, lam)[0].numpy()
 
 
+def class_hits(C, parents):
+    """``{source class: 1 if its cheapest target class (row argmin) is its parent else 0}`` over the classes with a parent."""
+    C = np.asarray(C, float)
+    return {i: int(np.argmin(C[i]) == p) for i, p in enumerate(parents) if p is not None}
+
+
+def class_masses(plan, parents):
+    """``{source class: the share of its row's mass the plan sends to its parent}`` over the classes with a parent."""
+    plan = np.asarray(plan, float)
+    return {i: float(plan[i, p] / plan[i].sum()) for i, p in enumerate(parents) if p is not None}
+
+
+#: resamples of the cluster bootstrap, and its seed (the intervals recompute exactly from relatedness.json)
+BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED = 9999, 0
+
+
+def class_interval(per_class):
+    """Mean over source classes of each class's share (its hits over seeds) and a 95% percentile bootstrap interval that
+    resamples classes (scipy's ``bootstrap``): the unit is a source class, since the same classes recur in every seed."""
+    shares = np.asarray([np.mean(v) for v in per_class.values()], float)
+    if len(shares) < 2 or np.all(shares == shares[0]):
+        return {"share": float(shares.mean()), "ci95": [float(shares.mean())] * 2, "classes": len(shares)}
+    result = stats.bootstrap((shares,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                             rng=np.random.default_rng(BOOTSTRAP_SEED))
+    interval = result.confidence_interval
+    return {"share": float(shares.mean()), "ci95": [float(interval.low), float(interval.high)], "classes": len(shares)}
+
+
 def _interval(values, bounds=(-np.inf, np.inf)):
     """Mean and 95% t-interval over seeds, clipped to ``bounds`` (None where fewer than two seeds)."""
     v = np.asarray(values, float)
@@ -84,13 +112,16 @@ def _seed_costs(records, dataset):
 def recovery(records, datasets):
     """Per dataset with known parents: each cost kind's recovery of the true parents, and each OT method's heads' plan on them.
 
-    ``costs``: per cost kind, ``cheapest`` (hits and trials pooled over seeds,
-    with an exact Clopper-Pearson interval that treats each source class of
-    each seed as a trial), ``plan_mass`` (the share of :func:`uniform_plan`'s
-    mass on true pairs, mean and t-interval over seeds). ``heads``: per method
+    ``costs``: per cost kind, ``cheapest`` (per source class, its hits over
+    seeds, ``per_class``; the mean of the classes' shares with a cluster
+    bootstrap interval over classes, :func:`class_interval`; and the pooled
+    ``hits``/``n``), ``plan_mass`` (the share of :func:`uniform_plan`'s mass
+    on true pairs, mean and t-interval over seeds, with each seed's value,
+    ``per_seed``, and its classes', ``per_seed_class``). ``heads``: per method
     of :data:`PLAN_METHODS`, the share of its mean transport plan between the
-    heads on target test images (the record's ``mean_plan``) on true pairs.
-    Chance for both shares: ``1 / L_t``.
+    heads on target test images (the record's ``mean_plan``) on true pairs,
+    with each seed's value.  Chance for both shares: ``1 / L_t``.  Every
+    interval recomputes from what is stored here.
     """
     out = {}
     for d in datasets:
@@ -100,17 +131,25 @@ def recovery(records, datasets):
         costs = {}
         for key in (k for k in COSTS if k in found):
             seeds = sorted(found[key])
-            counts = [cheapest_is_parent(*found[key][s]) for s in seeds]
-            hits, n = sum(h for h, _ in counts), sum(m for _, m in counts)
-            ci = stats.binomtest(hits, n).proportion_ci(0.95, method="exact")
-            costs[key] = {"cheapest": {"hits": hits, "n": n, "share": hits / n, "ci95": [float(ci.low), float(ci.high)]},
-                          "plan_mass": _interval([parent_mass(uniform_plan(found[key][s][0]), found[key][s][1]) for s in seeds], (0, 1)),
+            per_class = {}
+            for s in seeds:
+                for i, hit in class_hits(*found[key][s]).items():
+                    per_class.setdefault(i, []).append(hit)
+            hits, n = sum(map(sum, per_class.values())), sum(map(len, per_class.values()))
+            plans = {s: uniform_plan(found[key][s][0]) for s in seeds}
+            masses = [parent_mass(plans[s], found[key][s][1]) for s in seeds]
+            costs[key] = {"cheapest": {**class_interval(per_class), "hits": hits, "n": n,
+                                       "per_class": {str(i): v for i, v in sorted(per_class.items())}},
+                          "plan_mass": {**_interval(masses, (0, 1)), "per_seed": masses,
+                                        "per_seed_class": [{str(i): v for i, v in class_masses(plans[s], found[key][s][1]).items()}
+                                                           for s in seeds]},
                           "seeds": seeds}
         heads = {}
         for m in PLAN_METHODS:
             runs = sorted((r for r in records if r["dataset"] == d and r["method"] == m and r.get("mean_plan")), key=lambda r: r["seed"])
             if runs:
-                heads[m] = _interval([parent_mass(r["mean_plan"], r["parents"]) for r in runs], (0, 1))
+                masses = [parent_mass(r["mean_plan"], r["parents"]) for r in runs]
+                heads[m] = {**_interval(masses, (0, 1)), "per_seed": masses, "seeds": [r["seed"] for r in runs]}
         chance = 1 / len(next(r for r in records if r["dataset"] == d)["target_classes"])
         out[d] = {"costs": costs, "heads": heads, "chance": chance}
     return out

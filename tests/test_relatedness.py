@@ -105,6 +105,20 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
     assert set(related["costs"]) == {"mmd", "mmd-optimal", "ot", "learned_cost_matrix"} and set(related["heads"]) == {"jtln_mmd",
                                                                                                              "jtln_learned_cost"}
     assert related["costs"]["mmd"]["cheapest"]["n"] == 2 * 8 and related["chance"] == 0.25
+    # every interval recomputes from the file: source classes resampled for the cheapest class, seeds for the plan masses
+    import scipy.stats as sps
+
+    for cost in related["costs"].values():
+        shares = [np.mean(v) for v in cost["cheapest"]["per_class"].values()]
+        assert len(shares) == 8 and cost["cheapest"]["share"] == pytest.approx(np.mean(shares), abs=1e-12)
+        if len(set(shares)) > 1:
+            again = sps.bootstrap((np.array(shares),), np.mean, n_resamples=9999, method="percentile", rng=np.random.default_rng(0))
+            assert cost["cheapest"]["ci95"] == pytest.approx([again.confidence_interval.low, again.confidence_interval.high], abs=1e-12)
+        masses = cost["plan_mass"]["per_seed"]
+        assert len(masses) == 2 and cost["plan_mass"]["mean"] == pytest.approx(np.mean(masses), abs=1e-12)
+        half = sps.t.ppf(0.975, 1) * np.std(masses, ddof=1) / np.sqrt(2)
+        assert cost["plan_mass"]["ci95"] == pytest.approx(list(np.clip([np.mean(masses) - half, np.mean(masses) + half], 0, 1)), abs=1e-12)
+        assert all(len(per_class) == 8 for per_class in cost["plan_mass"]["per_seed_class"])
     assert set(found["gain"]) == {"jtln_mmd", "jtln_learned_cost"} and set(found["gain"]["jtln_mmd"]) == {"related", "mixed", "unrelated"}
     claims = (out / "claims.tex").read_text()
     assert "related plays Boeing's role, mixed plays Boeing's role, unrelated plays Boeing's role" in claims
