@@ -169,7 +169,7 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     from jtln.cache import cached_features, on_device
     from jtln.costs import class_cost_matrix
     from jtln.data import load_itl
-    from jtln.probe import fit_probe, fit_with
+    from jtln.probe import DEFAULT_SCALINGS, FOLDS, PROBE_CS, fit_probe, fit_with
 
     data = profile.data
     hp = resolve(profile.hparams)
@@ -181,7 +181,7 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     wanted = cost_keys(profile)
     # everything the stored costs and probes depend on; PROTOCOL: the probes' selection and the refit (jtln.train)
     settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
-                PROTOCOL, *wanted)
+                PROTOCOL, *wanted, PROBE_CS, DEFAULT_SCALINGS, FOLDS)
     path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
     stored = _load_prepared(path)
     device = profile.run.device

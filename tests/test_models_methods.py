@@ -216,7 +216,7 @@ def test_probe_cross_validation_picks_the_lowest_cross_validated_loss():
     from jtln.probe import PROBE_CS, _scaled
 
     X, y = _probe_problem()
-    probe = fit_probe(X, y, 3)
+    probe = fit_probe(X, y, 3, scalings=("raw", "standardised"))
     scored = {}
     for scaling in ("raw", "standardised"):
         Xs = _scaled(X, scaling)[0]
