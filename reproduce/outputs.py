@@ -95,14 +95,25 @@ def relatedness_outputs(records, groups, out, incomplete):
     """Where the datasets know their source classes' parents: the recovery and gain tables with their data (``{file: text}``),
     their lines for ``findings.md``, and their figures; otherwise nothing."""
     from reproduce import captions
-    from reproduce.relatedness import cost_figure, findings_lines, gain_figure, gain_latex, gains, has_parents, recovery, recovery_latex
+    from reproduce.relatedness import (
+        cost_figure,
+        findings_lines,
+        gain_figure,
+        gain_latex,
+        gains,
+        has_parents,
+        recovery,
+        recovery_latex,
+        trend,
+    )
 
     if not has_parents(records):
         return {}, ""
     found, gained = recovery(records, groups), gains(records, groups)
+    trends = trend(records, groups[0], groups[-1]) if len(groups) > 1 else {}
     gain_figure(gained, groups, out)
     cost_figure(records, groups, out)
     return ({"recovery.tex": recovery_latex(found, captions.recovery(incomplete)),
              "gain.tex": gain_latex(gained, groups, captions.gain(incomplete)),
-             "relatedness.json": json.dumps({"recovery": found, "gain": gained}, indent=1) + "\n"},
-            "\n".join(findings_lines(found, gained, groups)) + "\n")
+             "relatedness.json": json.dumps({"recovery": found, "gain": gained, "trend": trends}, indent=1) + "\n"},
+            "\n".join(findings_lines(found, gained, groups, trends)) + "\n")

@@ -170,6 +170,27 @@ def gains(records, datasets, reference="target_only"):
     return out
 
 
+def trend(records, related, unrelated, reference="target_only"):
+    """Does a method gain more where the source is related?  Per method, the paired difference over seeds of its gain over
+    ``reference`` between the settings ``related`` and ``unrelated`` (:func:`reproduce.stats.paired`), with the two-sided
+    paired t-test Holm-corrected over the methods (one family).  ``{method: {"mean", "ci95", "n", "p_t", "p_holm"}}``."""
+    from reproduce.stats import holm
+
+    seeds = per_seed(records)
+    out = {}
+    for m in method_order({r["method"] for r in records} - {reference}):
+        cells = [seeds.get(d, {}) for d in (related, unrelated)]
+        common = sorted(set.intersection(*(set(c.get(k, {})) for c in cells for k in (m, reference))))
+        if len(common) < 2:
+            continue
+        gain = [[c[m][s] - c[reference][s] for s in common] for c in cells]
+        result = paired(*gain)
+        out[m] = {"mean": result["mean_diff"], "ci95": result["ci95"], "n": result["n"], "p_t": result["p_t"]}
+    for m, p in zip(out, holm([c["p_t"] for c in out.values()])):
+        out[m]["p_holm"] = p
+    return out
+
+
 def _fmt(cell, scale=1.0):
     """``mean [low, high]``; where every seed gave the same value, says so instead of printing a zero-width interval."""
     if cell["mean"] is None:
@@ -212,7 +233,7 @@ def gain_latex(gained, datasets, caption):
     return "\n".join(lines) + "\n"
 
 
-def findings_lines(found, gained, datasets):
+def findings_lines(found, gained, datasets, trends=None):
     """Markdown for ``findings.md``: each cost kind's recovery per setting, and each method's gain per setting."""
     plain = {k: v.replace("$\\beta$", "β") for k, v in COSTS.items()}
     lines = ["", "**Recovery of the true parents** (`recovery.tex`; cheapest = parent pooled over seeds, plan mass mean over seeds):", "",
@@ -228,6 +249,18 @@ def findings_lines(found, gained, datasets):
               "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
     for m, cells in gained.items():
         lines.append(f"| {display_name(m)} | " + " | ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + " |")
+    if trends:
+        from reproduce.stats import ALPHA
+
+        rising = [m for m, t in trends.items() if t["p_holm"] is not None and t["p_holm"] < ALPHA and t["mean"] > 0]
+        falling = [m for m, t in trends.items() if t["p_holm"] is not None and t["p_holm"] < ALPHA and t["mean"] < 0]
+        first, last = datasets[0], datasets[-1]
+        lines += ["", f"**Gain, {first} minus {last}** (paired over seeds, t-test Holm-corrected over the {len(trends)} methods, "
+                  f"`relatedness.json`): "
+                  + (f"significantly larger where the source is related for {', '.join(map(display_name, rising))}; "
+                     if rising else f"no method's gain is significantly larger on {first} than on {last}; ")
+                  + (f"significantly smaller for {', '.join(map(display_name, falling))}." if falling
+                     else "none is significantly smaller.")]
     return lines
 
 

@@ -217,12 +217,13 @@ def findings_markdown(table2, claims, beyond, profile_name):
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     tested = [c for c in claims if c["verdict"] != "not run"]
     counts = {v: sum(c["verdict"] == v for c in tested) for v in dict.fromkeys(c["verdict"] for c in tested)}
-    lines += ["", f"**The paper's claims** ({len(tested)} tests, `claims.tex`): "
-              + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
+    lines += ["", f"**The paper's claims** ({len(tested)} claims on datasets, {2 * len(tested)} tests in one Holm family, "
+              "`claims.tex`): " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
     for c in tested:
-        if c["verdict"] in ("supported", "contradicted"):
-            lines.append(f"- {c['claim']} on {c['dataset']}: {c['verdict']}, {c['mean_diff']:+.4f} "
-                         f"[{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] against the paper's {c['paper_diff']:+.4f}.")
+        if c["verdict"] != "inconclusive":
+            lines.append(f"- {c['claim']} on {c['dataset']}: {c['verdict']}, {_signed(c['mean_diff'])} "
+                         f"{_ci(c['ci95'])} against a margin of {_signed(c['margin'])} (the paper's "
+                         f"{c['paper_error_reduction'] * 100:.1f}% of errors removed; {_signed(c['paper_diff'])} there).")
     if beyond:
         counts = {v: sum(r["verdict"] == v for r in beyond) for v in dict.fromkeys(r["verdict"] for r in beyond)}
         lines += ["", f"**Beyond the paper** ({len(beyond)} comparisons, `beyond.tex`): "
@@ -230,5 +231,5 @@ def findings_markdown(table2, claims, beyond, profile_name):
         for r in beyond:
             if r["verdict"] != "inconclusive":
                 lines.append(f"- {display_name(r['a'])} vs {display_name(r['b'])} on {r['dataset']}: {r['verdict']}, "
-                             f"{r['mean_diff']:+.4f} [{r['ci95'][0]:+.4f}, {r['ci95'][1]:+.4f}].")
+                             f"{_signed(r['mean_diff'])} {_ci(r['ci95'])}.")
     return "\n".join(lines) + "\n"

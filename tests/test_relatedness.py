@@ -135,3 +135,25 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
             losses.setdefault((r["role"], r.get("trial", r.get("seed")), r["draw_key"]), set()).add(r["val_loss"])
     assert losses and all(len(v) == 1 for v in losses.values()), losses
     assert "nan" not in (out / "recovery.tex").read_text().lower() and Path(out / "gain.tex").read_text().count("&") > 0
+
+
+def test_the_relatedness_trend_is_a_paired_test_of_the_gains_difference():
+    """The gain over target-only fine-tuning on "related" minus that on "unrelated", paired over seeds; Holm over methods."""
+    import scipy.stats as sps
+
+    from reproduce.relatedness import trend
+    from tests.test_reproduce import make_record
+
+    base = [0.60, 0.62, 0.61, 0.63]
+    acc = {("related", "jtln_ot"): [0.63, 0.66, 0.64, 0.67], ("unrelated", "jtln_ot"): [0.61, 0.62, 0.62, 0.63],
+           ("related", "joint"): [0.61, 0.62, 0.62, 0.64], ("unrelated", "joint"): [0.62, 0.61, 0.62, 0.63]}
+    records = [make_record(d, "target_only", s, x) for d in ("related", "unrelated") for s, x in enumerate(base)]
+    records += [make_record(d, m, s, x) for (d, m), xs in acc.items() for s, x in enumerate(xs)]
+    found = trend(records, "related", "unrelated")
+    assert set(found) == {"joint", "jtln_ot"}
+    for m in found:
+        diff = np.subtract(acc[("related", m)], acc[("unrelated", m)])  # the reference cancels: the same runs in both
+        assert found[m]["mean"] == pytest.approx(diff.mean(), abs=1e-9)
+        assert found[m]["p_t"] == pytest.approx(sps.ttest_1samp(diff, 0).pvalue, rel=1e-6)
+    p = sorted(found[m]["p_t"] for m in found)
+    assert sorted(found[m]["p_holm"] for m in found) == pytest.approx([2 * p[0], max(2 * p[0], p[1])])
