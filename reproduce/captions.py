@@ -7,7 +7,7 @@ what was selected on what.
 
 from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
-from reproduce.stats import ALPHA, POWER
+from reproduce.stats import ALPHA, MIN_SEEDS, POWER
 
 
 def protocol(profile):
@@ -28,6 +28,8 @@ def table2(profile, records, paper, incomplete):
                "below the rules, methods beyond the paper (same search, selection and seeds) and a reference outside the paper")
     if paper:
         caption += "; columns marked (paper) are the values published in the paper's Table 2"
+    if not profile.model.pretrained:
+        caption += "; the backbone's weights are random, not pretrained ([model] pretrained = false)"
     warned = sum(bool(r.get("warnings")) for r in records)
     if warned:
         caption += f"; {warned} of {len(records)} runs warned while training (their warnings in the records)"
@@ -72,14 +74,17 @@ def claims(groups, incomplete, plays=(), verdicts=()):
             "(statsmodels ttest\\_mean); all of them, on every dataset, one Holm family "
             f"at $\\alpha={ALPHA:g}$, so a verdict's family-wise error is at most {ALPHA:g}. Supported / contradicted: the two-sided "
             "test rejects in / against the claimed direction; paper's effect ruled out: the margin test rejects, i.e. an effect "
-            "removing as large a share of errors as the paper's is unlikely here. Power: the two-sided test's power against the "
+            f"removing as large a share of errors as the paper's is unlikely here; too few seeds: fewer than {MIN_SEEDS}; at "
+            "chance: either method's test predictions are not above chance (exact binomial test), so no verdict. Power: the "
+            "two-sided test's power against the "
             f"margin at Holm's first-step level ($\\alpha/m = {level:.4f}$, conservative); {sensitivity}" + incomplete)
 
 
 def beyond(rivals, incomplete):
     return ("Beyond the paper: each new method against " + ", ".join(display_name(m) for m in rivals) + ", paired over seeds; "
             "mean accuracy difference A$-$B with 95\\% CI, paired t-test $p_t$, Holm-corrected within each dataset "
-            f"($\\alpha={ALPHA:g}$). Supported / contradicted: significant in / against the direction A beats B" + incomplete)
+            f"($\\alpha={ALPHA:g}$). Supported / contradicted: significant in / against the direction A beats B; too few seeds "
+            f"(below {MIN_SEEDS}) or at chance (a method's predictions not above chance): no verdict" + incomplete)
 
 
 def recovery(incomplete):

@@ -14,7 +14,8 @@ method of a seed sees the same drawn images), so each comparison is paired.
   paper's effect carried to this benchmark as a margin on the scale of
   errors removed (:func:`relative_margin`; the log-odds scale as a
   sensitivity check): *supported*, *contradicted*, *paper's effect ruled
-  out* or *inconclusive* (:func:`verdict`), and the power of the test that
+  out* or *inconclusive* (:func:`verdict`) — or none, *too few seeds* or
+  *at chance* (:func:`unsupported`) —, and the power of the test that
   decides, at the level Holm's first step tests it.  Both tests of every
   claim on every dataset form one Holm family, so a verdict's family-wise
   error is at most ``ALPHA``.
@@ -37,6 +38,8 @@ from reproduce.paper import CLAIMS, PAPER_TABLE2, roles  # noqa: F401 -- the pap
 #: the tests' level and the power the seeds are planned for
 ALPHA = 0.05
 POWER = 0.8
+#: fewer seeds than this support no verdict (a paired t-test on 2 seeds has 1 degree of freedom)
+MIN_SEEDS = 3
 
 
 def seed_accuracy(record):
@@ -237,6 +240,27 @@ def log_odds_margin(paper_better, paper_worse, worse):
     return float(expit(logit(worse) + logit(paper_better) - logit(paper_worse)) - worse)
 
 
+def above_chance(records, alpha=ALPHA):
+    """Whether a method's test predictions over its seeds are right more often than chance (one over its target classes):
+    a one-sided exact binomial test of the pooled correct counts (scipy's ``binomtest``)."""
+    correct = sum(sum(p == t for p, t in zip(r["predictions"], r["labels"])) for r in records)
+    total = sum(len(r["labels"]) for r in records)
+    chance = 1 / len(records[0]["target_classes"]) if records and records[0].get("target_classes") else None
+    if chance is None or total == 0:
+        return True  # nothing to say: no class count recorded
+    return bool(stats.binomtest(correct, total, chance, alternative="greater").pvalue < alpha)
+
+
+def unsupported(methods, a, b, n):
+    """Why the comparison of ``a`` and ``b`` over ``n`` seeds can carry no verdict, or None: "too few seeds" (below
+    :data:`MIN_SEEDS`) or "at chance" (either method's predictions not above chance, :func:`above_chance`)."""
+    if n < MIN_SEEDS:
+        return "too few seeds"
+    if not all(above_chance(list(methods[m].values())) for m in (a, b)):
+        return "at chance"
+    return None
+
+
 def verdict(diff, p_holm, p_margin_holm, alpha=ALPHA):
     """The verdict on a claim "better beats worse" from our mean difference ``diff`` (better - worse) and Holm-adjusted p-values.
 
@@ -297,8 +321,9 @@ def claims(records, groups, plays=()):
     for i, c in enumerate(tested):
         c["p_t_holm"], c["p_margin_holm"] = adjusted[i], adjusted[len(tested) + i]
         c["p_margin_log_odds_holm"] = sensitivity[len(tested) + i]
-        c["verdict"] = verdict(c["mean_diff"], c["p_t_holm"], c["p_margin_holm"])
-        c["verdict_log_odds"] = verdict(c["mean_diff"], sensitivity[i], c["p_margin_log_odds_holm"])
+        refused = unsupported(cells[c["dataset"]], c["better"], c["worse"], c["n"])
+        c["verdict"] = refused or verdict(c["mean_diff"], c["p_t_holm"], c["p_margin_holm"])
+        c["verdict_log_odds"] = refused or verdict(c["mean_diff"], sensitivity[i], c["p_margin_log_odds_holm"])
         c["power_level"] = level
         c["power"] = power_to_detect(c["margin"], c["sd_diff"], c["n"], alpha=level)
         c["seeds_needed"] = seeds_needed(c["margin"], c["sd_diff"], alpha=level)
@@ -342,6 +367,6 @@ def compare_beyond(records):
         rows = [compare(methods, a, b, dataset) for a, b in pairs]
         for row, adjusted in zip(rows, holm([r["p_t"] for r in rows])):
             row["p_holm"] = adjusted
-            row["verdict"] = verdict(row["mean_diff"], adjusted, None)
+            row["verdict"] = unsupported(methods, row["a"], row["b"], row["n"]) or verdict(row["mean_diff"], adjusted, None)
         results += rows
     return results

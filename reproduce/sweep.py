@@ -10,6 +10,7 @@ matrices, probes), :mod:`reproduce.plan` (which runs, and the selection),
 (as SLURM job arrays), :mod:`reproduce.collect` (the records).
 """
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     """
     if executor == "local":  # on a cluster the jobs check the device where they run: the driver needs no GPU
         check_device(profile, workers)
+    from reproduce.stats import MIN_SEEDS
+
+    if len(profile.run.seeds) < MIN_SEEDS:  # said before any work: the tables will carry no verdict
+        print(f"warning: {len(profile.run.seeds)} seed(s) in [run].seeds: the claims and comparisons need at least {MIN_SEEDS} "
+              "for a verdict, and will read \"too few seeds\"", file=sys.stderr, flush=True)
     runs = profile.runs_folder(runs)
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())

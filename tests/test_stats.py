@@ -227,3 +227,26 @@ def test_one_seed_has_no_spread_and_so_no_power_nor_seeds_needed():
     one = paired([0.7], [0.6])
     assert one["sd_diff"] is None and one["n"] == 1
     assert seeds_needed(0.05, one["sd_diff"]) is None and power_to_detect(0.05, one["sd_diff"], one["n"]) is None
+
+
+def test_no_verdict_from_too_few_seeds_or_from_predictions_at_chance():
+    """Two seeds, or a method whose test predictions are not above chance (an exact binomial test of the pooled counts),
+    read "too few seeds" / "at chance" in the claims and beyond the paper, whatever the tests say."""
+    from reproduce.stats import above_chance, compare_beyond
+    from tests.test_reproduce import make_record
+
+    def recs(accuracies, seeds):
+        out = [make_record("Tops", m, s, accuracies[m] + 0.01 * s, n_test=400) for m in accuracies for s in seeds]
+        for r in out:
+            r["target_classes"] = ["a", "b", "c", "d"]  # chance: 0.25
+        return out
+
+    good = {"joint": 0.60, "jtln_ot": 0.70, "jtln_mmd": 0.70, "jtln_dynamic": 0.75}
+    assert {c["verdict"] for c in claims(recs(good, [0, 1]), ["Tops"]) if "p_t" in c} == {"too few seeds"}
+    assert "too few seeds" not in {c["verdict"] for c in claims(recs(good, [0, 1, 2]), ["Tops"])}
+    chance = {**good, "joint": 0.24}
+    verdicts = {(c["better"], c["worse"]): c["verdict"] for c in claims(recs(chance, [0, 1, 2]), ["Tops"]) if "p_t" in c}
+    assert verdicts[("jtln_ot", "joint")] == "at chance" and verdicts[("jtln_ot", "jtln_mmd")] != "at chance"
+    assert {r["verdict"] for r in compare_beyond(recs(chance, [0, 1, 2])) if r["b"] == "joint"} == {"at chance"}
+    # 26% of 1,200 pooled predictions: not significantly above a chance of 25% (one-sided p 0.21); 28%: above it (p 0.008)
+    assert not above_chance(recs({"joint": 0.25}, [0, 1, 2])) and above_chance(recs({"joint": 0.27}, [0, 1, 2]))
