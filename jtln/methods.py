@@ -127,6 +127,12 @@ class Method:
     def start(self, data):
         """Called once before the first step with the run's :class:`jtln.train.RunData`."""
 
+    @classmethod
+    def refuses(cls, rates):
+        """Why the method cannot give a meaningful result with the layer groups' learning rates ``rates`` (``{name: lr}``,
+        the heads' left out), or None; checked by a profile where its ``[hparams]`` fix them all, and at a run's start."""
+        return None
+
     def after_step(self, step):
         """Called after each optimiser step (``step``: 1-based within the phase)."""
 
@@ -272,6 +278,9 @@ class JTLNDynamic(JTLNMethod):
     def start(self, data):
         C = self.ot_loss.C
         self.updates = 0
+        refused = self.refuses({g["name"]: g["lr"] for g in self.network.param_groups(self.hp) if g["name"] != "lr_head"})
+        if refused:
+            raise ValueError(refused)
         epoch_steps = math.ceil(len(data.y["target_train"]) / self.hp.batch_size_target)
         self.period = max(1, min(epoch_steps, round(self.hp.cost_every * epoch_steps)))
         self.images = {side: (data.Z[split], data.y[split]) for side, split in (("s", "source"), ("t", "target_train"))}
@@ -290,6 +299,15 @@ class JTLNDynamic(JTLNMethod):
         features = torch.cat([self.network.features(z.to(device)) for z in Z.split(batch_size)])
         self.network.train(was_training)
         return features
+
+    @classmethod
+    def refuses(cls, rates):
+        """With every trained layer below the heads at learning rate 0, the features C is recomputed from never move."""
+        if rates and all(lr == 0 for lr in rates.values()):
+            return (f"jtln_dynamic: every trained layer below the heads has learning rate 0 ({', '.join(rates)}), so the "
+                    "features C is recomputed from never move, nor does C: it would be fixed-cost JTLN under another name; give "
+                    "one of them a positive rate, or run jtln_mmd / jtln_ot")
+        return None
 
     def after_step(self, step):
         if step % self.period:

@@ -191,6 +191,16 @@ def _check(profile, where):
     unknown = [m for m in run.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"{where}: [run].methods has unknown method(s) {unknown}; known: {sorted(METHODS)}")
+    from jtln.hparams import resolve
+    from jtln.models import backbone_rates
+
+    rates = backbone_rates(profile.model.backbone)
+    if all(k in profile.hparams for k in rates):  # the search moves none of them: a method that needs them to move is refused
+        fixed = resolve(profile.hparams)
+        for m in run.methods:
+            refused = METHODS[m].refuses({k: getattr(fixed, k) for k in rates})
+            if refused:
+                raise ValueError(f"{where}: [hparams] {refused}")
     check_range(min(run.seeds), f"{where}: [run].seeds item", 0)
     check_range(run.workers, f"{where}: [run].workers", 1)
     if run.device != "cpu" and run.workers > 1:

@@ -83,3 +83,11 @@ def smoke(tmp_path_factory):
     assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
     assert os.environ.get("JTLN_CACHE") == env_cache
     return base
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny ITL problem (:class:`tests.tiny.Tiny`), built once per module."""
+    from tests.tiny import tiny_problem
+
+    return tiny_problem()

@@ -6,11 +6,11 @@ import torch
 import jtln.methods
 import jtln.ot
 from jtln.train import arithmetic, train
-from tests.test_models_methods import HP, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
+from tests.tiny import HP
 
 
-def test_bf16_trains_the_network_in_bfloat16_and_the_ot_loss_in_float32(tiny, monkeypatch):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_bf16_trains_the_network_in_bfloat16_and_the_ot_loss_in_float32(tiny, monkeypatch):
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     seen = []
     original = jtln.ot._OTLossFunction.forward
 
@@ -47,7 +47,7 @@ def test_tf32_is_set_for_the_block_only():
     assert torch.backends.cuda.matmul.allow_tf32 == before
 
 
-def test_threaded_decoding_gives_the_serial_batches(tiny):  # noqa: F811
+def test_threaded_decoding_gives_the_serial_batches(tiny):
     from jtln.cache import _image_batches
     from jtln.models import efficientnet_lite0
 
@@ -91,8 +91,8 @@ def test_bf16_autocast_leaves_the_ot_loss_and_the_cost_matrices_in_full_precisio
         torch.testing.assert_close(c_bf16, c, rtol=1e-6, atol=1e-9)
 
 
-def test_tf32_sets_matmul_and_cudnn_together_inside_a_run(tiny, monkeypatch):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_tf32_sets_matmul_and_cudnn_together_inside_a_run(tiny, monkeypatch):
+    itl, factory, data, probes = tiny.itl, tiny.factory, tiny.data, tiny.probes
     seen, original = [], jtln.methods.TargetOnly.loss
 
     def loss(self, batch_t, batch_s):

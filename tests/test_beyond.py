@@ -9,7 +9,7 @@ from jtln.methods import METHODS
 from jtln.probe import fit_with
 from jtln.relationship import calibrate_temperature, relationship
 from jtln.train import run, train
-from tests.test_models_methods import HP, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
+from tests.tiny import HP
 
 
 def with_hp(**changes):
@@ -21,8 +21,8 @@ def same_network(a, b):
 
 
 @pytest.mark.parametrize("name, changes", [("jtln_learned_cost", {"lr_cost": 0.0})])
-def test_a_cost_that_never_moves_is_fixed_cost_jtln_bit_for_bit(tiny, name, changes):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_a_cost_that_never_moves_is_fixed_cost_jtln_bit_for_bit(tiny, name, changes):
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     hp = with_hp(epochs=2, **changes)
     fixed, fixed_log = train("jtln_mmd", factory, data, hp, 5, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
     other, other_log = train(name, factory, data, hp, 5, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
@@ -32,10 +32,10 @@ def test_a_cost_that_never_moves_is_fixed_cost_jtln_bit_for_bit(tiny, name, chan
 
 
 @pytest.mark.parametrize("cost_every", [0.1, 0.5, 1.0])
-def test_every_run_of_the_dynamic_cost_recomputes_it(tiny, cost_every):  # noqa: F811
+def test_every_run_of_the_dynamic_cost_recomputes_it(tiny, cost_every, tmp_path):
     """The schedule is a share of an epoch: a one-epoch run (the shortest refit) recomputes C, as often as the share says,
     and a C that could never move (momentum 1) is refused with the hyper-parameters, before any work."""
-    itl, _, factory, _, costs, data, probes = tiny
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     hp = with_hp(epochs=1, cost_every=cost_every, batch_size_target=4)
     epoch_steps = -(-len(data.y["target_train"]) // 4)
     method, log = train("jtln_dynamic", factory, data, hp, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
@@ -44,10 +44,20 @@ def test_every_run_of_the_dynamic_cost_recomputes_it(tiny, cost_every):  # noqa:
     assert not torch.equal(method.ot_loss.C, costs["mmd"])
     with pytest.raises(ValueError, match=r"cost_momentum must be <= 0.99, got 1.0"):
         with_hp(cost_momentum=1.0)
+    frozen = r"jtln_dynamic: every trained layer below the heads has learning rate 0 \(lr_backbone\)"
+    with pytest.raises(ValueError, match=frozen):
+        train("jtln_dynamic", factory, data, with_hp(epochs=1, lr_backbone=0.0), 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
+    from reproduce.profile import load_profile
+
+    profile = tmp_path / "frozen.toml"  # a profile that fixes it: refused when loaded, before any work
+    profile.write_text('name = "frozen"\n[data]\ndataset = "synthetic"\ngroups = ["Tops"]\nlevels = [5]\n'
+                       '[model]\nbackbone = "efficientnet_lite0"\n[hparams]\nlr_backbone = 0.0\n')
+    with pytest.raises(ValueError, match=r"frozen.toml: \[hparams\] " + frozen):
+        load_profile(profile)
 
 
-def test_the_dynamic_cost_is_recomputed_from_the_current_features(tiny):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_the_dynamic_cost_is_recomputed_from_the_current_features(tiny):
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     for momentum in (0.0, 0.5):
         method, log = train("jtln_dynamic", factory, data, with_hp(epochs=2, cost_every=1, cost_momentum=momentum, lr_backbone=0.05,
                                                                     batch_size_target=64, batch_size_source=64),
@@ -85,8 +95,8 @@ def test_the_dynamic_cost_is_recomputed_from_the_current_features(tiny):  # noqa
         METHODS["jtln_dynamic"](JTLN(factory(), itl.L_s, itl.L_t), hp, costs["mmd"].clone()).start(few)
 
 
-def test_the_learned_cost_moves_with_its_learning_rate_and_the_pull_holds_it(tiny):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_the_learned_cost_moves_with_its_learning_rate_and_the_pull_holds_it(tiny):
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     moved = {}
     for pull in (0.0, 10.0):
         method, _ = train("jtln_learned_cost", factory, data, with_hp(epochs=2, lr_cost=0.1, cost_pull=pull), 0, itl.L_s, itl.L_t,
@@ -102,8 +112,8 @@ def test_the_learned_cost_moves_with_its_learning_rate_and_the_pull_holds_it(tin
         train("jtln_learned_cost", factory, data, with_hp(lr_cost=0.2, cost_pull=10.0), 0, itl.L_s, itl.L_t, C=costs["mmd"])
 
 
-def test_co_tuning_trains_both_heads_on_target_images_against_the_relationship(tiny):  # noqa: F811
-    itl, _, factory, _, _, data, probes = tiny
+def test_co_tuning_trains_both_heads_on_target_images_against_the_relationship(tiny):
+    itl, factory, data, probes = tiny.itl, tiny.factory, tiny.data, tiny.probes
     method, log = train("co_tuning", factory, data, with_hp(epochs=2), 0, itl.L_s, itl.L_t, probes=probes)
     assert all(set(s) == {"ce_t", "ce_co"} for s in log["steps"])  # target batches only: no source term
     R = method.R

@@ -24,7 +24,7 @@ from jtln.sinkhorn import READS
 from jtln.train import VALIDATION_READS, RunData, run, validation
 from tests.fake_cuda import fake_cuda, reset
 from tests.test_host_syncs import training_step
-from tests.test_models_methods import HP, cost_kind, tiny_problem
+from tests.tiny import HP, cost_kind, tiny_problem
 
 CUDA = torch.device("cuda", 0)
 
@@ -32,7 +32,8 @@ CUDA = torch.device("cuda", 0)
 @pytest.fixture(scope="module")
 def problem():
     """A tiny ITL problem as the sweep prepares it: its draw, CPU caches, cost matrices and probes."""
-    itl, d, backbone, cached, costs, data, probes = tiny_problem()
+    problem = tiny_problem()
+    itl, d, backbone, cached, costs, probes = problem.itl, problem.draw, problem.backbone, problem.cached, problem.costs, problem.probes
     return itl, d, backbone, cached, costs, probes
 
 

@@ -18,8 +18,8 @@ from jtln.methods import METHODS
 from jtln.models import JTLN
 from jtln.sinkhorn import torch_loop_reads
 from jtln.train import batches, train
-from tests.test_models_methods import HP, cost_kind, tiny  # noqa: F401  (the tiny ITL problem, a module fixture)
 from tests.test_torch_branch import force_torch_loop
+from tests.tiny import HP, cost_kind
 
 
 @contextlib.contextmanager
@@ -70,8 +70,8 @@ def test_the_counter_counts_every_way_a_value_reaches_the_host_and_restores_the_
 
 
 @pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].trains))
-def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, monkeypatch, name):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, monkeypatch, name):
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     force_torch_loop(monkeypatch)
     C = costs.get(cost_kind(name))
     method = METHODS[name](JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes).train(), HP, None if C is None else C.clone())
@@ -86,8 +86,8 @@ def test_one_training_step_reads_the_device_only_where_the_ot_loss_must(tiny, mo
     assert all(torch.is_tensor(v) and v.dim() == 0 for v in parts.values())  # parts stay on the device
 
 
-def test_a_run_reads_its_losses_once_per_epoch_and_names_the_first_non_finite_step(tiny, monkeypatch):  # noqa: F811
-    itl, _, factory, _, costs, data, probes = tiny
+def test_a_run_reads_its_losses_once_per_epoch_and_names_the_first_non_finite_step(tiny, monkeypatch):
+    itl, factory, data, probes = tiny.itl, tiny.factory, tiny.data, tiny.probes
     _, log = train("joint", factory, data, HP, 0, itl.L_s, itl.L_t, probes=probes)
     assert len(log["steps"]) == math.ceil(len(data.y["target_train"]) / HP.batch_size_target) * HP.epochs
     assert all(isinstance(v, float) and math.isfinite(v) for s in log["steps"] for v in s.values())
@@ -104,10 +104,10 @@ def test_a_run_reads_its_losses_once_per_epoch_and_names_the_first_non_finite_st
         train("joint", factory, data, HP.__class__(**{**HP.to_dict(), "epochs": 2}), 0, itl.L_s, itl.L_t, probes=probes)
 
 
-def test_the_caches_go_to_the_device_when_they_fit_and_batches_are_gathered_there(tiny):  # noqa: F811
+def test_the_caches_go_to_the_device_when_they_fit_and_batches_are_gathered_there(tiny):
     from jtln.cache import RESIDENT_SHARE, on_device
 
-    _, _, _, cached, _, _, _ = tiny
+    cached = tiny.cached
     assert on_device(cached, "cpu")[0] is cached
     moved, where = on_device(cached, "meta", free_bytes=cached.nbytes / RESIDENT_SHARE)
     assert all(t.device.type == "meta" for part in (moved.Z, moved.y, moved.P) for t in part.values()) and "meta" in where

@@ -1,6 +1,5 @@
 """Backbones, the frozen-prefix cache, the linear probe and the registered methods on a tiny ITL problem."""
 
-import copy
 
 import matplotlib
 import numpy as np
@@ -8,11 +7,9 @@ import pytest
 import torch
 
 from jtln.cache import cached_features, to_input
-from jtln.costs import class_cost_matrix
-from jtln.data import draw, restrict
 from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.hparams import resolve
-from jtln.methods import METHODS, cost_options, method_order
+from jtln.methods import METHODS, method_order
 from jtln.models import (
     BACKBONES,
     JTLN,
@@ -25,42 +22,7 @@ from jtln.models import (
 )
 from jtln.probe import fit_probe, fit_with, scores
 from jtln.train import RunData, run, train
-
-HP = resolve({"epochs": 1, "source_epochs": 1, "batch_size_target": 8, "batch_size_source": 8, "cost_samples_per_class": 6})
-
-
-def cost_kind(method):
-    """The kind of the prepared cost matrix that ``method`` starts from under :data:`HP` (uniform MK-MMD weights), or None."""
-    spec = METHODS[method].cost_spec(HP)
-    return spec and spec[0]
-
-
-def tiny_backbone():
-    return efficientnet_lite0(weights=None, image_size=32)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """``(itl, backbone, factory, cached, costs, data, probes)`` of :func:`tiny_problem`."""
-    itl, d, backbone, cached, costs, data, probes = tiny_problem()
-    factory = lambda: copy.deepcopy(backbone)  # noqa: E731  (the same "pretrained" weights every run)
-    return itl, backbone, factory, cached, costs, data, probes
-
-
-def tiny_problem():
-    """A tiny ITL problem as the sweep prepares it: ``(itl, draw, backbone, cached, costs, data, probes)``, ``data`` the
-    draw's run data with its test split."""
-    full = fashion_mnist_itl("Footwear", arrays=synthetic_arrays(10, 3))
-    itl, (d,) = restrict(full, [draw(full, 8, seed=0, validation_fraction=0.25, source_per_class=4)])
-    torch.manual_seed(0)
-    backbone = tiny_backbone()
-    cached = cached_features(backbone, itl, "fake-fashion")
-    data = RunData.of(cached, d, test=True)
-    costs = {kind: class_cost_matrix(kind, data.P["source"], data.y["source"], data.P["target_train"], data.y["target_train"],
-                                     itl.L_s, itl.L_t, **cost_options(HP)) for kind in ("mmd", "ot")}
-    probe_t = fit_probe(data.P["target_train"], data.y["target_train"], itl.L_t)
-    probes = (probe_t, fit_with(data.P["source"], data.y["source"], itl.L_s, probe_t.C, probe_t.scaling))
-    return itl, d, backbone, cached, costs, data, probes
+from tests.tiny import HP, cost_kind
 
 
 def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe_outside_it():
@@ -79,7 +41,7 @@ def test_registry_holds_the_five_methods_of_table2_three_beyond_it_and_the_probe
 
 @pytest.mark.parametrize("name", sorted(m for m in METHODS if METHODS[m].paper))
 def test_every_method_trains_what_it_should(tiny, name):
-    itl, backbone, factory, cached, costs, data, probes = tiny
+    itl, backbone, factory, costs, data, probes = tiny.itl, tiny.backbone, tiny.factory, tiny.costs, tiny.data, tiny.probes
     C = costs.get(cost_kind(name))
     before = JTLN(factory(), itl.L_s, itl.L_t).init_heads(*probes)
     method, log = train(name, factory, data, HP, seed=0, L_s=itl.L_s, L_t=itl.L_t, C=C, probes=probes)
@@ -102,7 +64,7 @@ def test_every_method_trains_what_it_should(tiny, name):
 
 
 def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
-    itl, _, factory, cached, costs, data, probes = tiny
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     joint, _ = train("joint", factory, data, HP, 3, itl.L_s, itl.L_t, probes=probes)
     for name in ("jtln_mmd", "jtln_ot"):
         jtln, _ = train(name, factory, data, resolve({**HP.to_dict(), "lambda_ot": 0.0}), 3, itl.L_s, itl.L_t,
@@ -112,7 +74,7 @@ def test_jtln_with_zero_ot_weight_trains_exactly_as_joint(tiny):
 
 
 def test_ot_gradient_reaches_both_heads_and_the_shared_layers(tiny):
-    itl, _, factory, cached, costs, data, probes = tiny
+    itl, factory, costs, data = tiny.itl, tiny.factory, tiny.costs, tiny.data
     method = METHODS["jtln_ot"](JTLN(factory(), itl.L_s, itl.L_t), HP, costs["ot"])
     logits_s, logits_t = method.network(data.Z["target_train"][:])
     method.ot_term(logits_s, logits_t).backward()
@@ -122,7 +84,7 @@ def test_ot_gradient_reaches_both_heads_and_the_shared_layers(tiny):
 
 
 def test_cache_equals_running_the_prefix(tiny):
-    itl, backbone, _, cached, _, _, _ = tiny
+    itl, backbone, cached = tiny.itl, tiny.backbone, tiny.cached
     images = torch.stack([to_input(itl.loader(k), 32, backbone.mean, backbone.std) for k, _ in itl.target_test])
     with torch.no_grad():
         direct = backbone.prefix(images)
@@ -133,7 +95,7 @@ def test_cache_equals_running_the_prefix(tiny):
 
 
 def test_cache_on_disk_round_trips_and_a_damaged_file_is_rebuilt(tiny, tmp_path):
-    itl, backbone, _, cached, _, _, _ = tiny
+    itl, backbone, cached = tiny.itl, tiny.backbone, tiny.cached
     first = cached_features(backbone, itl, "fake-fashion", cache_dir=tmp_path)
     files = list(tmp_path.glob("features-*.pt"))
     assert len(files) == 1
@@ -148,7 +110,7 @@ def test_cache_on_disk_round_trips_and_a_damaged_file_is_rebuilt(tiny, tmp_path)
 
 
 def test_a_run_is_deterministic_and_its_record_complete(tiny):
-    itl, _, factory, cached, costs, data, probes = tiny
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     a = run("jtln_mmd", factory, data, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
     b = run("jtln_mmd", factory, data, HP, 7, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
     assert a["predictions"] == b["predictions"] and a["accuracy"] == b["accuracy"] and a["val_curve"] == b["val_curve"]
@@ -173,7 +135,7 @@ class Reads(dict):
 
 @pytest.mark.parametrize("name", ["joint", "jtln_dynamic", "co_tuning"])  # plain, and the two that read whole splits in start()
 def test_a_search_trial_never_reads_the_test_split_though_it_is_there(tiny, name):
-    itl, _, factory, cached, costs, data, probes = tiny
+    itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
     seen = set()
     watched = RunData(*(Reads(part, seen) for part in (data.Z, data.y, data.P)))
     assert "target_test" in watched.y  # there to be read: a trial must leave it alone
@@ -187,7 +149,7 @@ def test_a_search_trial_never_reads_the_test_split_though_it_is_there(tiny, name
 
 def test_the_linear_probe_method_predicts_as_the_probe(tiny):
     """LP-FT starts from the probe exactly: with frozen BatchNorm the trunk's output at step 0 is the cached penultimate feature."""
-    itl, _, factory, cached, costs, data, probes = tiny
+    itl, factory, data, probes = tiny.itl, tiny.factory, tiny.data, tiny.probes
     record = run("linear_probe", factory, data, HP, 0, itl.L_s, itl.L_t, probes=probes)
     logits = data.P["target_test"] @ probes[0].weight.T + probes[0].bias
     assert record["predictions"] == logits.argmax(1).tolist() and record["n_steps"] == 0 and record["best_epoch"] == 0

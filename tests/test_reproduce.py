@@ -182,15 +182,16 @@ def test_a_new_trial_or_method_changes_no_other_trials_configuration(tmp_path):
     bigger.write_text(text)
 
     def configs(profile):
-        return {(j.dataset, j.method, j.level, j.index): j.hparams for j in plan_trials(profile, tmp_path)}
+        return {(j.dataset, j.method, j.level, j.seed, j.index): j.hparams for j in plan_trials(profile, tmp_path)}
 
     small, large = configs(smoke), configs(load_profile(bigger))
     common = set(small) & set(large)
-    assert len(common) == 2 * 2 * 2 * 2 and all(small[k] == large[k] for k in common)
-    for cell in {k[:3] for k in large}:  # within a cell every trial tries another configuration (trial 0: the defaults)
-        trials = [large[k] for k in large if k[:3] == cell]
+    assert len(common) == 2 * 2 * 2 * 3 * 2 and all(small[k] == large[k] for k in common)  # datasets levels methods seeds trials
+    for cell in {k[:4] for k in large}:  # within a seed's search every trial tries another configuration (trial 0: the defaults)
+        trials = [large[k] for k in large if k[:4] == cell]
         assert len(set(trials)) == len(trials) == 4
-    assert large[("Tops", "joint", 5, 1)] != large[("Footwear", "joint", 5, 1)]  # and the cells draw independently
+    assert large[("Tops", "joint", 5, 0, 1)] != large[("Footwear", "joint", 5, 0, 1)]  # and the cells draw independently
+    assert large[("Tops", "joint", 5, 0, 1)] != large[("Tops", "joint", 5, 1, 1)]  # and so do the seeds
 
 
 def test_a_changed_hyper_parameter_or_a_copied_record_is_not_reused(smoke, tmp_path, monkeypatch):

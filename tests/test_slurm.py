@@ -111,7 +111,7 @@ def test_a_run_that_raises_is_reported_with_its_log_and_the_others_go_on(slurm_c
     assert "raised" in err and "1 of 2 runs failed" in err and "log: " in err and victim.name in err, err[-2000:]
     log = Path(err.split("log: ")[1].split()[0])
     assert log.is_file() and "FileExistsError" in log.read_text() and victim.name in log.read_text()
-    assert len(finished(runs)) == 8 - 1  # every other search run finished (2 methods x 2 trials x 2 search draws)
+    assert len(finished(runs)) == 8 - 1  # every other search run finished (2 methods x 2 seeds x 2 trials)
     victim.unlink()
     assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0
     assert collect(load_profile(profile), runs).missing == []
