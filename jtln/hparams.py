@@ -81,7 +81,7 @@ class HParams:
     # --- optimisation: SGD with momentum, per layer group (Sec. 4, after Yosinski et al. [3]) ---
     #: conv4-conv5 of AlexNet / the 1x1 head convolution of EfficientNet: "a small learning rate".  The search stops at
     #: ten times the default: at 0.020-0.025 the validation cross-entropy of some draws jumped from ~1 into the
-    #: thousands in the first epoch (Tops joint, Footwear target-only), a divergence that two search draws need not reveal.
+    #: thousands in the first epoch (Tops joint, Footwear target-only), a divergence a seed's search need not reveal.
     lr_backbone: float = hparam(0.001, low=0, search=Searched("log", 1e-4, 1e-2))
     #: fc6-fc7 of AlexNet: "a larger learning rate" (EfficientNet has no such group).
     lr_fc: float = hparam(0.01, low=0, search=Searched("log", 1e-4, 1e-1))

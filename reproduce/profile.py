@@ -108,8 +108,8 @@ class Profile:
         return given or self.data.root or None
 
     def draw(self, itl, level, seed):
-        """The draw (:func:`jtln.data.draw`) of ``level`` labelled images per class that ``seed`` (a seed, or a search draw's
-        key) makes of ``itl`` under the profile's data settings."""
+        """The draw (:func:`jtln.data.draw`) of ``level`` labelled images per class that ``seed`` makes of ``itl`` under
+        the profile's data settings."""
         from jtln.data import draw
 
         data = self.data

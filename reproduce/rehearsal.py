@@ -103,7 +103,7 @@ def rehearse(profile, work, annotations=None, device=None, precision=None, tf32=
     from reproduce.prepare import Workspace
     from reproduce.records import save_record
 
-    planned = profile  # the plan the projection counts: the profile's own search draws
+    planned = profile  # the plan the projection counts: the profile's own seeds and trials
     profile = rehearsal_profile(profile, Path(work) / "runs", device, precision, tf32)
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"--epochs must be an integer >= 1, got {epochs!r}")

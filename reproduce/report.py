@@ -41,9 +41,11 @@ display(Markdown('**Table 2**: target test accuracy, mean ± std over seeds; in 
                  'then the linear probe (outside the paper)'))
 styled = table2.style.set_uuid('table2').apply(lambda column: ['font-weight: bold' if b else '' for b in bold[column.name]])
 display(HTML(styled.to_html()))  # the HTML alone: a Styler's text form holds its memory address
-display(Markdown('**Selected hyper-parameters** (lowest mean validation cross-entropy over the search draws, its accuracy '
-                 'beside; the seeds refit on every labelled image for the selected epoch count)'))
-show(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'trial', 'val_loss', 'val_accuracy', 'refit_epochs')},
+display(Markdown('**Selected hyper-parameters**, one row per seed (each seed searches for itself: the lowest validation '
+                 'cross-entropy on its validation part, its accuracy beside; it refits on every labelled image for the selected '
+                 'epoch count)'))
+show(pd.DataFrame([{**{k: s[k] for k in ('dataset', 'method', 'level', 'seed', 'trial', 'val_loss', 'val_accuracy',
+                                         'refit_epochs')},
                     **s['hparams']} for s in stats['selection']]))"""
 CLAIMS_CELL = """claims = pd.DataFrame(stats['claims'])
 columns = ['claim', 'dataset', 'paper_column', 'paper_diff', 'paper_error_reduction', 'margin', 'mean_diff', 'ci95', 'p_t_holm',

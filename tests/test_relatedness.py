@@ -85,7 +85,7 @@ def test_the_relatedness_profile_end_to_end_on_tiny_generated_data(tmp_path):
     text = (PROFILES_DIR / "relatedness.toml").read_text()
     for real, tiny in (('name = "relatedness"', 'name = "relatedness_tiny"'), ('"fashion_mnist_relatedness"', '"synthetic_relatedness"'),
                        ("levels = [67]", "levels = [5]"), ("source_per_class = 100", "source_per_class = 6"),
-                       ("image_size = 64", "image_size = 32"), ("n_trials = 4", "n_trials = 1"),
+                       ("image_size = 64", "image_size = 32"), ("n_trials = 3", "n_trials = 1"),
                        ("seeds = [0, 1, 2, 3, 4, 5]", "seeds = [0, 1]"), ("workers = 2", "workers = 1")):
         assert real in text, real
         text = text.replace(real, tiny)
