@@ -1,4 +1,11 @@
-"""The linear probe: multinomial logistic regression on frozen pretrained penultimate features (scikit-learn).
+"""The linear probe: multinomial logistic regression on frozen pretrained penultimate features.
+
+scikit-learn's ``LogisticRegression`` objective (``C`` times the summed
+cross-entropy plus half the squared weights, the intercept unpenalised),
+minimised by torch's L-BFGS in the span of the images (:func:`_row_space`):
+a cross-validation fits it dozens of times per draw, and scikit-learn's own
+solver took several times longer on these shapes.  ``tests/`` hold it to
+scikit-learn's fits.
 
 It is the reference row "Linear probe" (what a user gets without fine-tuning)
 and the starting point of every fine-tuning method: both heads are
