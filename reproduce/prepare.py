@@ -125,7 +125,7 @@ class Workspace:
     def prepared(self, profile, dataset, runs, data_root=None, download=False):
         key = self._key(profile, dataset, runs, data_root, download)
         if key in self._pending:
-            self._pending.pop(key).result()  # prepared to disk by the prefetching process (its error, if any, raised here)
+            self._pending.pop(key).get()  # prepared to disk by the prefetching process (its error, if any, raised here)
         if key not in self._prepared:
             self._prepared[key] = prepare(profile, dataset, runs, data_root, download)
         return self._prepared[key]
@@ -135,22 +135,26 @@ class Workspace:
         ``processes`` at a time, each with its share of the CPU's threads."""
         import multiprocessing
         import os
-        from concurrent.futures import ProcessPoolExecutor
 
         if self._pool is None:
             threads = max(1, (os.cpu_count() or 1) // processes)
-            self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=torch.set_num_threads, initargs=(threads,))
+            self._pool = multiprocessing.get_context("spawn").Pool(processes, initializer=torch.set_num_threads, initargs=(threads,))
         for dataset in datasets:
             key = self._key(profile, dataset, runs, data_root, download)
             if key not in self._prepared and key not in self._pending:
-                self._pending[key] = self._pool.submit(prepare_all, [Preparation(profile, dataset, str(runs), data_root, download)])
+                self._pending[key] = self._pool.apply_async(prepare_all,
+                                                            ([Preparation(profile, dataset, str(runs), data_root, download)],))
 
     def close(self, wait=True):
-        """End the background process: after what it is preparing, or (``wait`` false: an interrupted sweep) at once."""
+        """End the background processes: after what they are preparing, or (``wait`` false: an interrupted sweep) at once,
+        killing them (a preparation left half-done writes nothing: its file is written atomically)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._pool = None
+            if wait:
+                self._pool.close()
+            else:
+                self._pool.terminate()
+            self._pool.join()
+            self._pool, self._pending = None, {}
 
 
 def draws_of(profile, full):

@@ -47,17 +47,11 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
         preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups]
         run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
     workers = workers or profile.run.workers
-    if executor == "local":
-        first, *rest = profile.data.groups
-        if overlaps_preparation(profile, workers):  # the next datasets are prepared while the first one's runs train
-            workspace.prefetch(profile, rest, runs, data_root, download)
-            rest = []
-        elif workers > 1 and rest:  # several workers: the datasets prepared side by side, one process each
-            workspace.prefetch(profile, profile.data.groups, runs, data_root, download, processes=min(workers, len(rest) + 1))
-        for dataset in (first, *rest):
-            workspace.prepared(profile, dataset, runs, data_root, download)
     trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
-    try:
+    try:  # SIGTERM or Ctrl-C while preparing or searching: the preparing processes are ended with the sweep
+        with sigterm_raises():
+            if executor == "local":
+                _prepare_locally(profile, workspace, workers, runs, data_root, download)
         _run(trials, "search trials", profile, executor, workers, slurm, runs, workspace)
     except BaseException:
         workspace.close(wait=False)
@@ -83,6 +77,19 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     if summary:
         print(summary, flush=True)
     return collected
+
+
+def _prepare_locally(profile, workspace, workers, runs, data_root, download):
+    """Every dataset prepared (or loaded) here: on a GPU with one worker the first here and the next in the background, with
+    several workers side by side, one process each; otherwise one after the other."""
+    first, *rest = profile.data.groups
+    if overlaps_preparation(profile, workers):  # the next datasets are prepared while the first one's runs train
+        workspace.prefetch(profile, rest, runs, data_root, download)
+        rest = []
+    elif workers > 1 and rest:  # several workers: the datasets prepared side by side, one process each
+        workspace.prefetch(profile, profile.data.groups, runs, data_root, download, processes=min(workers, len(rest) + 1))
+    for dataset in (first, *rest):
+        workspace.prepared(profile, dataset, runs, data_root, download)
 
 
 def overlaps_preparation(profile, workers):

@@ -1,4 +1,5 @@
-"""Preparation in a background process (a GPU sweep prepares the next dataset while the first one's runs train)."""
+"""Preparation in background processes (a GPU sweep prepares the next dataset while the first one's runs train; several
+workers prepare the datasets side by side)."""
 
 from dataclasses import replace
 
@@ -43,3 +44,16 @@ def test_two_profiles_at_one_path_are_two_preparations(tmp_path):
     first, second = workspace.prepared(smoke, "Tops", tmp_path), workspace.prepared(other, "Tops", tmp_path)
     assert first is not second and len(first.itl.source) != len(second.itl.source)
     assert workspace.prepared(smoke, "Tops", tmp_path) is first  # and each is kept
+
+
+def test_an_interrupted_sweep_ends_its_preparing_processes_at_once(tmp_path):
+    """Side by side (several workers), and killed with the sweep (close(wait=False)): none outlives it to compete for the
+    cores with the next command, and none wrote a preparation (its file is written atomically, at the end)."""
+    profile = load_profile("smoke")
+    workspace = Workspace()
+    workspace.prefetch(profile, ["Tops", "Footwear"], tmp_path, processes=2)
+    processes = list(workspace._pool._pool)
+    assert len(processes) == 2 and all(p.is_alive() for p in processes)
+    workspace.close(wait=False)
+    assert not any(p.is_alive() for p in processes)
+    assert not list(tmp_path.rglob("prepared-*.pt"))
