@@ -194,7 +194,7 @@ def _check(profile, where):
     from jtln.hparams import resolve
     from jtln.models import backbone_rates
 
-    rates = backbone_rates(profile.model.backbone)
+    rates = [k for k in backbone_rates(profile.model.backbone) if k != "lr_head"]  # the layers below the heads
     if all(k in profile.hparams for k in rates):  # the search moves none of them: a method that needs them to move is refused
         fixed = resolve(profile.hparams)
         for m in run.methods:

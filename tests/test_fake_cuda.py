@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import DynamicOutputShapeException
 
+import jtln.methods
 import jtln.scaling_triton
 import jtln.sinkhorn
 from jtln.methods import METHODS
@@ -47,18 +48,34 @@ def _clean(counts):
     return {"hidden_reads": counts["hidden_reads"], "host_indices": counts["host_indices"]}
 
 
+def recomputed_on_the_device(calls):
+    """A stand-in for the dynamic cost's recomputation (:func:`jtln.costs.class_cost_matrix`), which fake tensors cannot
+    run: its per-class selections have shapes that depend on the labels (on a GPU: a few syncs per recomputation, every
+    share of an epoch).  It checks that every input is on the cost matrix's device and returns a matrix there; the
+    arithmetic itself is held to the reference on the CPU (``tests/test_beyond.py``)."""
+
+    def stand_in(kind, P_s, y_s, P_t, y_t, L_s, L_t, **options):
+        calls.append({t.device for t in (P_s, y_s, P_t, y_t)})
+        return torch.zeros(L_s, L_t, device=P_s.device)
+
+    return stand_in
+
+
 @pytest.mark.parametrize("refit", [False, True], ids=["trial", "refit"])
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_every_method_runs_whole_on_a_fake_cuda_device_without_hidden_reads(problem, name, refit):
+def test_every_method_runs_whole_on_a_fake_cuda_device_without_hidden_reads(problem, name, refit, monkeypatch):
     itl, d, backbone, cached, costs, probes = problem
     C = costs.get(cost_kind(name))
     pretrained = copy.deepcopy(backbone)  # copied outside the fake mode, where its weights are real
+    recomputations = []
+    monkeypatch.setattr(jtln.methods, "class_cost_matrix", recomputed_on_the_device(recomputations))
     with fake_cuda() as counts:
         data = _on_fake_cuda(problem, refit)
         assert _clean(counts) == {"hidden_reads": 0, "host_indices": 0}  # the run's rows gathered on the device
         record = run(name, lambda: pretrained, data, HP, 0, itl.L_s, itl.L_t, C=C, probes=probes, device="cuda")
     assert record["device"] == str(CUDA)
     assert _clean(counts) == {"hidden_reads": 0, "host_indices": 0}, name
+    assert all(devices == {CUDA} for devices in recomputations) and bool(recomputations) == (name == "jtln_dynamic")
     assert len(record["predictions"]) == len(data.y["target_test"])
 
 

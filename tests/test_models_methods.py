@@ -286,7 +286,7 @@ def torchvision_alexnet_state(seed):
 
 
 def test_a_run_trains_its_own_copy_of_the_trunk_and_shares_the_frozen_prefix(tiny):
-    backbone = tiny[1]
+    backbone = tiny.backbone
     run = backbone.for_training()
     assert run.prefix is backbone.prefix and run.penultimate is backbone.penultimate  # computed the caches: not copied
     for (mine, key), (theirs, their_key) in zip(run.trunk_groups, backbone.trunk_groups):
