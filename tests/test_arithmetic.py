@@ -51,7 +51,7 @@ def test_threaded_decoding_gives_the_serial_batches(tiny):
     from jtln.cache import _image_batches
     from jtln.models import efficientnet_lite0
 
-    itl = tiny[0]
+    itl = tiny.itl
     backbone = efficientnet_lite0(weights=None, image_size=32)
     serial = list(_image_batches(itl, itl.source, backbone, 5, False, "x", threads=1))
     threaded = list(_image_batches(itl, itl.source, backbone, 5, False, "x", threads=4))
