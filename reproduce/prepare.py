@@ -138,7 +138,7 @@ class Workspace:
 
         if self._pool is None:
             threads = max(1, (os.cpu_count() or 1) // processes)
-            self._pool = multiprocessing.get_context("spawn").Pool(processes, initializer=torch.set_num_threads, initargs=(threads,))
+            self._pool = multiprocessing.get_context("spawn").Pool(processes, initializer=_preparing, initargs=(threads,))
         for dataset in datasets:
             key = self._key(profile, dataset, runs, data_root, download)
             if key not in self._prepared and key not in self._pending:
@@ -155,6 +155,14 @@ class Workspace:
                 self._pool.terminate()
             self._pool.join()
             self._pool, self._pending = None, {}
+
+
+def _preparing(threads):
+    """A preparing process: its share of the threads, and Ctrl-C left to the sweep, which ends it (:meth:`Workspace.close`)."""
+    import signal
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def draws_of(profile, full):

@@ -236,7 +236,8 @@ def gain_latex(gained, datasets, caption):
 def findings_lines(found, gained, datasets, trends=None):
     """Markdown for ``findings.md``: each cost kind's recovery per setting, and each method's gain per setting."""
     plain = {k: v.replace("$\\beta$", "β") for k, v in COSTS.items()}
-    lines = ["", "**Recovery of the true parents** (`recovery.tex`; cheapest = parent pooled over seeds, plan mass mean over seeds):", "",
+    lines = ["", "**Recovery of the true parents** (`recovery.tex`, with its intervals; cheapest = parent: hits over source classes "
+             "and seeds; plan mass: mean over seeds):", "",
              "| setting | cost matrix | cheapest = parent | plan mass on parents |", "|---|---|---|---|"]
     for d, part in found.items():
         for key, c in part["costs"].items():

@@ -88,6 +88,10 @@ def _prepare_locally(profile, workspace, workers, runs, data_root, download):
         rest = []
     elif workers > 1 and rest:  # several workers: the datasets prepared side by side, one process each
         workspace.prefetch(profile, profile.data.groups, runs, data_root, download, processes=min(workers, len(rest) + 1))
+        for dataset in profile.data.groups:
+            workspace.prepared(profile, dataset, runs, data_root, download)
+        workspace.close()  # all prepared: the processes end before the runs' workers start
+        return
     for dataset in (first, *rest):
         workspace.prepared(profile, dataset, runs, data_root, download)
 
