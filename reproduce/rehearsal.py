@@ -32,7 +32,7 @@ peak device memory (CUDA), training steps per second and host reads per
 step (:mod:`jtln.host_reads`; steps, epoch reads, validation and test), and
 the GPU's utilisation sampled by ``nvidia-smi`` during the runs.  With
 ``--json`` the figures are written after every phase.  The
-network starts from random weights and its learning rates are 0 (the images
+network starts from random weights and its learning rates are (about) 0 (the images
 are noise): every step still computes its forward pass, backward pass and
 SGD update, and the accuracies mean nothing.
 
@@ -61,9 +61,14 @@ from reproduce.projection import project, run_figures, short_hparams
 from reproduce.stand_in import stand_in_tree
 
 
+#: the rehearsal's learning rates: 0 for the heads, barely above it below them (the runs stay as they start, at the same cost
+#: per step, and the dynamic cost, which is refused where those layers cannot move, runs)
+REHEARSAL_RATES = {"lr_backbone": 1e-9, "lr_fc": 1e-9, "lr_head": 0.0}
+
+
 def rehearsal_profile(profile, runs, device=None, precision=None, tf32=None):
     """``profile`` as the rehearsal runs it: on ``device`` with ``precision`` and ``tf32`` (None: the profile's), random
-    weights (nothing to download), learning rates 0 (the images are noise: module docstring), its caches under
+    weights (nothing to download), learning rates (about) 0 (the images are noise: module docstring), its caches under
     ``<runs>/cache``; checked as a profile is, the device included."""
     from jtln.train import PRECISIONS
     from reproduce.profile import check_device
@@ -75,7 +80,7 @@ def rehearsal_profile(profile, runs, device=None, precision=None, tf32=None):
         raise ValueError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     run = replace(profile.run, **{k: v for k, v in (("device", device), ("precision", precision), ("tf32", tf32)) if v is not None})
     profile = replace(profile, run=run, model=replace(profile.model, pretrained=False, cache_dir=str(Path(runs) / "cache")),
-                      hparams={**profile.hparams, "lr_backbone": 0.0, "lr_fc": 0.0, "lr_head": 0.0})
+                      hparams={**profile.hparams, **REHEARSAL_RATES})
     check_device(profile, 1)
     return profile
 
