@@ -60,7 +60,6 @@ from reproduce.meters import Metered, Utilisation, process_age_s
 from reproduce.projection import project, run_figures, short_hparams
 from reproduce.stand_in import stand_in_tree
 
-
 #: the rehearsal's learning rates: 0 for the heads, barely above it below them (the runs stay as they start, at the same cost
 #: per step, and the dynamic cost, which is refused where those layers cannot move, runs)
 REHEARSAL_RATES = {"lr_backbone": 1e-9, "lr_fc": 1e-9, "lr_head": 0.0}
