@@ -247,8 +247,7 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
 
     With a validation split in ``data``, the best validation epoch is kept,
     and with ``patience`` > 0 training stops once that many target epochs
-    have passed without a lower validation cross-entropy (early stopping:
-    the rule of optuna's ``PatientPruner`` without a wrapped pruner);
+    have passed without a lower validation cross-entropy (early stopping);
     without a validation split (a refit), the last epoch is kept.  Returns the method (network inside, at
     the kept epoch) and a log: ``steps`` (one dict of loss parts per step),
     ``val_curve`` and ``val_loss_curve`` (validation accuracy and

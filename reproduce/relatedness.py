@@ -29,9 +29,8 @@ def has_parents(records):
 
 def cheapest_is_parent(C, parents):
     """``(hits, n)``: of the ``n`` source classes with a parent, how many have it as their cheapest target class (row argmin)."""
-    C = np.asarray(C, float)
-    rows = [i for i, p in enumerate(parents) if p is not None]
-    return sum(int(np.argmin(C[i]) == parents[i]) for i in rows), len(rows)
+    hits = class_hits(C, parents)
+    return sum(hits.values()), len(hits)
 
 
 def parent_mass(plan, parents):
