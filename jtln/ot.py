@@ -5,9 +5,26 @@ r"""The Optimal Transport loss of Definition 1, by Algorithm 1, with Eq. 11 as i
 
 computed for a whole batch at once (``K`` is shared), and differentiated by
 Eq. 11 through a custom autograd Function: no unrolled iteration is kept in
-memory.  Eq. 11 is the gradient of the entropy-regularised optimum
-:math:`\langle\gamma_0, C\rangle + \frac1\lambda\sum\gamma_0\log\gamma_0`
-(see :func:`reference.algorithm1.ot_loss_grad`), as in Frogner et al. [5].
+memory.
+
+**Which value, which gradient.**  Eq. 11 is the gradient of the
+entropy-regularised optimum
+
+.. math:: W_\lambda(a, b) = \langle\gamma_0, C\rangle + \frac1\lambda\sum_{ij}\gamma_{0,ij}\log\gamma_{0,ij}
+
+(see :func:`reference.algorithm1.ot_loss_grad`), as in Frogner et al. [5] and
+POT's ``ot.solve(..., reg=1/lam)``, whose ``value`` is this optimum and
+``value_linear`` the linear part.  The paper's loss (line 6, the default,
+``value="linear"``) is :math:`\langle\gamma_0, C\rangle` alone, so its
+backward is Eq. 11 but not its exact derivative (the two differ by the
+entropy's change, small as ``lam`` grows): training follows the paper, and
+``torch.autograd.gradcheck`` fails on it, as it would on POT's linear value.
+``value="regularized"`` returns :math:`W_\lambda` itself, with the same
+backward, which is then its exact gradient (``gradcheck`` passes on logits
+and on ``C``; on histograms along the simplex).  It is computed in its dual
+form :math:`(\langle a, \log u\rangle + \langle b, \log v\rangle - \sum_{ij}\gamma_{0,ij})/\lambda`
+(plus the shift of ``C``), which is exact to second order in the marginal
+error.
 
 ``C`` is a constant in the paper (Sec. 3.4 computes it beforehand).  A ``C``
 that requires grad gets the gradient of the same regularised optimum: by the
@@ -17,7 +34,8 @@ batch with the loss's weights), which is what POT's
 (:func:`reference.algorithm1.ot_loss_grad_C`).  Like Eq. 11 it is not the
 derivative of the returned line-6 cost :math:`\langle\gamma_0, C\rangle` alone,
 which would add the plan's own change with ``C``; the two agree as ``lam``
-grows.  The plans are formed only when ``C`` requires grad.
+grows; it is the exact derivative of ``value="regularized"``.  The plans are
+formed only when ``C`` requires grad (or for the regularized value).
 
 float16 and bfloat16 inputs are checked in their own dtype, solved in float32
 (their range cannot hold the scalings) and the loss and its gradients
@@ -27,13 +45,14 @@ returned in the input dtype.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from jtln._checks import check_finite, check_histograms, check_lam
+from jtln._checks import check_finite, check_histograms, check_lam, histogram_atol
 from jtln.device import full_precision
 from jtln.sinkhorn import GROSS_ERROR, GibbsKernel, sinkhorn, transport_cost, transport_plan
 
@@ -59,13 +78,14 @@ def potentials(log_u, log_v, lam):
 
 
 def _check_pair(x_s, x_t, C, names):
-    """What histograms and logits share: batch sizes, C [L_s, L_t], one dtype.
+    """What histograms and logits share: batch sizes, C [L_s, L_t], one floating dtype.
 
     ``C``'s values are checked where Sinkhorn meets them (:func:`jtln.sinkhorn.sinkhorn`,
     or once per kernel that :class:`OTLoss` keeps).
     """
-    if not torch.is_tensor(C):
-        check_finite(C, "C")  # raises the precise error
+    for x, name in ((x_s, names[0]), (x_t, names[1]), (C, "C")):
+        if not torch.is_tensor(x) or not x.dtype.is_floating_point:
+            check_finite(x, name)  # raises the precise error
     if x_s.shape[0] != x_t.shape[0]:
         raise ValueError(f"{names[0]} and {names[1]} must have the same batch size, got {x_s.shape[0]} and {x_t.shape[0]}")
     expected = (x_s.shape[1], x_t.shape[1])
@@ -138,6 +158,9 @@ def _refuse(scalings, lam, inputs, names):
 
 #: the reductions of the OT loss over the batch
 REDUCTIONS = ("none", "mean", "sum")
+#: the values the OT loss can return: line 6 of Algorithm 1 (the paper's), or the entropy-regularised optimum whose
+#: exact gradient the backward pass gives (the module docstring)
+VALUES = ("linear", "regularized")
 #: the options of Algorithm 1 that :func:`ot_loss` and :class:`OTLoss` take besides the reduction
 OPTIONS = ("tol", "max_iter", "check_every", "domain", "extrapolate", "kernel", "deferred")
 
@@ -146,6 +169,34 @@ def _reduction(reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
     return reduction
+
+
+def _value(value):
+    if value not in VALUES:
+        raise ValueError(f"value must be 'linear' (line 6, the paper's loss) or 'regularized' (the entropy-regularised "
+                         f"optimum, whose exact gradient the backward gives), got {value!r}")
+    return value
+
+
+def regularized_value(a, b, scalings, C, lam, plans):
+    r""":math:`W_\lambda` of each row in its dual form, [B] (the module docstring).
+
+    ``log_u``, ``log_v`` scale :math:`e^{-\lambda(C - \min C) - 1}`, so the
+    dual value is that of the shifted ``C`` plus the shift.
+    """
+    dual = (a * scalings.log_u).sum(1) + (b * scalings.log_v).sum(1) - plans.sum((-2, -1))
+    return dual / lam + C.min()
+
+
+def warn_if_probabilities(logits_s, logits_t):
+    """Warn where every row of both inputs to a ``logits`` path already sums to 1: probabilities, softmaxed again."""
+    if any(len(x) == 0 or x.shape[1] < 2 for x in (logits_s, logits_t)):  # a single class sums to 1 whatever it holds
+        return
+    sums = torch.stack([torch.stack([x.min(), (x.sum(1) - 1).abs().max()]) for x in (logits_s, logits_t)]).tolist()
+    if all(low >= 0 and off <= histogram_atol(logits_s.dtype) for low, off in sums):
+        warnings.warn("logits_s and logits_t look like probabilities (every row is non-negative and sums to 1), but they are "
+                      "taken as logits and softmaxed again, which flattens them; pass the heads' logits, or the "
+                      "probabilities to ot_loss / OTLoss(..., logits=False)", stacklevel=4)
 
 
 class _OTLossFunction(torch.autograd.Function):
@@ -162,11 +213,15 @@ class _OTLossFunction(torch.autograd.Function):
 
     @staticmethod
     @full_precision()
-    def forward(ctx, x_s, x_t, C, lam, logits, reduction, options):
+    def forward(ctx, x_s, x_t, C, lam, logits, reduction, value, options):
         a, b, lam = (_softmaxes if logits else _histograms)(x_s, x_t, C, lam)  # in the dtype the loss computes in
+        if logits and not options["deferred"]:  # where the call reads anyway
+            warn_if_probabilities(x_s, x_t)
         C = C.detach().to(a.dtype)
         scalings = sinkhorn(a, b, C, lam, **options)
-        losses = transport_cost(scalings, C, lam)  # line 6
+        needs_plans = ctx.needs_input_grad[2] or value == "regularized"
+        plans = transport_plan(scalings, C, lam) if needs_plans else None
+        losses = transport_cost(scalings, C, lam) if value == "linear" else regularized_value(a, b, scalings, C, lam, plans)
         if torch.is_tensor(scalings.marginal_error):  # deferred: no read; a loss that is not one is NaN (found by its reader)
             losses = torch.where(scalings.marginal_error <= GROSS_ERROR, losses, math.nan)
         elif not scalings.marginal_error <= GROSS_ERROR:  # NaN included
@@ -176,8 +231,7 @@ class _OTLossFunction(torch.autograd.Function):
             if not len(losses):
                 raise ValueError("an empty batch has no mean OT loss: pass at least one row, or reduction='sum' or 'none'")
             ctx.weight = 1.0 / len(losses)
-        plans = transport_plan(scalings, C, lam) if ctx.needs_input_grad[2] else None
-        ctx.save_for_backward(a, b, scalings.log_u, scalings.log_v, plans)
+        ctx.save_for_backward(a, b, scalings.log_u, scalings.log_v, plans if ctx.needs_input_grad[2] else None)
         ctx.lam, ctx.logits, ctx.per_sample, ctx.dtype = lam, logits, reduction == "none", x_s.dtype
         if reduction != "none":
             losses = losses.mean() if reduction == "mean" else losses.sum()
@@ -201,13 +255,14 @@ class _OTLossFunction(torch.autograd.Function):
         if plans is not None:  # sum_b g_b w gamma_b
             grad_C = (torch.tensordot(g, plans, dims=1) if ctx.per_sample else g * plans.sum(0)) * ctx.weight
             grad_C = grad_C.to(ctx.dtype)
-        return grad_s.to(ctx.dtype), grad_t.to(ctx.dtype), grad_C, None, None, None, None
+        return grad_s.to(ctx.dtype), grad_t.to(ctx.dtype), grad_C, None, None, None, None, None
 
 
 def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *,
             reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
             check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
-            kernel: GibbsKernel | None = None, deferred: bool = False) -> torch.Tensor:
+            kernel: GibbsKernel | None = None, deferred: bool = False,
+            value: Literal["linear", "regularized"] = "linear") -> torch.Tensor:
     r"""Approximate OT loss of each row (Definition 1, Algorithm 1), or their mean or sum, differentiable by Eq. 11.
 
     Parameters
@@ -224,6 +279,11 @@ def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *
     reduction : {"none", "mean", "sum"}
         Per-row losses, or their mean (Eq. 3) or sum, reduced inside the
         autograd node.
+    value : {"linear", "regularized"}
+        "linear" (the paper's): line 6, :math:`\langle\gamma_0, C\rangle_F`,
+        whose backward is Eq. 11 (not its exact derivative);
+        "regularized": the entropy-regularised optimum :math:`W_\lambda`, of
+        which Eq. 11 is the exact gradient (the module docstring).
     tol : float, optional
         Marginal-error tolerance; default 1e-9 in float64, 1e-6 in float32.
     max_iter, check_every : int
@@ -269,23 +329,26 @@ def ot_loss(h_s: torch.Tensor, h_t: torch.Tensor, C: torch.Tensor, lam: float, *
     """
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel,
                    deferred=deferred)
-    return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), options)
+    return _OTLossFunction.apply(h_s, h_t, C, lam, False, _reduction(reduction), _value(value), options)
 
 
 def ot_loss_with_logits(logits_s: torch.Tensor, logits_t: torch.Tensor, C: torch.Tensor, lam: float, *,
                         reduction: Literal["none", "mean", "sum"] = "none", tol: float | None = None, max_iter: int = 10_000,
                         check_every: int = 10, domain: Literal["auto", "scaling", "log"] = "auto", extrapolate: bool = True,
-                        kernel: GibbsKernel | None = None, deferred: bool = False) -> torch.Tensor:
+                        kernel: GibbsKernel | None = None, deferred: bool = False,
+                        value: Literal["linear", "regularized"] = "linear") -> torch.Tensor:
     r"""``ot_loss(softmax(logits_s), softmax(logits_t), C, lam)`` as one autograd node, from the heads' logits.
 
     What the JTLN methods call: the histogram checks reduce to finite logits
     (a softmax is a histogram), and the softmax's backward pass is folded into
     Eq. 11, which saves four autograd nodes per training step.  Same options
     as :func:`ot_loss`; ``logits_s`` [B, L_s] and ``logits_t`` [B, L_t] are logits.
+    Rows that already sum to 1 in both (probabilities passed as logits) warn,
+    except with ``deferred=True``, which reads nothing.
     """
     options = dict(tol=tol, max_iter=max_iter, check_every=check_every, domain=domain, extrapolate=extrapolate, kernel=kernel,
                    deferred=deferred)
-    return _OTLossFunction.apply(logits_s, logits_t, C, lam, True, _reduction(reduction), options)
+    return _OTLossFunction.apply(logits_s, logits_t, C, lam, True, _reduction(reduction), _value(value), options)
 
 
 class OTLoss(nn.Module):
@@ -310,7 +373,11 @@ class OTLoss(nn.Module):
     A constant ``C`` is copied into a buffer; an ``nn.Parameter`` is kept as
     this module's parameter (the same object, so an optimiser holding it
     updates the cost), and gets the envelope gradient.  Either way
-    ``.to(device)`` moves it.  Other keywords go to :func:`ot_loss`.
+    ``.to(device)`` moves it.  ``C`` must hold finite non-negative floats
+    (checked here).  ``value`` "linear" (the paper's loss) or "regularized"
+    (the value whose exact gradient the backward gives; the module
+    docstring).  Other keywords go to :func:`ot_loss`, and an unknown one is
+    refused here.
 
     >>> C = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64)
     >>> loss = OTLoss(C, lam=10.0, logits=True)
@@ -321,12 +388,19 @@ class OTLoss(nn.Module):
     """
 
     def __init__(self, C: torch.Tensor, lam: float, reduction: Literal["mean", "sum", "none"] = "mean", logits: bool = False,
-                 **options) -> None:
+                 value: Literal["linear", "regularized"] = "linear", **options) -> None:
         super().__init__()
-        self.reduction = _reduction(reduction)
+        self.reduction, self.value = _reduction(reduction), _value(value)
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:  # at construction, not at the first forward pass
             raise TypeError(f"OTLoss got unknown option(s) {unknown}; the options are {list(OPTIONS)} (jtln.ot.ot_loss)")
+        C_values = torch.as_tensor(C).detach()
+        if not C_values.dtype.is_floating_point:  # an integer C would be cast silently at every call
+            raise ValueError(f"C must be a floating-point cost matrix, got {C_values.dtype}; costs are distances "
+                             "(jtln.costs.mmd_cost_matrix returns float ones), convert with C.double() or C.float()")
+        if C_values.dim() != 2:
+            raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C_values.shape)}")
+        GibbsKernel.of(C_values, check_lam(lam))  # NaN, inf and negative costs refused here, by name
         if isinstance(C, nn.Parameter):
             self.C = C
         else:
@@ -345,9 +419,15 @@ class OTLoss(nn.Module):
 
     def forward(self, x_s: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """The loss between the source head's ``x_s`` [B, L_s] and the target head's ``x_t`` [B, L_t] on the same images."""
+        names = ("logits_s", "logits_t") if self.logits else ("h_s", "h_t")
+        for x, name in zip((x_s, x_t), names):  # before C is cast to their dtype
+            if not torch.is_tensor(x) or not x.dtype.is_floating_point:
+                check_finite(x, name)  # raises the precise error
         C = self.C.to(x_s.dtype)
         loss = ot_loss_with_logits if self.logits else ot_loss
-        return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(compute_dtype(x_s.dtype)), **self.options)
+        return loss(x_s, x_t, C, self.lam, reduction=self.reduction, kernel=self.kernel(compute_dtype(x_s.dtype)),
+                    value=self.value, **self.options)
 
     def extra_repr(self):
-        return f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}, logits={self.logits}"
+        return (f"L_s={self.C.shape[0]}, L_t={self.C.shape[1]}, lam={self.lam}, reduction={self.reduction!r}, "
+                f"logits={self.logits}, value={self.value!r}")

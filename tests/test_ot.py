@@ -275,3 +275,78 @@ def test_module_with_logits(rng):
     module = OTLoss(C, 10.0, logits=True)
     torch.testing.assert_close(module(logits_s, logits_t), OTLoss(C, 10.0)(logits_s.softmax(1), logits_t.softmax(1)), rtol=1e-10, atol=0)
     assert "logits=True" in repr(module)
+
+
+@pytest.mark.parametrize("lam", [1.0, 10.0, 50.0])
+def test_the_regularized_value_passes_gradcheck_and_the_linear_one_does_not(lam):
+    """The consistent pair: value="regularized" is W_lam, and the backward (Eq. 11 in the logits, the plan in C) is its
+    exact gradient; the paper's line-6 value keeps the same backward, which is not its own derivative."""
+    from torch.autograd.gradcheck import GradcheckError
+
+    torch.manual_seed(0)
+    logits_s = torch.randn(3, L_S, dtype=torch.float64, requires_grad=True)
+    logits_t = torch.randn(3, L_T, dtype=torch.float64, requires_grad=True)
+    C = torch.rand(L_S, L_T, dtype=torch.float64, requires_grad=True)
+
+    def loss(value):
+        return lambda zs, zt, c: ot_loss_with_logits(zs, zt, c, lam, value=value, tol=1e-12)
+
+    assert torch.autograd.gradcheck(loss("regularized"), (logits_s, logits_t, C), eps=1e-6, atol=1e-6, rtol=1e-4)
+    with pytest.raises(GradcheckError, match="Jacobian mismatch"):
+        torch.autograd.gradcheck(loss("linear"), (logits_s, logits_t, C), eps=1e-6, atol=1e-6, rtol=1e-4)
+    # the module: the same value, reduced
+    module = OTLoss(C.detach(), lam, logits=True, value="regularized", tol=1e-12)
+    torch.testing.assert_close(module(logits_s, logits_t), loss("regularized")(logits_s, logits_t, C).mean(), rtol=1e-12, atol=0)
+    assert "value='regularized'" in repr(module)
+
+
+def test_the_regularized_value_is_the_references_and_pots(rng, ot):
+    """W_lam per row against reference.algorithm1.regularised_optimum and POT's ot.solve(reg=1/lam, reg_type="entropy")
+    .value (POT's default regulariser is the KL to a b^T, which adds the marginals' entropies), and its
+    derivative along the simplex (the histograms' tangent directions) by central differences."""
+    from reference.algorithm1 import regularised_optimum
+
+    lam = 10.0
+    (h_s, h_t, C), (ths, tht, tC) = batch(rng, torch.float64)
+    tC = tC + 0.5  # a shift of C moves W_lam by the shift: the dual form adds back the one Sinkhorn takes out
+    values = ot_loss(ths, tht, tC, lam, value="regularized", tol=1e-12)
+    values.sum().backward()
+    for i in range(B):
+        expected = regularised_optimum(h_s[i], h_t[i], C + 0.5, lam)
+        np.testing.assert_allclose(values[i].item(), expected, rtol=1e-10)
+        np.testing.assert_allclose(values[i].item(), ot.solve(C + 0.5, h_s[i], h_t[i], reg=1 / lam, reg_type="entropy").value, rtol=1e-8)
+        d_s = rng.normal(size=L_S)
+        d_s -= d_s.mean()  # along the simplex
+        eps = 1e-6
+        fd = (regularised_optimum(h_s[i] + eps * d_s, h_t[i], C + 0.5, lam)
+              - regularised_optimum(h_s[i] - eps * d_s, h_t[i], C + 0.5, lam)) / (2 * eps)
+        np.testing.assert_allclose(ths.grad[i].numpy() @ d_s, fd, rtol=1e-5, atol=1e-9)
+    with pytest.raises(ValueError, match="value must be 'linear' .* or 'regularized'"):
+        ot_loss(ths, tht, tC, lam, value="entropic")
+
+
+def test_cost_matrices_that_are_no_costs_are_refused_at_construction():
+    """Integer, NaN and negative C, named at OTLoss's construction; integer logits named as logits, not as C."""
+    with pytest.raises(ValueError, match="C must be a floating-point cost matrix, got torch.int64"):
+        OTLoss(torch.tensor([[0, 1], [1, 0]]), 10.0)
+    with pytest.raises(ValueError, match="C contains NaN or inf"):
+        OTLoss(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), 10.0)
+    with pytest.raises(ValueError, match="C must hold non-negative costs"):
+        OTLoss(torch.tensor([[0.0, -1.0], [1.0, 0.0]]), 10.0)
+    loss = OTLoss(torch.rand(3, 2), 10.0, logits=True)
+    with pytest.raises(ValueError, match="logits_s must be a floating-point tensor, got torch.int64"):
+        loss(torch.tensor([[1, 2, 3]]), torch.tensor([[0.5, 0.1]]))
+    with pytest.raises(ValueError, match="logits_t must be a floating-point tensor, got torch.int64"):
+        ot_loss_with_logits(torch.randn(1, 3), torch.tensor([[1, 2]]), torch.rand(3, 2), 10.0)
+
+
+def test_probabilities_passed_as_logits_warn():
+    h_s, h_t = torch.softmax(torch.randn(4, 3), 1), torch.softmax(torch.randn(4, 2), 1)
+    C = torch.rand(3, 2)
+    with pytest.warns(UserWarning, match="look like probabilities .* softmaxed again"):
+        OTLoss(C, 10.0, logits=True)(h_s, h_t)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OTLoss(C, 10.0, logits=True)(torch.randn(4, 3), torch.randn(4, 2))  # logits: no warning
+        OTLoss(C, 10.0)(h_s, h_t)  # probabilities where they belong
+        ot_loss_with_logits(h_s, h_t, C, 10.0, deferred=True)  # deferred reads nothing, so checks nothing
