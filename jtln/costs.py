@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 
 from jtln._checks import check_finite, check_lam
@@ -71,16 +72,32 @@ def median_bandwidths(features, n_kernels=5, base=2.0, max_samples=MEDIAN_SAMPLE
     return sigmas, betas
 
 
+def _as_tensor(x):
+    """A numeric NumPy array as a tensor (as the OT loss takes one); anything else as it is, for the checks to name."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) and x.dtype.kind in "biuf" else x
+
+
+def _labels(labels, n, name, device):
+    """``labels`` as integer class indices [n] on ``device``; strings and floats refused by name, with the fix."""
+    if not torch.is_tensor(labels):
+        given = np.asarray(labels)
+        if given.dtype.kind in "USO":  # class names (or objects), not indices
+            example = f" such as {given.flat[0].item()!r}" if given.size else ""
+            raise ValueError(f"{name} must hold integer class indices 0..L-1, got names{example}; map names to "
+                             f"indices first, e.g. classes, {name} = numpy.unique({name}, return_inverse=True)")
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class labels, got dtype {labels.dtype}")
+    if labels.shape != (n,):
+        raise ValueError(f"{name} must have shape [{n}], one label per row of the features, got {tuple(labels.shape)}")
+    return labels
+
+
 def _group_by_class(features, labels, n_classes, name):
     """Padded per-class samples [L, n_max, D] in their given order, and counts [L]."""
-    check_finite(features, f"features_{name}")
-    if features.dim() != 2:
-        raise ValueError(f"features_{name} must have shape [N, D], got {tuple(features.shape)}")
-    labels = torch.as_tensor(labels, device=features.device)
-    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-        raise ValueError(f"y_{name} must hold integer class labels, got dtype {labels.dtype}")
-    if labels.shape != (len(features),):
-        raise ValueError(f"y_{name} must have shape [{len(features)}], got {tuple(labels.shape)}")
+    if len(features) == 0:
+        raise ValueError(f"feat_{name} has no samples (shape {tuple(features.shape)}); every class needs some for a cost matrix")
+    labels = _labels(labels, len(features), f"y_{name}", features.device)
     if n_classes is None:
         n_classes = int(labels.max().item()) + 1 if len(labels) else 0
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
@@ -97,10 +114,23 @@ def _group_by_class(features, labels, n_classes, name):
 
 
 def _check_features(feat_s, feat_t):
-    """Both sides' features, detached (a cost matrix is a constant of the OT loss: it keeps no graph of the network)."""
+    """Both sides' features (tensors or NumPy arrays), finite, [N, D], detached (a cost matrix is a constant of the OT
+    loss: it keeps no graph of the network)."""
+    checked = []
+    for x, name in ((feat_s, "feat_s"), (feat_t, "feat_t")):
+        x = _as_tensor(x)
+        if not torch.is_tensor(x):
+            raise ValueError(f"{name} must be a torch.Tensor or a NumPy array of features [N, D], got {type(x).__name__}")
+        check_finite(x, name)
+        if x.dim() != 2:
+            raise ValueError(f"{name} must have shape [N, D], got {tuple(x.shape)}")
+        checked.append(x.detach())
+    feat_s, feat_t = checked
     if feat_s.shape[1] != feat_t.shape[1]:
         raise ValueError(f"feat_s and feat_t must have the same feature dimension, got {feat_s.shape[1]} and {feat_t.shape[1]}")
-    return feat_s.detach(), feat_t.detach()
+    if feat_s.dtype != feat_t.dtype:
+        raise ValueError(f"feat_s and feat_t must share a dtype, got {feat_s.dtype} and {feat_t.dtype}")
+    return feat_s, feat_t
 
 
 @full_precision()
@@ -117,7 +147,9 @@ def mmd_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tenso
     number ``<= min`` of the two class sizes), exactly as
     :func:`jtln.mmd.mk_mmd2`.  ``"unbiased"`` uses Eq. 12 on all samples.
     ``sigmas``/``betas`` default to :func:`median_bandwidths` of the pooled
-    features.  Every class needs at least 2 samples.
+    features.  Every class needs at least 2 samples.  Features may be
+    tensors or NumPy arrays (the result is a tensor); labels are integer
+    class indices 0..L-1.
 
     ``kernel_weights="optimal"`` replaces ``betas`` for each class pair by the
     weights that maximise the power of that pair's linear-time test
@@ -220,6 +252,8 @@ def ot_cost_matrix(feat_s: torch.Tensor, y_s: torch.Tensor, feat_t: torch.Tensor
     source and target samples (at most :data:`MEDIAN_SAMPLES` evenly spaced
     ones of each side, as :func:`median_bandwidths`), so that the entropic
     blur is a tenth of a typical distance whatever the feature scale.
+    Features may be tensors or NumPy arrays (the result is a tensor); labels
+    are integer class indices 0..L-1.
     """
     feat_s, feat_t = _check_features(feat_s, feat_t)
     X_s, n_s = _group_by_class(feat_s, y_s, L_s, "s")

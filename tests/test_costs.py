@@ -83,5 +83,29 @@ def test_bad_input(rng):
         mmd_cost_matrix(f_s, y_s, torch.cat([f_t, f_t[:1]]), lonely)
     bad = f_s.clone()
     bad[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="features_s contains NaN or inf"):
+    with pytest.raises(ValueError, match="feat_s contains NaN or inf"):
         mmd_cost_matrix(bad, y_s, f_t, y_t)
+
+
+@pytest.mark.parametrize("cost", [mmd_cost_matrix, ot_cost_matrix])
+def test_numpy_in_tensor_out_and_labels_that_are_no_indices_refused_by_name(rng, cost):
+    """Issue 35: the cost functions take NumPy like the loss does; string labels, float labels and no samples at all
+    are refused with the argument's name and the fix."""
+    _, (f_s, y_s, f_t, y_t) = features(rng, torch.float64)
+    from_numpy = cost(f_s.numpy(), y_s.numpy(), f_t.numpy(), y_t.numpy())
+    assert torch.is_tensor(from_numpy)
+    torch.testing.assert_close(from_numpy, cost(f_s, y_s, f_t, y_t), rtol=0, atol=0)
+    names = np.array([f"class {int(y)}" for y in y_s])
+    with pytest.raises(ValueError, match=r"y_s must hold integer class indices 0..L-1, got names such as 'class 0'; .*"
+                                         r"numpy.unique\(y_s, return_inverse=True\)"):
+        cost(f_s, names, f_t, y_t)
+    with pytest.raises(ValueError, match="y_t must hold integer class indices .* names such as 'a'"):
+        cost(f_s, y_s, f_t, ["a"] * len(y_t))
+    with pytest.raises(ValueError, match="y_t must hold integer class labels, got dtype torch.float64"):
+        cost(f_s, y_s, f_t, y_t.double())
+    with pytest.raises(ValueError, match=r"feat_s has no samples \(shape \(0, 5\)\)"):
+        cost(f_s[:0], y_s[:0], f_t, y_t)
+    with pytest.raises(ValueError, match="feat_t must be a torch.Tensor or a NumPy array of features"):
+        cost(f_s, y_s, f_t.tolist(), y_t)
+    with pytest.raises(ValueError, match=r"y_s must have shape \[\d+\], one label per row"):
+        cost(f_s, y_s[:-1], f_t, y_t)
