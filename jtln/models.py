@@ -329,6 +329,10 @@ class JTLN(nn.Module):
 
     ``forward(z)`` takes the cached prefix output ``z`` and returns the logits
     ``(W_s f + b_s, W_t f + b_t)``; ``h_s``, ``h_t`` are their softmaxes.
+    The frozen prefix is not part of the model (the training caches its
+    output once): from images, call ``model(backbone.prefix(x))`` with ``x``
+    normalised by ``backbone.mean``/``std`` at ``backbone.image_size``.
+    Images given to ``forward`` itself are refused with that hint.
     """
 
     def __init__(self, backbone: Backbone, L_s: int, L_t: int, device: torch.device | str | None = None) -> None:
@@ -338,6 +342,7 @@ class JTLN(nn.Module):
         if device is not None:
             self.trunk.to(device)
         self.lr_keys = [lr_key for _, lr_key in backbone.trunk_groups]
+        self.image_size = backbone.image_size
         self.head_s = nn.Linear(backbone.feature_dim, L_s, device=device)
         self.head_t = nn.Linear(backbone.feature_dim, L_t, device=device)
 
@@ -368,6 +373,10 @@ class JTLN(nn.Module):
         return z
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if z.dim() == 4 and z.shape[1] == 3 and tuple(z.shape[2:]) == (self.image_size, self.image_size):
+            raise ValueError(f"JTLN takes the backbone's prefix output (what the training caches), got images "
+                             f"{tuple(z.shape)}; call model(backbone.prefix(images)), the images normalised by "
+                             "backbone.mean and backbone.std")
         f = self.features(z)
         return self.head_s(f), self.head_t(f)
 

@@ -133,3 +133,21 @@ def test_what_a_newcomer_mistypes_is_refused_where_it_is_typed():
         ot_loss_with_logits(logits_s, logits_t, torch.tensor([[0.1, 0.0], [0.2, -0.95], [0.3, 0.4]]), 10.0)
     with pytest.raises(ValueError, match=r"lam must be a finite positive number"):
         OTLoss(C, torch.tensor([1.0, 2.0]))
+
+
+def test_jtln_given_images_says_it_takes_the_prefix_output(tiny):
+    """Issue 35: JTLN's forward takes cached prefix features; images get an error with the call that works."""
+    import pytest
+    import torch
+
+    from jtln.models import JTLN
+
+    backbone = tiny.backbone
+    model = JTLN(backbone, tiny.itl.L_s, tiny.itl.L_t).eval()
+    images = torch.rand(2, 3, backbone.image_size, backbone.image_size)
+    with pytest.raises(ValueError, match=r"JTLN takes the backbone's prefix output .* got images \(2, 3, .*"
+                                         r"call model\(backbone.prefix\(images\)\)"):
+        model(images)
+    with torch.no_grad():
+        logits_s, logits_t = model(backbone.prefix.eval()(images))  # what the message says works
+    assert logits_s.shape == (2, tiny.itl.L_s) and logits_t.shape == (2, tiny.itl.L_t)
