@@ -7,6 +7,7 @@ what was selected on what.
 
 from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.paper import DEFAULT_PLAYS
 from reproduce.stats import ALPHA, MIN_SEEDS, POWER
 
 
@@ -57,10 +58,13 @@ def stats(incomplete):
             "with 6 seeds its smallest two-sided p is 0.031, which no Holm correction over several pairs lets reject" + incomplete)
 
 
-def claims(groups, incomplete, plays=(), verdicts=()):
+def claims(groups, incomplete, plays=DEFAULT_PLAYS, verdicts=()):
     from reproduce.paper import roles as paper_roles
 
     roles = ", ".join(f"{d} plays {column}'s role" for d, column in paper_roles(groups, plays))
+    if not roles:
+        return ("No claim of the paper is tested: no dataset of this profile plays one of the paper's columns (a dataset "
+                "of your own does so only where the profile's [data] plays says which)")
     tested = [c for c in verdicts if "verdict_log_odds" in c]
     differ = [c for c in tested if c["verdict"] != c["verdict_log_odds"]]
     sensitivity = ("with the paper's effect as a log-odds difference instead, every verdict is the same" if not differ else

@@ -55,7 +55,7 @@ def write_tables(profile, collected, out, report=True):
     records = [r for r in collected.seeds if r["level"] == profile.data.table2_level]
     groups = [g for g in profile.data.groups if any(r["dataset"] == g for r in records)]
     paper = PAPER_TABLE2 if profile.is_paper and set(groups) & set(PAPER_TABLE2) else None
-    plays = profile.data.plays
+    plays = profile.plays
     results, verdicts = compare_all(paper_methods(records)), claims(paper_methods(records), groups, plays)
     beyond = compare_beyond(records)
     rows = table2_rows(records, groups, paper)

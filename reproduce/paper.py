@@ -23,7 +23,11 @@ CLAIMS = [
 ]
 
 
-def roles(groups, plays=()):
-    """``[(dataset, paper column)]``: with ``plays`` (a paper column per group), each group plays its own; otherwise
-    ``groups[0]`` plays Boeing's role and ``groups[1]`` Airbus's (the paper's column order)."""
-    return list(zip(groups, plays)) if plays else list(zip(groups, ("Boeing", "Airbus")))
+#: the roles the benchmarks' groups play unless a profile says otherwise: the paper's columns in its order
+DEFAULT_PLAYS = ("Boeing", "Airbus")
+
+
+def roles(groups, plays=DEFAULT_PLAYS):
+    """``[(dataset, paper column)]``: each group with the paper column it plays (``plays``, one per group; a group
+    past the end of ``plays`` plays none, and ``()`` means no group is compared with the paper)."""
+    return list(zip(groups, plays))

@@ -116,6 +116,18 @@ class Profile:
         return draw(itl, level, seed, data.validation_fraction, data.source_per_class or None, data.data_seed)
 
     @property
+    def plays(self):
+        """The paper column each group plays: ``[data] plays``; by default Boeing and Airbus for the first two groups of a
+        benchmark built to play them, none for a dataset of the user's own (:attr:`jtln.data.Dataset.plays_paper`)."""
+        from jtln.data import DATASETS
+        from reproduce.paper import DEFAULT_PLAYS
+
+        if self.data.plays:
+            return self.data.plays
+        dataset = DATASETS.get(self.data.dataset)
+        return DEFAULT_PLAYS if dataset is None or dataset.plays_paper else ()
+
+    @property
     def is_paper(self):
         """The paper's benchmark: its published Table 2 is shown beside ours."""
         return self.data.dataset == "fgvc_aircraft"

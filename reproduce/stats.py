@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 
 from jtln.methods import METHODS, method_order
-from reproduce.paper import CLAIMS, PAPER_TABLE2, roles  # noqa: F401 -- the paper's facts, read here
+from reproduce.paper import CLAIMS, DEFAULT_PLAYS, PAPER_TABLE2, roles  # noqa: F401 -- the paper's facts, read here
 
 #: the tests' level and the power the seeds are planned for
 ALPHA = 0.05
@@ -276,7 +276,7 @@ def verdict(diff, p_holm, p_margin_holm, alpha=ALPHA):
     return "inconclusive"
 
 
-def claims(records, groups, plays=()):
+def claims(records, groups, plays=DEFAULT_PLAYS):
     """Every claim of :data:`CLAIMS` on each dataset that plays its paper column's role (:func:`roles`); its two tests, on
     every claim and dataset, one Holm family.
 

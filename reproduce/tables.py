@@ -217,8 +217,11 @@ def findings_markdown(table2, claims, beyond, profile_name):
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     tested = [c for c in claims if c["verdict"] != "not run"]
     counts = {v: sum(c["verdict"] == v for c in tested) for v in dict.fromkeys(c["verdict"] for c in tested)}
-    lines += ["", f"**The paper's claims** ({len(tested)} claims on datasets, {2 * len(tested)} tests in one Holm family, "
-              "`claims.tex`): " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
+    if not claims:
+        lines += ["", "**The paper's claims**: none tested; no dataset plays one of the paper's columns (`[data] plays`)."]
+    else:
+        lines += ["", f"**The paper's claims** ({len(tested)} claims on datasets, {2 * len(tested)} tests in one Holm family, "
+                  "`claims.tex`): " + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + "."]
     for c in tested:
         if c["verdict"] != "inconclusive":
             lines.append(f"- {c['claim']} on {c['dataset']}: {c['verdict']}, {_signed(c['mean_diff'])} "

@@ -65,3 +65,8 @@ def test_a_folder_dataset_and_a_timm_backbone_run_the_whole_pipeline(flowers):
     record = json.loads(next((flowers / "runs").rglob("record.json")).read_text())
     assert record["inputs"]["model"]["backbone"] == "timm:resnet18" and record["inputs"]["model"]["trunk_from"] == "layer4"
     assert record["inputs"]["data"]["root"] == str(flowers / "images")  # a folder dataset's images are part of a run's identity
+    # the user's own data plays none of the paper's columns unless [data] plays says so: no claim tested, and said
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["claims"] == []
+    assert "No claim of the paper is tested" in (out / "claims.tex").read_text()
+    assert "none tested; no dataset plays one of the paper's columns" in (out / "findings.md").read_text()

@@ -135,3 +135,19 @@ def test_a_bad_profile_or_option_exits_2_before_anything_is_written(tmp_path, ca
         code = exit.code
     assert code == 2 and message in capsys.readouterr().err
     assert not out.exists() and not runs.exists()  # Table 1 included: nothing is written
+
+
+def test_only_the_benchmarks_play_the_papers_columns_by_default(tmp_path):
+    """Issue 35: a folder dataset (the user's own) is compared with the paper's columns only where [data] plays says so;
+    the benchmarks built for it play Boeing and Airbus unless told otherwise."""
+    from reproduce.profile import load_profile
+
+    def profile(data):
+        path = tmp_path / "p.toml"
+        path.write_text(f'name = "p"\n[data]\n{data}\n[model]\nbackbone = "efficientnet_lite0"\n')
+        return load_profile(path)
+
+    assert profile('dataset = "folder"\nroot = "x"\ngroups = ["mine"]').plays == ()
+    assert profile('dataset = "folder"\nroot = "x"\ngroups = ["mine"]\nplays = ["Airbus"]').plays == ("Airbus",)
+    assert profile('dataset = "fashion_mnist"\ngroups = ["Tops", "Footwear"]').plays == ("Boeing", "Airbus")
+    assert load_profile("fashion_mnist").plays == ("Boeing", "Airbus")

@@ -98,7 +98,11 @@ class Dataset:
     any work (:mod:`reproduce.preflight`; None: nothing to check, or checked
     there); ``root_in_identity``: whether the files under ``[data] root`` are
     part of a run's identity (a run on other files is another run), rather
-    than one fixed dataset found wherever it lies.
+    than one fixed dataset found wherever it lies; ``plays_paper``: whether
+    its first two groups stand in for the paper's Boeing and Airbus columns
+    unless a profile says otherwise (the benchmarks built for it); a
+    dataset of the user's own is compared with the paper only where the
+    profile's ``[data] plays`` says so.
     """
 
     load: Callable
@@ -106,6 +110,7 @@ class Dataset:
     pool: Callable = None
     present: Callable = None
     root_in_identity: bool = False
+    plays_paper: bool = True
 
 
 #: the datasets by name (:class:`Dataset`); a new one is one entry (:func:`register_dataset`)
@@ -113,7 +118,7 @@ DATASETS = {
     "fgvc_aircraft": Dataset(_fgvc_aircraft),  # its annotations and images are checked by reproduce.preflight, with its download
     "fashion_mnist": Dataset(_fashion_mnist, _fashion_mnist_groups, present=_fashion_mnist_present),
     "synthetic": Dataset(_synthetic, _fashion_mnist_groups),
-    "folder": Dataset(_folder, present=_folder_present, root_in_identity=True),
+    "folder": Dataset(_folder, present=_folder_present, root_in_identity=True, plays_paper=False),
     "fashion_mnist_relatedness": Dataset(_relatedness, _relatedness_groups, _relatedness_pool, present=_fashion_mnist_present),
     "synthetic_relatedness": Dataset(_synthetic_relatedness, _relatedness_groups, _relatedness_pool),
 }
