@@ -62,11 +62,6 @@ class Backbone:
         modules = copy.deepcopy([module for module, _ in self.trunk_groups])  # one copy: shared parameters stay shared
         return replace(self, trunk_groups=[(module, key) for module, (_, key) in zip(modules, self.trunk_groups)])
 
-    @property
-    def lr_keys(self):
-        """The learning-rate hyper-parameters of the trunk's layer groups (``lr_head`` is always there too)."""
-        return tuple(dict.fromkeys(key for _, key in self.trunk_groups)) + ("lr_head",)
-
 
 #: the learning rates of AlexNet's trunk's layer groups (conv4-5, fc6-7), and of a trunk that is one top block
 ALEXNET_GROUPS = ("lr_backbone", "lr_fc")
