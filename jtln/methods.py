@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jtln.costs import class_cost_matrix
+from jtln.models import evaluating
 from jtln.ot import OTLoss, ot_loss_with_logits
 from jtln.sinkhorn import READS
 
@@ -291,14 +292,10 @@ class JTLNDynamic(JTLNMethod):
                 raise ValueError(f"jtln_dynamic: the {side} images hold fewer than {needed} images of some class ({counts.tolist()}): "
                                  f"a cost of kind {self.hp.cost_kind!r} cannot be recomputed from them")
 
-    @torch.no_grad()
     def _current_features(self, Z, batch_size=512):
         device = self.ot_loss.C.device
-        was_training = self.network.training
-        self.network.eval()
-        features = torch.cat([self.network.features(z.to(device)) for z in Z.split(batch_size)])
-        self.network.train(was_training)
-        return features
+        with evaluating(self.network):
+            return torch.cat([self.network.features(z.to(device)) for z in Z.split(batch_size)])
 
     @classmethod
     def refuses(cls, rates):
@@ -415,12 +412,9 @@ class CoTuning(Method):
         from jtln.relationship import calibrate_temperature, relationship
 
         device = next(self.network.parameters()).device
-        with torch.no_grad():
-            was_training = self.network.training
-            self.network.eval()
+        with evaluating(self.network):
             logits_source = torch.cat([self.network(z.to(device))[0] for z in data.Z["source"].split(512)])
             logits_target = torch.cat([self.network(z.to(device))[0] for z in data.Z["target_train"].split(512)])
-            self.network.train(was_training)
         self.temperature = calibrate_temperature(logits_source, data.y["source"])
         probabilities = (logits_target.double() / self.temperature).softmax(1)
         self.R = relationship(probabilities, data.y["target_train"].to(device), self.network.head_t.out_features)

@@ -23,6 +23,7 @@ the probe was fitted on.  It applies to every method alike.
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,6 +381,18 @@ class JTLN(nn.Module):
         groups = [{"params": list(m.parameters()), "lr": getattr(hp, k), "name": k} for m, k in zip(self.trunk, self.lr_keys)]
         heads = list(self.head_s.parameters()) + list(self.head_t.parameters())
         return groups + [{"params": heads, "lr": hp.lr_head, "name": "lr_head"}]
+
+
+@contextmanager
+def evaluating(network):
+    """Eval mode and no gradient inside; the network's previous mode back after (a forward pass in the middle of training)."""
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            yield network
+    finally:
+        network.train(was_training)
 
 
 def _copy(module):

@@ -43,7 +43,7 @@ import torch
 
 from jtln.device import canonical
 from jtln.methods import METHODS
-from jtln.models import JTLN
+from jtln.models import JTLN, evaluating
 from jtln.ot import solve
 from jtln.seeding import seed_everything
 from jtln.sinkhorn import transport_plan
@@ -209,15 +209,13 @@ def validation(network, Z, y, device, batch_size=512):
     Counted on the device where the network's logits are, and read once
     (:data:`VALIDATION_READS`).
     """
-    was_training = network.training
-    network.eval()
     correct = nll = 0
-    for z, t in zip(Z.split(batch_size), y.split(batch_size)):
-        logits = network(z.to(device))[1].float()
-        t = t.to(logits.device)
-        correct = correct + (logits.argmax(1) == t).sum()
-        nll = nll + torch.nn.functional.cross_entropy(logits, t, reduction="sum").double()  # each batch's sum added in float64
-    network.train(was_training)
+    with evaluating(network):
+        for z, t in zip(Z.split(batch_size), y.split(batch_size)):
+            logits = network(z.to(device))[1].float()
+            t = t.to(logits.device)
+            correct = correct + (logits.argmax(1) == t).sum()
+            nll = nll + torch.nn.functional.cross_entropy(logits, t, reduction="sum").double()  # each batch's sum in float64
     if not len(y):
         return math.nan, math.nan
     correct, nll = torch.stack([correct.double(), nll.double()]).tolist()
