@@ -13,7 +13,7 @@ from scipy import stats
 from jtln.hparams import DEFAULTS
 from jtln.methods import METHODS, display_name, method_order
 from reproduce.prepare import COST_LABELS
-from reproduce.stats import paired
+from reproduce.stats import paired, t_interval
 from reproduce.tables import per_seed
 
 #: the cost matrices whose recovery is measured, key in a record -> label: each one the sweep prepares, and the one each
@@ -85,13 +85,9 @@ def class_interval(per_class):
 
 
 def _interval(values, bounds=(-np.inf, np.inf)):
-    """Mean and 95% t-interval over seeds, clipped to ``bounds`` (None where fewer than two seeds)."""
-    v = np.asarray(values, float)
-    if len(v) < 2:
-        return {"mean": float(v.mean()) if len(v) else None, "ci95": [None, None], "n": len(v)}
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    low, high = np.clip([v.mean() - half, v.mean() + half], *bounds)
-    return {"mean": float(v.mean()), "ci95": [float(low), float(high)], "n": len(v)}
+    """Mean and 95% t-interval over seeds (:func:`reproduce.stats.t_interval`), clipped to ``bounds``, and their count."""
+    mean, ci95 = t_interval(values, bounds=bounds)
+    return {"mean": mean, "ci95": ci95, "n": len(values)}
 
 
 def _seed_costs(records, dataset):

@@ -132,6 +132,18 @@ def seeds_needed(effect, sd, alpha=ALPHA, power=POWER):
     return n
 
 
+def t_interval(values, confidence=0.95, bounds=(-np.inf, np.inf)):
+    """The mean of ``values`` and its two-sided Student-t interval at ``confidence``, clipped to ``bounds``:
+    ``(mean, [low, high])``; the interval is ``[None, None]`` below two values (and the mean None for none)."""
+    v = np.asarray(values, float)
+    mean = float(v.mean()) if len(v) else None
+    if len(v) < 2:
+        return mean, [None, None]
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * float(v.std(ddof=1)) / np.sqrt(len(v)))
+    low, high = np.clip([mean - half, mean + half], *bounds)
+    return mean, [float(low), float(high)]
+
+
 def paired(a, b, confidence=0.95):
     """Paired comparison of accuracies ``a`` and ``b`` (same seeds, same order)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -143,14 +155,13 @@ def paired(a, b, confidence=0.95):
     if n < 2:
         return result
     sd = float(d.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n))
     if sd == 0:
         t, p_t = (0.0, 1.0) if mean == 0 else (float(np.sign(mean) * np.inf), 0.0)
     else:
         test = stats.ttest_rel(a, b)
         t, p_t = float(test.statistic), float(test.pvalue)
     p_improvement, interval = probability_of_improvement(a, b)
-    result.update(sd_diff=sd, ci95=[mean - half, mean + half], t=t, p_t=p_t,
+    result.update(sd_diff=sd, ci95=t_interval(d, confidence)[1], t=t, p_t=p_t,
                   p_improvement=p_improvement, p_improvement_ci95=interval, detectable=detectable_difference(sd, n))
     return result
 
