@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from jtln.methods import METHODS, display_name, method_order
+from reproduce.recovery import COSTS, seed_costs
 from reproduce.stats import seed_accuracy
 from reproduce.tables import level_key
 
@@ -139,4 +140,62 @@ def cost_and_plan_figures(records, datasets, out):
         plans = [np.mean([r["mean_plan"] for r in runs[m]], axis=0) for m in present]
         paths += _heatmaps(plans, [display_name(m) for m in present], rows, cols,
                            f"{d}: mean transport plan between the heads on target test images", out, f"plans_{d}")
+    return paths
+
+
+def gain_figure(gained, datasets, out):
+    """Each method's gain over target-only fine-tuning (points, mean and 95% interval over seeds) against the dial's setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    x = np.arange(len(datasets))
+    for i, (m, cells) in enumerate(gained.items()):
+        shift = (i - (len(gained) - 1) / 2) * 0.06
+        present = [k for k, d in enumerate(datasets) if d in cells and cells[d]["ci95"][0] is not None]
+        mean = [100 * cells[datasets[k]]["mean"] for k in present]
+        err = np.array([[100 * (cells[datasets[k]]["mean"] - cells[datasets[k]]["ci95"][0]),
+                         100 * (cells[datasets[k]]["ci95"][1] - cells[datasets[k]]["mean"])] for k in present]).T.reshape(2, -1)
+        ax.errorbar(x[present] + shift, mean, yerr=err, marker="o", capsize=3, label=display_name(m))
+    ax.axhline(0, color="0.4", linestyle="--", linewidth=1)
+    ax.set_xticks(x, datasets)
+    ax.set_xlabel("source classes (dial from related to unrelated)")
+    ax.set_ylabel("gain over target-only fine-tuning (points)")
+    ax.set_title("Gain over target-only fine-tuning, mean and 95% CI over seeds")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+    return _save(fig, out, "gain_vs_relatedness")
+
+
+def cost_figure(records, datasets, out):
+    """Per dataset, each cost kind's matrix averaged over seeds, with the true (child, parent) pairs outlined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    paths = []
+    for d in datasets:
+        found = seed_costs(records, d)
+        if not found:
+            continue
+        first = next(r for r in records if r["dataset"] == d)
+        rows, cols, parents = first["source_classes"], first["target_classes"], first["parents"]
+        keys = [k for k in COSTS if k in found]
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 2.5, 0.35 * len(rows) + 2.2), squeeze=False)
+        for i, (ax, key) in enumerate(zip(axes[0], keys)):
+            mean = np.mean([np.asarray(C, float) for C, _ in found[key].values()], axis=0)
+            sns.heatmap(mean, ax=ax, xticklabels=cols, yticklabels=rows if i == 0 else False, cmap="viridis", cbar=False,
+                        annot=True, fmt=".2f", annot_kws={"size": 7})
+            for row, parent in enumerate(parents):
+                if parent is not None:
+                    ax.add_patch(plt.Rectangle((parent, row), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            ax.set_title(COSTS[key].replace("$\\beta$", "β"), fontsize=9)
+            ax.set_xlabel("target class")
+        fig.suptitle(f"{d}: cost matrices, mean over seeds (red: each source class's true parent)", y=1.02)
+        fig.tight_layout()
+        paths += _save(fig, out, f"costs_true_pairs_{d}")
     return paths

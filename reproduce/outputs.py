@@ -95,17 +95,9 @@ def relatedness_outputs(records, groups, out, incomplete):
     """Where the datasets know their source classes' parents: the recovery and gain tables with their data (``{file: text}``),
     their lines for ``findings.md``, and their figures; otherwise nothing."""
     from reproduce import captions
-    from reproduce.relatedness import (
-        cost_figure,
-        findings_lines,
-        gain_figure,
-        gain_latex,
-        gains,
-        has_parents,
-        recovery,
-        recovery_latex,
-        trend,
-    )
+    from reproduce.figures import cost_figure, gain_figure
+    from reproduce.recovery import gains, has_parents, recovery, trend
+    from reproduce.recovery_tables import findings_lines, gain_latex, recovery_latex
 
     if not has_parents(records):
         return {}, ""

@@ -13,7 +13,7 @@ from jtln.data.fashion_mnist import fashion_mnist_itl, synthetic_arrays
 from jtln.data.relatedness import SETTINGS, TARGET, UNRELATED, relatedness_itl
 from reproduce.__main__ import main
 from reproduce.profile import PROFILES_DIR
-from reproduce.relatedness import cheapest_is_parent, gains, parent_mass, uniform_plan
+from reproduce.recovery import cheapest_is_parent, gains, parent_mass, uniform_plan
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_the_relatedness_trend_is_a_paired_test_of_the_gains_difference():
     """The gain over target-only fine-tuning on "related" minus that on "unrelated", paired over seeds; Holm over methods."""
     import scipy.stats as sps
 
-    from reproduce.relatedness import trend
+    from reproduce.recovery import trend
     from tests.test_reproduce import make_record
 
     base = [0.60, 0.62, 0.61, 0.63]

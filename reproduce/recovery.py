@@ -1,7 +1,8 @@
-"""When does it help: how well each cost matrix finds the source classes' true parents, and each method's gain over
-target-only fine-tuning as the source moves from related to unrelated (:mod:`jtln.data.relatedness`).
+"""Recovery and gain: how well each cost matrix finds the source classes' true parents, and each method's gain over
+target-only fine-tuning as the source moves from related to unrelated (the benchmark :mod:`jtln.data.relatedness`).
 
-Pure functions of the seed records of a profile whose datasets know their
+The numbers only; :mod:`reproduce.recovery_tables` writes them as LaTeX and Markdown, :mod:`reproduce.figures` draws
+them.  Pure functions of the seed records of a profile whose datasets know their
 source classes' parents (a record's ``parents``): each record carries the
 cost matrices prepared for its draw (``prepared_costs``), and the learned and
 dynamic costs' records the matrix of their kept epoch.
@@ -11,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 from jtln.hparams import DEFAULTS
-from jtln.methods import METHODS, display_name, method_order
+from jtln.methods import METHODS, method_order
 from reproduce.prepare import COST_LABELS
 from reproduce.stats import paired, t_interval
 from reproduce.tables import per_seed
@@ -90,7 +91,7 @@ def _interval(values, bounds=(-np.inf, np.inf)):
     return {"mean": mean, "ci95": ci95, "n": len(values)}
 
 
-def _seed_costs(records, dataset):
+def seed_costs(records, dataset):
     """``{cost key: {seed: (C, parents)}}`` of a dataset's seed records; empty where its source has no known relative."""
     found = {}
     for r in records:
@@ -120,7 +121,7 @@ def recovery(records, datasets):
     """
     out = {}
     for d in datasets:
-        found = _seed_costs(records, d)
+        found = seed_costs(records, d)
         if not found:
             continue  # a setting without relatives has nothing to recover
         costs = {}
@@ -184,139 +185,3 @@ def trend(records, related, unrelated, reference="target_only"):
     for m, p in zip(out, holm([c["p_t"] for c in out.values()])):
         out[m]["p_holm"] = p
     return out
-
-
-def _fmt(cell, scale=1.0):
-    """``mean [low, high]``; where every seed gave the same value, says so instead of printing a zero-width interval."""
-    if cell["mean"] is None:
-        return "--"
-    low, high = cell["ci95"]
-    if low is None:
-        interval = " (one seed)"
-    elif low == high:
-        interval = " (every seed)"
-    else:
-        interval = f" [{low * scale:.2f}, {high * scale:.2f}]"
-    return f"{cell['mean'] * scale:.2f}{interval}"
-
-
-def recovery_latex(found, caption):
-    """Two blocks per dataset: each cost kind (cheapest class = parent; plan mass on parents), each OT method's heads' plan."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{llcc}", r"\toprule",
-             r"setting & cost matrix & cheapest = parent & plan mass on parents \\", r"\midrule"]
-    for d, part in found.items():
-        for key, c in part["costs"].items():
-            ch = c["cheapest"]
-            lines.append(f"{d} & {COSTS[key]} & {ch['hits']}/{ch['n']} = {ch['share']:.2f} [{ch['ci95'][0]:.2f}, {ch['ci95'][1]:.2f}]"
-                         f" & {_fmt(c['plan_mass'])} \\\\")
-        for m, cell in part["heads"].items():
-            lines.append(f"{d} & heads' plan, {display_name(m)} & -- & {_fmt(cell)} \\\\")
-        lines.append(rf"{d} & chance & {part['chance']:.2f} & {part['chance']:.2f} \\")
-        lines.append(r"\midrule")
-    lines[-1] = r"\bottomrule"
-    lines += [r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def gain_latex(gained, datasets, caption):
-    """One row per method, a column per dataset: the mean paired gain over target-only fine-tuning in points, with its interval."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{l" + "c" * len(datasets) + "}",
-             r"\toprule", "method & " + " & ".join(datasets) + r" \\", r"\midrule"]
-    for m, cells in gained.items():
-        lines.append(display_name(m) + " & " + " & ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def findings_lines(found, gained, datasets, trends=None):
-    """Markdown for ``findings.md``: each cost kind's recovery per setting, and each method's gain per setting."""
-    plain = {k: v.replace("$\\beta$", "β") for k, v in COSTS.items()}
-    lines = ["", "**Recovery of the true parents** (`recovery.tex`, with its intervals; cheapest = parent: hits over source classes "
-             "and seeds; plan mass: mean over seeds):", "",
-             "| setting | cost matrix | cheapest = parent | plan mass on parents |", "|---|---|---|---|"]
-    for d, part in found.items():
-        for key, c in part["costs"].items():
-            ch = c["cheapest"]
-            lines.append(f"| {d} | {plain[key]} | {ch['hits']}/{ch['n']} | {_fmt(c['plan_mass'])} |")
-        for m, cell in part["heads"].items():
-            lines.append(f"| {d} | heads' plan, {display_name(m)} | -- | {_fmt(cell)} |")
-        lines.append(f"| {d} | chance | {part['chance']:.2f} | {part['chance']:.2f} |")
-    lines += ["", "**Gain over target-only fine-tuning** (`gain.tex`, points, mean [95% CI] over seeds):", "",
-              "| method | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    for m, cells in gained.items():
-        lines.append(f"| {display_name(m)} | " + " | ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + " |")
-    if trends:
-        from reproduce.stats import ALPHA
-
-        rising = [m for m, t in trends.items() if t["p_holm"] is not None and t["p_holm"] < ALPHA and t["mean"] > 0]
-        falling = [m for m, t in trends.items() if t["p_holm"] is not None and t["p_holm"] < ALPHA and t["mean"] < 0]
-        first, last = datasets[0], datasets[-1]
-        lines += ["", f"**Gain, {first} minus {last}** (paired over seeds, t-test Holm-corrected over the {len(trends)} methods, "
-                  f"`relatedness.json`): "
-                  + (f"significantly larger where the source is related for {', '.join(map(display_name, rising))}; "
-                     if rising else f"no method's gain is significantly larger on {first} than on {last}; ")
-                  + (f"significantly smaller for {', '.join(map(display_name, falling))}." if falling
-                     else "none is significantly smaller.")]
-    return lines
-
-
-def gain_figure(gained, datasets, out):
-    """Each method's gain over target-only fine-tuning (points, mean and 95% interval over seeds) against the dial's setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reproduce.figures import _save
-
-    fig, ax = plt.subplots(figsize=(9, 4.2))
-    x = np.arange(len(datasets))
-    for i, (m, cells) in enumerate(gained.items()):
-        shift = (i - (len(gained) - 1) / 2) * 0.06
-        present = [k for k, d in enumerate(datasets) if d in cells and cells[d]["ci95"][0] is not None]
-        mean = [100 * cells[datasets[k]]["mean"] for k in present]
-        err = np.array([[100 * (cells[datasets[k]]["mean"] - cells[datasets[k]]["ci95"][0]),
-                         100 * (cells[datasets[k]]["ci95"][1] - cells[datasets[k]]["mean"])] for k in present]).T.reshape(2, -1)
-        ax.errorbar(x[present] + shift, mean, yerr=err, marker="o", capsize=3, label=display_name(m))
-    ax.axhline(0, color="0.4", linestyle="--", linewidth=1)
-    ax.set_xticks(x, datasets)
-    ax.set_xlabel("source classes (dial from related to unrelated)")
-    ax.set_ylabel("gain over target-only fine-tuning (points)")
-    ax.set_title("Gain over target-only fine-tuning, mean and 95% CI over seeds")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
-    fig.tight_layout()
-    return _save(fig, out, "gain_vs_relatedness")
-
-
-def cost_figure(records, datasets, out):
-    """Per dataset, each cost kind's matrix averaged over seeds, with the true (child, parent) pairs outlined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from reproduce.figures import _save
-
-    paths = []
-    for d in datasets:
-        found = _seed_costs(records, d)
-        if not found:
-            continue
-        first = next(r for r in records if r["dataset"] == d)
-        rows, cols, parents = first["source_classes"], first["target_classes"], first["parents"]
-        keys = [k for k in COSTS if k in found]
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 2.5, 0.35 * len(rows) + 2.2), squeeze=False)
-        for i, (ax, key) in enumerate(zip(axes[0], keys)):
-            mean = np.mean([np.asarray(C, float) for C, _ in found[key].values()], axis=0)
-            sns.heatmap(mean, ax=ax, xticklabels=cols, yticklabels=rows if i == 0 else False, cmap="viridis", cbar=False,
-                        annot=True, fmt=".2f", annot_kws={"size": 7})
-            for row, parent in enumerate(parents):
-                if parent is not None:
-                    ax.add_patch(plt.Rectangle((parent, row), 1, 1, fill=False, edgecolor="red", linewidth=2))
-            ax.set_title(COSTS[key].replace("$\\beta$", "β"), fontsize=9)
-            ax.set_xlabel("target class")
-        fig.suptitle(f"{d}: cost matrices, mean over seeds (red: each source class's true parent)", y=1.02)
-        fig.tight_layout()
-        paths += _save(fig, out, f"costs_true_pairs_{d}")
-    return paths
