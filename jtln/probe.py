@@ -69,7 +69,16 @@ def _scaled(X, scaling):
 
 
 def _checked(y, n_classes):
-    y = np.asarray(y)
+    """``y`` as integer class indices 0..n_classes-1, every class present; refused by name otherwise."""
+    y = np.asarray(y.cpu() if torch.is_tensor(y) else y)
+    if y.dtype.kind not in "iu":
+        names = " (names: map them to indices first, e.g. classes, y = numpy.unique(y, return_inverse=True))"
+        raise ValueError(f"y must hold integer class indices 0..{n_classes - 1}, got {y.dtype} labels"
+                         + (names if y.dtype.kind in "USO" else ""))
+    if y.ndim != 1:
+        raise ValueError(f"y must have shape [N], one class per image, got {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"y must lie in [0, {n_classes}) (n_classes = {n_classes}), got [{y.min()}, {y.max()}]")
     missing = sorted(set(range(n_classes)) - set(y.tolist()))
     if missing:
         raise ValueError(f"the probe needs training images of every class; classes {missing} have none")

@@ -151,3 +151,20 @@ def test_jtln_given_images_says_it_takes_the_prefix_output(tiny):
     with torch.no_grad():
         logits_s, logits_t = model(backbone.prefix.eval()(images))  # what the message says works
     assert logits_s.shape == (2, tiny.itl.L_s) and logits_t.shape == (2, tiny.itl.L_t)
+
+
+def test_the_probe_takes_integer_class_indices_and_says_so():
+    import numpy as np
+    import pytest
+    import torch
+
+    from jtln.probe import fit_probe
+
+    X = torch.randn(12, 4, dtype=torch.float64)
+    y = np.repeat(np.arange(3), 4)
+    with pytest.raises(ValueError, match=r"y must hold integer class indices 0..2, got <U1 labels \(names: .*numpy.unique"):
+        fit_probe(X, np.array(list("abc"))[y], 3)
+    with pytest.raises(ValueError, match=r"y must hold integer class indices 0..2, got float64 labels$"):
+        fit_probe(X, y.astype(float), 3)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 3\) \(n_classes = 3\), got \[1, 3\]"):
+        fit_probe(X, y + 1, 3)
