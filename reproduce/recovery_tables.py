@@ -3,6 +3,7 @@ what :mod:`reproduce.recovery` computes."""
 
 from jtln.methods import display_name
 from reproduce.recovery import COSTS
+from reproduce.tables import latex_table
 
 
 def _fmt(cell, scale=1.0):
@@ -21,9 +22,10 @@ def _fmt(cell, scale=1.0):
 
 def recovery_latex(found, caption):
     """Two blocks per dataset: each cost kind (cheapest class = parent; plan mass on parents), each OT method's heads' plan."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{llcc}", r"\toprule",
-             r"setting & cost matrix & cheapest = parent & plan mass on parents \\", r"\midrule"]
+    lines = []
     for d, part in found.items():
+        if lines:
+            lines.append(r"\midrule")
         for key, c in part["costs"].items():
             ch = c["cheapest"]
             lines.append(f"{d} & {COSTS[key]} & {ch['hits']}/{ch['n']} = {ch['share']:.2f} [{ch['ci95'][0]:.2f}, {ch['ci95'][1]:.2f}]"
@@ -31,20 +33,14 @@ def recovery_latex(found, caption):
         for m, cell in part["heads"].items():
             lines.append(f"{d} & heads' plan, {display_name(m)} & -- & {_fmt(cell)} \\\\")
         lines.append(rf"{d} & chance & {part['chance']:.2f} & {part['chance']:.2f} \\")
-        lines.append(r"\midrule")
-    lines[-1] = r"\bottomrule"
-    lines += [r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    return latex_table(caption, "llcc", r"setting & cost matrix & cheapest = parent & plan mass on parents \\", lines)
 
 
 def gain_latex(gained, datasets, caption):
     """One row per method, a column per dataset: the mean paired gain over target-only fine-tuning in points, with its interval."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\begin{tabular}{l" + "c" * len(datasets) + "}",
-             r"\toprule", "method & " + " & ".join(datasets) + r" \\", r"\midrule"]
-    for m, cells in gained.items():
-        lines.append(display_name(m) + " & " + " & ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    lines = [display_name(m) + " & " + " & ".join(_fmt(cells[d], 100) if d in cells else "--" for d in datasets) + r" \\"
+             for m, cells in gained.items()]
+    return latex_table(caption, "l" + "c" * len(datasets), "method & " + " & ".join(datasets) + r" \\", lines)
 
 
 def findings_lines(found, gained, datasets, trends=None):

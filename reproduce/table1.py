@@ -28,17 +28,8 @@ def table1_columns(profile, data_root=None, download=False):
 
 def table1_latex(columns, caption):
     """A booktabs table with the paper's rows and one column per ITL dataset."""
+    from reproduce.tables import latex_table
+
     names = list(columns)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{caption}}}",
-        r"\begin{tabular}{l" + "r" * len(names) + "}",
-        r"\toprule",
-        "Dataset properties & " + " & ".join(names) + r" \\",
-        r"\midrule",
-    ]
-    for key, label in ROWS:
-        lines.append(label + " & " + " & ".join(str(columns[n][key]) for n in names) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    rows = [label + " & " + " & ".join(str(columns[n][key]) for n in names) + r" \\" for key, label in ROWS]
+    return latex_table(caption, "l" + "r" * len(names), "Dataset properties & " + " & ".join(names) + r" \\", rows)

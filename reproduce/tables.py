@@ -47,6 +47,14 @@ def table2_rows(records, datasets, paper_values=None):
     return rows
 
 
+def latex_table(caption, columns, header, body, small=False):
+    r"""A booktabs ``table`` float, one line each: ``caption``, the ``tabular`` column spec ``columns``, the ``header`` row
+    and the ``body`` lines (rows ending in ``\\``, or rules), ending in a newline."""
+    return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", *([r"\small"] if small else []),
+                      rf"\begin{{tabular}}{{{columns}}}", r"\toprule", header, r"\midrule", *body,
+                      r"\bottomrule", r"\end{tabular}", r"\end{table}", ""])
+
+
 def table2_latex(records, datasets, caption, paper_values=None):
     """Rows block by block: the paper's methods with the paper's names; below a rule, "Beyond the paper"; below another, the references.
 
@@ -58,9 +66,7 @@ def table2_latex(records, datasets, caption, paper_values=None):
         columns.append(d)
         if paper_values and d in paper_values:
             columns.append(f"{d} (paper)")
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}",
-             r"\begin{tabular}{l" + "c" * len(columns) + "}", r"\toprule",
-             "Methods & " + " & ".join(columns) + r" \\", r"\midrule"]
+    lines = []
     rows = table2_rows(records, datasets, paper_values)
     for i, row in enumerate(rows):
         if i and rows[i - 1]["block"] != row["block"]:
@@ -78,8 +84,7 @@ def table2_latex(records, datasets, caption, paper_values=None):
             if paper_values and d in paper_values:
                 cells.append("--" if cell["paper"] is None else f"{cell['paper']:.4f}")
         lines.append(f"{row['name']} & " + " & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    return latex_table(caption, "l" + "c" * len(columns), "Methods & " + " & ".join(columns) + r" \\", lines)
 
 
 def level_key(level):
@@ -103,8 +108,7 @@ def hparams_latex(selection, caption):
     ``selection``: ``{(dataset, method, level, seed): selected trial}`` (:func:`reproduce.plan.select`), each naming what it
     searched.
     """
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{lllrlrll}", r"\toprule",
-             r"Dataset & Method & Level & Seeds & Trials won & Val. CE & Refit epochs & Selected hyper-parameters \\", r"\midrule"]
+    lines = []
     cells = {}
     for (d, m, level, _), r in selection.items():
         cells.setdefault((d, m, level), []).append(r)
@@ -116,8 +120,8 @@ def hparams_latex(selection, caption):
         lines.append(f"{d} & {display_name(m)} & {level} & {len(chosen)} & {won} & "
                      f"{statistics.median(r['val_loss'] for r in chosen):.4f} & {_spread([r['epochs'] for r in chosen])} & "
                      f"{values} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    header = r"Dataset & Method & Level & Seeds & Trials won & Val. CE & Refit epochs & Selected hyper-parameters \\"
+    return latex_table(caption, "lllrlrll", header, lines, small=True)
 
 
 def _p(x, alpha=None):
@@ -157,45 +161,36 @@ def _num(x, fmt):
 def stats_latex(results, caption):
     """Every pair of methods once per dataset: difference, interval, t-test (Holm over the dataset's pairs), the pooled
     McNemar test, probability of improvement, detectable difference."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrcrr}", r"\toprule",
-             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's pairs) & "
-             r"$P(A>B)$ [95\% CI] & MDE & $p$ McNemar (seeds pooled) \\", r"\midrule"]
+    header = (r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's pairs) & "
+              r"$P(A>B)$ [95\% CI] & MDE & $p$ McNemar (seeds pooled) \\")
+    lines = []
     for r in results:
         improvement = "--" if r["p_improvement"] is None else f"{r['p_improvement']:.2f} {_ci(r['p_improvement_ci95'], 2, '')}"
         lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_signed(r['mean_diff'])} & "
                      f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {improvement} & "
                      f"{_num(r['detectable'], '.4f')} & {_p(r['mcnemar_pooled']['p'])} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    return latex_table(caption, "llrcrrcrr", header, lines, small=True)
 
 
 def beyond_latex(results, caption):
     """Each method beyond the paper against the paper's JTLN and joint fine-tuning: difference, interval, Holm p, verdict."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrcrrl}", r"\toprule",
-             r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's comparisons) & "
-             r"Verdict on ``A beats B'' \\", r"\midrule"]
-    for r in results:
-        lines.append(f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_signed(r['mean_diff'])} & "
-                     f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {r['verdict']} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    header = (r"Dataset & Comparison (A vs B) & $\Delta$ acc. & 95\% CI & $p_t$ & $p_t$ (Holm, dataset's comparisons) & "
+              r"Verdict on ``A beats B'' \\")
+    lines = [f"{r['dataset']} & {display_name(r['a'])} vs {display_name(r['b'])} & {_signed(r['mean_diff'])} & "
+             f"{_ci(r['ci95'])} & {_p(r['p_t'])} & {_p(r.get('p_holm'))} & {r['verdict']} \\\\" for r in results]
+    return latex_table(caption, "llrcrrl", header, lines, small=True)
 
 
 def claims_latex(claims, caption):
     """Per claim: the paper's difference and the share of errors it removed, the margin it gives here, ours with its 95%
     interval, both tests' p (Holm over all claims), the deciding test's power against the margin, verdict."""
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", r"\small", r"\begin{tabular}{llrrrrcrrrl}",
-             r"\toprule",
-             r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Paper's errors removed & Margin here & "
-             r"Our $\Delta$ & 95\% CI & $p_t$ (Holm, all claims) & $p^{\mathrm{margin}}$ (Holm, all claims) & Power & Verdict \\",
-             r"\midrule"]
-    for c in claims:
-        lines.append(f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {_signed(c['paper_diff'])} & "
-                     f"{c['paper_error_reduction'] * 100:.1f}\\% & {_signed(c.get('margin'))} & {_signed(c.get('mean_diff'))} & "
-                     f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_p(c.get('p_margin_holm'))} & "
-                     f"{_num(c.get('power'), '.2f')} & {c['verdict']} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    return "\n".join(lines)
+    header = (r"Claim (from the paper's Table 2) & Dataset (role) & Paper $\Delta$ & Paper's errors removed & Margin here & "
+              r"Our $\Delta$ & 95\% CI & $p_t$ (Holm, all claims) & $p^{\mathrm{margin}}$ (Holm, all claims) & Power & Verdict \\")
+    lines = [f"{c['claim']} & {c['dataset']} ({c['paper_column']}) & {_signed(c['paper_diff'])} & "
+             f"{c['paper_error_reduction'] * 100:.1f}\\% & {_signed(c.get('margin'))} & {_signed(c.get('mean_diff'))} & "
+             f"{_ci(c.get('ci95', [None, None]))} & {_p(c.get('p_t_holm'))} & {_p(c.get('p_margin_holm'))} & "
+             f"{_num(c.get('power'), '.2f')} & {c['verdict']} \\\\" for c in claims]
+    return latex_table(caption, "llrrrrcrrrl", header, lines, small=True)
 
 
 def findings_markdown(table2, claims, beyond, profile_name):
