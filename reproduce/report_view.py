@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reproduce.tables import mean_std
+
 #: the comparisons' columns the report leaves to ``stats.json`` (per-seed lists and the McNemar counts)
 _PER_SEED = ["mcnemar", "mcnemar_pooled", "seeds", "accuracies_a", "accuracies_b", "differences"]
 _CLAIM_COLUMNS = ["claim", "dataset", "paper_column", "paper_diff", "paper_error_reduction", "margin", "mean_diff", "ci95",
@@ -47,12 +49,6 @@ def _stats(out):
     return json.loads((Path(out) / "stats.json").read_text())
 
 
-def _cell(c):
-    if not c["n"]:
-        return "--"
-    return f"{c['mean']:.4f}" if c["n"] == 1 else f"{c['mean']:.4f} ± {c['std']:.4f}"
-
-
 def table2_frame(rows):
     """Table 2 as a DataFrame of "mean ± std" strings (the paper's column beside each dataset it reports), and which cells
     are bold, column by column."""
@@ -61,7 +57,7 @@ def table2_frame(rows):
     datasets = list(rows[0]["cells"]) if rows else []
     columns, bold = {}, {}
     for d in datasets:
-        columns[d] = [_cell(r["cells"][d]) for r in rows]
+        columns[d] = [mean_std(r["cells"][d]) for r in rows]
         bold[d] = [r["cells"][d]["bold"] for r in rows]
         if any(r["cells"][d]["paper"] is not None for r in rows):
             columns[f"{d} (paper)"] = ["--" if r["cells"][d]["paper"] is None else f"{r['cells'][d]['paper']:.4f}"

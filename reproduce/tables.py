@@ -47,6 +47,13 @@ def table2_rows(records, datasets, paper_values=None):
     return rows
 
 
+def mean_std(cell, pm="±"):
+    """A Table 2 cell as text: "--" without runs, the mean alone from one seed, else mean ``pm`` std (four decimals)."""
+    if not cell["n"]:
+        return "--"
+    return f"{cell['mean']:.4f}" if cell["n"] == 1 else f"{cell['mean']:.4f} {pm} {cell['std']:.4f}"
+
+
 def latex_table(caption, columns, header, body, small=False):
     r"""A booktabs ``table`` float, one line each: ``caption``, the ``tabular`` column spec ``columns``, the ``header`` row
     and the ``body`` lines (rows ending in ``\\``, or rules), ending in a newline."""
@@ -76,11 +83,8 @@ def table2_latex(records, datasets, caption, paper_values=None):
         cells = []
         for d in datasets:
             cell = row["cells"][d]
-            if cell["n"]:
-                text = f"{cell['mean']:.4f}" if cell["n"] == 1 else f"{cell['mean']:.4f} $\\pm$ {cell['std']:.4f}"
-                cells.append(rf"\textbf{{{text}}}" if cell["bold"] else text)
-            else:
-                cells.append("--")
+            text = mean_std(cell, r"$\pm$")
+            cells.append(rf"\textbf{{{text}}}" if cell["n"] and cell["bold"] else text)
             if paper_values and d in paper_values:
                 cells.append("--" if cell["paper"] is None else f"{cell['paper']:.4f}")
         lines.append(f"{row['name']} & " + " & ".join(cells) + r" \\")
@@ -207,7 +211,7 @@ def findings_markdown(table2, claims, beyond, profile_name):
         cells = []
         for d in datasets:
             c = row["cells"][d]
-            text = "--" if not c["n"] else f"{c['mean']:.4f} ± {c['std']:.4f}"
+            text = mean_std(c)
             cells.append(f"**{text}**" if c["bold"] else text)
         lines.append(f"| {row['name']} | " + " | ".join(cells) + " |")
     tested = [c for c in claims if c["verdict"] != "not run"]
