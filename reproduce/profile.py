@@ -166,8 +166,9 @@ def _build(cls, table, where):
 
 
 def _check_level(level, where):
-    if level != "all" and (not isinstance(level, int) or isinstance(level, bool) or level < 2):
-        raise ValueError(f"{where} must be an int >= 2 (labelled images per class) or \"all\", got {level!r}")
+    from jtln.data.itl import check_level
+
+    check_level(level, where)
 
 
 def _check(profile, where):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from jtln.atomic import atomic_path
-from jtln.data.itl import Sample, build_itl
+from jtln.data.itl import Sample, build_itl, cache_dir
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 GROUPS = {
@@ -88,8 +88,6 @@ def fetch(root, timeout_s=60):
     return _prepare_from_gz_dir(raw, root)
 
 
-def cache_dir():
-    return Path(os.environ.get("JTLN_CACHE", Path.home() / ".cache" / "jtln"))
 
 
 def _has_raw(root):

@@ -12,7 +12,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from jtln.data.itl import Sample, build_itl
+from jtln.data.itl import Sample, build_itl, cache_dir
 
 ARCHIVE = "fgvc-aircraft-2013b.tar.gz"
 #: where the archive (2.75 GB, images and annotations) is published
@@ -33,7 +33,7 @@ HOW_TO_GET = (
 
 def default_root():
     """Where FGVC-Aircraft goes when no root is given: ``$JTLN_CACHE/fgvc-aircraft`` (default ``~/.cache/jtln/fgvc-aircraft``)."""
-    return Path(os.environ.get("JTLN_CACHE", Path.home() / ".cache" / "jtln")) / "fgvc-aircraft"
+    return cache_dir() / "fgvc-aircraft"
 
 
 def resolve_root(root=None):

@@ -9,7 +9,9 @@ selection: each seed's :class:`Draw` takes its target training *and
 validation* images from the target categories' training images only.
 """
 
+import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -103,6 +105,18 @@ def n_validation(n, fraction):
     return v
 
 
+def check_level(level, where="level"):
+    """A scarcity level: an int >= 2 (labelled images per target class, training + validation) or "all"."""
+    if level != "all" and (not isinstance(level, int) or isinstance(level, bool) or level < 2):
+        raise ValueError(f"{where} must be an int >= 2 (labelled images per target class) or \"all\", got {level!r}")
+    return level
+
+
+def cache_dir():
+    """Where downloads and extracted datasets go: ``$JTLN_CACHE``, default ``~/.cache/jtln``."""
+    return Path(os.environ.get("JTLN_CACHE", Path.home() / ".cache" / "jtln"))
+
+
 def draw(itl, level, seed, validation_fraction, source_per_class=None, data_seed=0):
     """The labelled target images (``level`` per class, or "all") split into training and validation, and the source images.
 
@@ -114,8 +128,7 @@ def draw(itl, level, seed, validation_fraction, source_per_class=None, data_seed
     ``source_per_class`` images of each source class (None: all) are drawn
     the same way.
     """
-    if level != "all" and (not isinstance(level, int) or isinstance(level, bool) or level < 2):
-        raise ValueError(f"level must be an int >= 2 (labelled images per target class) or 'all', got {level!r}")
+    check_level(level)
     train, val = [], []
     for c, members in enumerate(_by_class(itl.target_train, itl.L_t)):
         n = len(members) if level == "all" else level
