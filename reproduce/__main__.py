@@ -80,20 +80,22 @@ def build_parser():
     common(sub.add_parser("table1", help="Table 1: the ITL datasets' properties")).set_defaults(func=cmd_table1)
 
     def runs_options(p):
-        from reproduce.cluster import SlurmOptions
+        from reproduce.cluster import LOWEST, SlurmOptions
 
         p.add_argument("--runs", default=None, help="folder of the run records (default: runs/<profile>)")
         p.add_argument("--executor", choices=["local", "slurm"], default="local")
         p.add_argument("--workers", type=at_least(1), default=None, help="local processes in parallel (default: the profile's)")
         p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's default)")
-        p.add_argument("--time", type=at_least(1),
+        p.add_argument("--time", type=at_least(LOWEST["time_min"]),
                        help=f"SLURM time limit of an array task, minutes (default: {SlurmOptions.time_min})")
-        p.add_argument("--gpus", type=at_least(0), help="SLURM GPUs per array task (default: 0)")
-        p.add_argument("--cpus", type=at_least(1), default=None, help="SLURM CPUs per array task (default: min(4, a node's CPUs))")
+        p.add_argument("--gpus", type=at_least(LOWEST["gpus_per_task"]), help="SLURM GPUs per array task (default: 0)")
+        p.add_argument("--cpus", type=at_least(LOWEST["cpus_per_task"]), default=None,
+                       help="SLURM CPUs per array task (default: min(4, a node's CPUs))")
         p.add_argument("--mem-gb", type=float, default=None, help="SLURM memory per array task, GB (default: the cluster's)")
-        p.add_argument("--array-parallelism", type=at_least(1),
+        p.add_argument("--array-parallelism", type=at_least(LOWEST["array_parallelism"]),
                        help=f"SLURM array tasks running at once (default: {SlurmOptions.array_parallelism})")
-        p.add_argument("--runs-per-task", type=at_least(0), help="runs per SLURM array task (default: ~4 tasks per slot)")
+        p.add_argument("--runs-per-task", type=at_least(LOWEST["runs_per_task"]),
+                       help="runs per SLURM array task (default: ~4 tasks per slot)")
         p.add_argument("--grace-s", type=float,
                        help="seconds an array task that left the queue gets for its result to appear before it is reported")
         p.add_argument("--sbatch", action="append", default=[], metavar="NAME=VALUE",

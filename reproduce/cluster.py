@@ -47,6 +47,10 @@ class SlurmError(RuntimeError):
     """A sweep's array could not finish: unschedulable, cancelled, timed out, lost, or runs that raised (named with their logs)."""
 
 
+#: the least each integer option of :class:`SlurmOptions` may be (the command line's flags are checked against the same)
+LOWEST = {"cpus_per_task": 1, "gpus_per_task": 0, "time_min": 1, "array_parallelism": 1, "runs_per_task": 0}
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     """What each array task asks of the cluster, and how the driver watches the array.
@@ -72,9 +76,8 @@ class SlurmOptions:
     grace_s: float = 30.0
 
     def __post_init__(self):
-        for name in ("cpus_per_task", "gpus_per_task", "time_min", "array_parallelism", "runs_per_task"):
+        for name, low in LOWEST.items():
             value = getattr(self, name)
-            low = 0 if name in ("gpus_per_task", "runs_per_task") else 1
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ValueError(f"slurm option {name} must be an integer >= {low}, got {value!r}")
         if self.mem_gb is not None and not self.mem_gb > 0:

@@ -86,15 +86,15 @@ def check_weights(profile):
         if not Path(model.weights_path).is_file():
             raise FileNotFoundError(f"[model].weights_path = {model.weights_path!r} is not a file")
         return
-    from jtln.models import BACKBONES
+    from jtln.models import BACKBONES, TIMM
 
     entry = BACKBONES.get(model.backbone)
     if entry is not None and entry.weights is not None:
         entry.weights()  # the backbone's own check: FileNotFoundError naming weights_path when neither there nor downloadable
-    if model.backbone.startswith("timm:"):
+    if model.backbone.startswith(TIMM):
         from jtln.models import timm_backbone
 
-        timm_backbone(model.backbone.removeprefix("timm:"), "DEFAULT", model.image_size, model.trunk_from)  # found, fetched, or said
+        timm_backbone(model.backbone.removeprefix(TIMM), "DEFAULT", model.image_size, model.trunk_from)  # found, fetched, or said
 
 
 def cache_bytes(profile, data_root=None):

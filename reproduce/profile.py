@@ -175,7 +175,7 @@ def _check(profile, where):
     """Ranges and cross-references of a built profile: every name it uses is checked against its registry."""
     from jtln.data import check_dataset
     from jtln.methods import METHODS
-    from jtln.models import check_backbone
+    from jtln.models import TIMM, check_backbone
 
     data, run = profile.data, profile.run
     for name, check in (("[data].dataset", lambda: check_dataset(data.dataset, data.groups)),
@@ -186,7 +186,7 @@ def _check(profile, where):
             raise ValueError(f"{where}: {name}: {error}") from None
     for level in data.levels:
         _check_level(level, f"{where}: [data].levels item")
-    if profile.model.trunk_from and not profile.model.backbone.startswith("timm:"):
+    if profile.model.trunk_from and not profile.model.backbone.startswith(TIMM):
         raise ValueError(f"{where}: [model].trunk_from applies to a \"timm:<model>\" backbone, not {profile.model.backbone!r}")
     if data.plays:
         from reproduce.paper import PAPER_TABLE2
@@ -216,9 +216,7 @@ def _check(profile, where):
                 raise ValueError(f"{where}: [hparams] {refused}")
     check_range(min(run.seeds), f"{where}: [run].seeds item", 0)
     check_range(run.workers, f"{where}: [run].workers", 1)
-    if run.device != "cpu" and run.workers > 1:
-        raise ValueError(f"{where}: [run].workers = {run.workers} on [run].device = {run.device!r}: local workers would each "
-                         "hold their own copy of the feature caches on one GPU; use 1 (or the slurm executor for several GPUs)")
+    _check_workers(run.device, run.workers, f"{where}: [run].workers = {run.workers} on [run].device = {run.device!r}")
     from jtln.train import PRECISIONS
 
     if run.precision not in PRECISIONS:
@@ -229,6 +227,14 @@ def _check(profile, where):
         raise ValueError(f"{where}: name {profile.name!r} must be letters, digits, '_', '.' or '-' (it names output folders)")
 
 
+def _check_workers(device, workers, what):
+    """One local worker per GPU: several would each hold their own feature caches and CUDA context on it."""
+    if device != "cpu" and workers > 1:
+        raise ValueError(f"{what}: local workers would each hold their own copy of the feature caches and their own CUDA "
+                         "context on one GPU; use one worker per GPU (--workers 1, or [run].workers = 1), or --executor slurm "
+                         "with --gpus 1 to spread the runs over several GPUs")
+
+
 def check_device(profile, workers=None):
     """The profile's device is present here, and ``workers`` (default: the profile's) can share it; checked before any work."""
     import torch
@@ -236,10 +242,7 @@ def check_device(profile, workers=None):
     device, workers = profile.run.device, workers or profile.run.workers
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"profile {profile.name}: [run].device = {device!r}, but torch finds no CUDA device here")
-    if device.startswith("cuda") and workers > 1:
-        raise ValueError(f"profile {profile.name}: {workers} local workers on {device!r} would each hold their own copy of the "
-                         "feature caches and their own CUDA context on one GPU; use one worker per GPU (--workers 1), or "
-                         "--executor slurm with --gpus 1 to spread the runs over several GPUs")
+    _check_workers(device, workers, f"profile {profile.name}: {workers} workers on {device!r}")
 
 
 def resolve_path(name_or_path):
