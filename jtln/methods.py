@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jtln.costs import class_cost_matrix
+from jtln.hparams import DEFAULTS
 from jtln.models import evaluating
 from jtln.ot import OTLoss, ot_loss_with_logits
 from jtln.sinkhorn import READS
@@ -62,6 +63,7 @@ def register(name: str, *, display: str, order: int, searches: tuple = (), cost:
             raise ValueError(f"method {name!r} registered twice")
         cls.name, cls.display, cls.order, cls.searches, cls.cost = name, display, order, tuple(searches), cost
         cls.block, cls.paper = block, block == "paper"
+        cls.trains = bool(cls.phases(DEFAULTS, 2, 2))  # a method with no phase is an evaluation: no search, no epochs
         METHODS[name] = cls
         return cls
 
@@ -98,7 +100,8 @@ class Method:
     #: the field of :meth:`summary` (and so of a record) holding the cost matrix the method ends with, if it moves C, and
     #: what the tables call that matrix
     final_cost = final_cost_label = None
-    #: whether the method trains (has phases); one that does not needs no search and no epoch count
+    #: whether the method trains: whether it has phases (set by :func:`register`); one that does not needs no search and no
+    #: epoch count
     trains = True
     #: host reads of one training step besides the OT loss's Sinkhorn loop (:data:`jtln.sinkhorn.READS`); tested per method
     step_reads = 0
@@ -438,8 +441,6 @@ class LinearProbe(Method):
     its L2 strength chosen on the validation split); this method stops there
     and trains nothing, so its network predicts exactly as the probe.
     """
-
-    trains = False
 
     @classmethod
     def phases(cls, hp, n_t, n_s):
