@@ -277,31 +277,23 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
         with arithmetic(device, precision, tf32):
             return validation(network, data.Z["target_val"], data.y["target_val"], device)
 
-    steps, pending, curve, loss_curve, epoch = [], [], [], [], 0
-    best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
+    kept = KeptEpoch(method, patience)
     if not phases and data.validated:
-        best["accuracy"], best["loss"] = val()
+        kept.offer(0, *val())
     bar = tqdm(total=sum(p.steps for p in phases), desc=f"{method_name} seed {seed}", disable=not progress, leave=False)
     network.train()
     # where the time goes, measured where the host waits for the device anyway (the reads): before the first step, each
     # phase's steps, and the epochs' ends (the method's after_epoch, validation)
     timings = {"setup_s": time.perf_counter() - started, "phases": [], "epoch_end_s": 0.0}
-    stopped = False
+    steps, pending, epoch = [], [], 0
     for phase in phases:
-        if stopped:
-            break
         phase_started, phase_epoch_ends = time.perf_counter(), 0.0
         optimizer = sgd(method.param_groups(), hp, device)
         for step in range(1, phase.steps + 1):
             batch_t = next(target) if phase.target else None
             batch_s = next(source) if phase.source else None
-            with arithmetic(device, precision, tf32):
-                loss, parts = method.loss(batch_t, batch_s)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            pending.append(_step(method, optimizer, batch_t, batch_s, arithmetic(device, precision, tf32)))
             method.after_step(step)
-            pending.append((loss.detach(), parts))
             bar.update()
             end_of_epoch = phase.target and (step % epoch_steps == 0 or step == phase.steps)
             if end_of_epoch or step == phase.steps:  # one read per epoch (and per source phase), not one per step
@@ -312,30 +304,62 @@ def train(method_name, backbone_factory, data, hp, seed, L_s, L_t, C=None, probe
                 epoch += 1
                 method.after_epoch(epoch)
                 if data.validated:
-                    accuracy, cross_entropy = val()
-                    curve.append(accuracy)
-                    loss_curve.append(cross_entropy)
-                    if cross_entropy < best["loss"]:
-                        best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy,
-                                "state": {k: v.detach().clone() for k, v in network.state_dict().items()}, "summary": method.summary()}
-                    stopped = patience > 0 and epoch - best["epoch"] >= patience
+                    kept.offer(epoch, *val())
                 phase_epoch_ends += time.perf_counter() - epoch_started
-                if stopped:
+                if kept.stopped:
                     break
         timings["phases"].append([phase.steps, time.perf_counter() - phase_started - phase_epoch_ends])
         timings["epoch_end_s"] += phase_epoch_ends
+        if kept.stopped:
+            break
     bar.close()
-    if not data.validated:  # a refit keeps its last epoch
-        best = {"epoch": epoch, "accuracy": None, "loss": None, "state": None, "summary": method.summary()}
-    elif best["state"] is not None:
-        network.load_state_dict(best["state"])
+    best = kept.restore() if data.validated else {"epoch": epoch, "accuracy": None, "loss": None,
+                                                       "summary": method.summary()}  # a refit keeps its last epoch
     network.eval()
     if data.validated and not math.isfinite(best["loss"]):
-        raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({loss_curve})")
+        raise FloatingPointError(f"{method_name}: the validation cross-entropy is not finite at any epoch ({kept.loss_curve})")
     timings["epochs"] = epoch
-    return method, {"steps": steps, "val_curve": curve, "val_loss_curve": loss_curve, "best_epoch": best["epoch"],
+    return method, {"steps": steps, "val_curve": kept.curve, "val_loss_curve": kept.loss_curve, "best_epoch": best["epoch"],
                     "stopped_epoch": epoch,
                     "val_accuracy": best["accuracy"], "val_loss": best["loss"], "method": best["summary"], "timings": timings}
+
+
+def _step(method, optimizer, batch_t, batch_s, forward_arithmetic):
+    """One optimisation step of ``method`` on a target and/or a source batch, its forward pass inside
+    ``forward_arithmetic`` (:func:`arithmetic`); its loss and parts, still on the device."""
+    with forward_arithmetic:
+        loss, parts = method.loss(batch_t, batch_s)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), parts
+
+
+class KeptEpoch:
+    """The epoch a validated run keeps: the lowest validation cross-entropy so far, with the network's state and the
+    method's summary then; ``stopped`` once ``patience`` (> 0) epochs have passed without a lower one (early stopping).
+    ``curve`` and ``loss_curve``: the validation accuracy and cross-entropy offered after each epoch."""
+
+    def __init__(self, method, patience=0):
+        self.method, self.patience, self.curve, self.loss_curve, self.stopped = method, patience, [], [], False
+        self.best = {"epoch": 0, "accuracy": None, "loss": math.inf, "state": None, "summary": method.summary()}
+
+    def offer(self, epoch, accuracy, cross_entropy):
+        """The validation after ``epoch`` (0: before any step, for a method that trains nothing)."""
+        if epoch:
+            self.curve.append(accuracy)
+            self.loss_curve.append(cross_entropy)
+        if cross_entropy < self.best["loss"]:
+            state = {k: v.detach().clone() for k, v in self.method.network.state_dict().items()} if epoch else None
+            self.best = {"epoch": epoch, "accuracy": accuracy, "loss": cross_entropy, "state": state,
+                         "summary": self.method.summary()}
+        self.stopped = self.patience > 0 and epoch - self.best["epoch"] >= self.patience
+
+    def restore(self):
+        """Put the kept epoch's state back into the network; the kept epoch's entry."""
+        if self.best["state"] is not None:
+            self.method.network.load_state_dict(self.best["state"])
+        return self.best
 
 
 @torch.no_grad()
