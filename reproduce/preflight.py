@@ -125,7 +125,7 @@ def check_disk(profile, data_root, runs, download=False, fetch_bytes=0):
     """
     from jtln.data import fgvc_aircraft as fgvc
 
-    cache_dir = Path(profile.model.cache_dir or profile.runs_folder(runs) / "cache")
+    cache_dir = profile.cache_folder(runs)
     needed = 0
     if not list(cache_dir.glob("features-*.pt")):
         try:

@@ -12,7 +12,6 @@ The mathematics is :mod:`jtln.costs`'.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -179,16 +178,15 @@ def draws_of(profile, full):
 def prepare(profile, dataset, runs, data_root=None, download=False):
     """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
     from jtln.cache import cached_features, on_device
-    from jtln.costs import class_cost_matrix
     from jtln.data import load_itl
-    from jtln.probe import DEFAULT_SCALINGS, FOLDS, PROBE_CS, fit_probe, fit_with
+    from jtln.probe import DEFAULT_SCALINGS, FOLDS, PROBE_CS
 
     data = profile.data
     hp = resolve(profile.hparams)
     full = load_itl(data.dataset, dataset, root=profile.data_root(data_root), download=download or data.download)
     itl, draws = draws_of(profile, full)
     backbone = make_backbone(profile)
-    cache_dir = Path(profile.model.cache_dir or Path(runs) / "cache")
+    cache_dir = profile.cache_folder(runs)
     cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
     wanted = cost_keys(profile)
     # everything the stored costs and probes depend on; PROTOCOL: the probes' selection and the refit (jtln.train)
@@ -198,24 +196,7 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     stored = _load_prepared(path)
     device = profile.run.device
     if stored is None:
-        stored = {"costs": {}, "probes": {}}
-        P, y = cached.P["target_train"], cached.y["target_train"]
-        from tqdm.auto import tqdm
-
-        for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
-            P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
-            for refit in (False, True):  # the search trials' training part, and the refit's every labelled image
-                train = list(d.training(refit))
-                for key in wanted:
-                    kind, weights = COST_KEYS[key]
-                    options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
-                    C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device),
-                                          itl.L_s, itl.L_t, **options)
-                    stored["costs"][(level, seed, refit, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
-                # the probe's L2 strength and scaling cross-validated on the run's own labelled images (a trial's validation
-                # images stay held out); the source head's probe fitted with the same
-                probe_t = fit_probe(P[train], y[train], itl.L_t)
-                stored["probes"][(level, seed, refit)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C, probe_t.scaling))
+        stored = _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset)
         with atomic_path(path) as tmp:
             torch.save(stored, tmp)
     cached, where = on_device(cached, device)
@@ -224,6 +205,34 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     for module, _ in backbone.trunk_groups:  # the pretrained trunk where the runs train: each run copies it there, not from the host
         module.to(device)
     return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
+
+
+def _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset):
+    """Per draw, twice (its search trials' training part, and its refit's every labelled image): the cost matrices
+    ``wanted`` and the probes of both heads; ``{"costs": {(level, seed, refit, key): C}, "probes": {(level, seed, refit):
+    (target probe, source probe)}}``, on the CPU."""
+    from tqdm.auto import tqdm
+
+    from jtln.costs import class_cost_matrix
+    from jtln.probe import fit_probe, fit_with
+
+    stored = {"costs": {}, "probes": {}}
+    P, y = cached.P["target_train"], cached.y["target_train"]
+    for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
+        P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
+        for refit in (False, True):
+            train = list(d.training(refit))
+            for key in wanted:
+                kind, weights = COST_KEYS[key]
+                options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
+                C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device),
+                                      itl.L_s, itl.L_t, **options)
+                stored["costs"][(level, seed, refit, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
+            # the probe's L2 strength and scaling cross-validated on the run's own labelled images (a trial's validation
+            # images stay held out); the source head's probe fitted with the same
+            probe_t = fit_probe(P[train], y[train], itl.L_t)
+            stored["probes"][(level, seed, refit)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C, probe_t.scaling))
+    return stored
 
 
 def _load_prepared(path):

@@ -102,6 +102,10 @@ class Profile:
         """Where a sweep keeps its records: ``runs`` (``--runs``), or ``runs/<name>``."""
         return Path(runs or Path("runs") / self.name)
 
+    def cache_folder(self, runs=None):
+        """Where the feature caches and prepared costs and probes go: ``[model] cache_dir``, or ``cache/`` in the runs folder."""
+        return Path(self.model.cache_dir or self.runs_folder(runs) / "cache")
+
     def data_root(self, given=None):
         """Where the data is looked for: ``given`` (``--data-root``), the profile's ``[data] root``, or None (the dataset's
         own places, :mod:`jtln.data`)."""
