@@ -41,3 +41,38 @@ def test_the_readme_states_results_only_by_quoting_the_committed_findings():
             assert lines and all(line in committed for line in lines), f"not in {path}: {set(lines) - committed}"
         prose = re.sub(r"<!-- quoted from .*?<!-- end of quote -->", "", body, flags=re.S).lower()
         assert not [w for w in VERDICT_WORDS if w in prose], [w for w in VERDICT_WORDS if w in prose]
+
+
+def test_every_name_file_and_command_the_readme_gives_exists():
+    """What a reader copies from the README works: each dotted name in backticks (``jtln.ot.ot_loss``) imports, each file
+    or folder it links or names is in the repository, and each ``python -m reproduce`` command parses with the real CLI."""
+    import importlib
+    import shlex
+
+    from reproduce.__main__ import build_parser
+
+    text = README.read_text()
+    names = set(re.findall(r"`((?:jtln|reference|reproduce)(?:\.\w+)+)`", text))
+    assert len(names) >= 15
+    for name in sorted(names):
+        module, attribute = name, None
+        while True:
+            try:
+                found = importlib.import_module(module)
+                break
+            except ModuleNotFoundError:
+                module, _, last = module.rpartition(".")
+                attribute = last if attribute is None else f"{last}.{attribute}"
+        for part in (attribute or "").split(".") if attribute else ():
+            assert hasattr(found, part), f"README names {name}, but {found.__name__} has no {part}"
+            found = getattr(found, part)
+    root = README.parent
+    for link in re.findall(r"\]\(([^)#:]+)\)", text):  # relative links
+        assert (root / link).exists(), f"README links {link}, which is not in the repository"
+    for path in re.findall(r"`((?:examples|reproduce/profiles|paper_tables/\w+)/[\w./]+)`", text):
+        assert (root / path).exists(), f"README names {path}, which is not in the repository"
+    commands = re.findall(r"python -m reproduce ([^`\n]+?)(?:`|\n|$)", text)
+    assert len(commands) >= 5
+    for command in commands:
+        argv = shlex.split(command.replace("{table1,sweep,tables,all,rehearse}", "all").strip().rstrip("\\"))
+        build_parser().parse_args(argv)  # exits 2 on an unknown flag or command
