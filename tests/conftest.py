@@ -85,6 +85,48 @@ def smoke(tmp_path_factory):
     return base
 
 
+#: a profile of 42 runs (two datasets, two searched methods and the probe, three seeds, two trials each) that sweeps in
+#: seconds: for the tests that interrupt, resume or distribute a sweep and compare with an uninterrupted one
+SMALL_PROFILE = """name = "small"
+[data]
+dataset = "synthetic"
+groups = ["Tops", "Footwear"]
+levels = [6]
+source_per_class = 4
+[model]
+backbone = "efficientnet_lite0"
+image_size = 32
+[search]
+n_trials = 2
+[run]
+methods = ["joint", "jtln_ot", "linear_probe"]
+seeds = [0, 1, 2]
+[hparams]
+epochs = 1
+source_epochs = 1
+batch_size_target = 8
+batch_size_source = 8
+"""
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """The small profile (:data:`SMALL_PROFILE`) and the runs folder of one uninterrupted local sweep of it."""
+    from typing import NamedTuple
+
+    from reproduce.__main__ import main
+
+    class Small(NamedTuple):
+        profile: Path
+        runs: Path
+
+    base = tmp_path_factory.mktemp("small")
+    profile = base / "small.toml"
+    profile.write_text(SMALL_PROFILE)
+    assert main(["sweep", "--profile", str(profile), "--runs", str(base / "runs")]) == 0
+    return Small(profile, base / "runs")
+
+
 @pytest.fixture(scope="module")
 def tiny():
     """The tiny ITL problem (:class:`tests.tiny.Tiny`), built once per module."""

@@ -65,22 +65,22 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"no {what} within {timeout} s")
 
 
-def test_the_smoke_profile_through_the_cluster_gives_the_local_records(slurm_cluster, smoke, tmp_path, capsys):
+def test_a_sweep_through_the_cluster_gives_the_local_records(slurm_cluster, small, tmp_path, capsys):
     start = time.perf_counter()
     # 2 tasks a phase: each task pays ~10 s to start (torch, the data, the cached features) before its runs
-    assert main(["sweep", "--profile", "smoke", "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST,
-                 "--runs-per-task", "64"]) == 0
+    assert main(["sweep", "--profile", str(small.profile), "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST,
+                 "--runs-per-task", "16"]) == 0
     seconds = time.perf_counter() - start
-    cluster, local = records("smoke", tmp_path / "runs")[1], records("smoke", smoke / "runs")[1]
-    smoke_profile = load_profile("smoke")  # datasets x methods x levels x seeds
-    assert len(cluster) == len(local) == (len(smoke_profile.data.groups) * len(smoke_profile.run.methods) *
-                                          len(smoke_profile.data.levels) * len(smoke_profile.run.seeds))
+    cluster, local = records(small.profile, tmp_path / "runs")[1], records(small.profile, small.runs)[1]
+    profile = load_profile(small.profile)  # datasets x methods x levels x seeds
+    assert len(cluster) == len(local) == (len(profile.data.groups) * len(profile.run.methods) * len(profile.data.levels) *
+                                          len(profile.run.seeds))
     same_records(cluster, local)
     out = capsys.readouterr().out
     arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]
     assert len(arrays) == 3, out  # one array per phase: the preparation (a task per dataset), the search, then the seeds
     assert "(preparation): 2 tasks" in arrays[0] and "(search trials)" in arrays[1] and "(seed runs)" in arrays[2], arrays
-    print(f"\nsmoke through the cluster: {seconds:.0f} s, {len(arrays)} arrays: " + "; ".join(arrays))
+    print(f"\nthe small profile through the cluster: {seconds:.0f} s, {len(arrays)} arrays: " + "; ".join(arrays))
 
 
 def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(slurm_cluster, tmp_path):
@@ -143,8 +143,7 @@ def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_c
     assert "cannot be scheduled: pending with reason" in err or "sbatch refused the array" in err, err
     assert f"{cpus} CPUs" in err or f"cpus-per-task={cpus}" in err, err
     wait_for(lambda: array_tasks(slurm_cluster) == [], 30, "empty queue")  # the array was cancelled: nothing left waiting
-    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0  # resumes
-    assert collect(load_profile(profile), runs).missing == []
+    assert finished(runs) == {}  # (the same command then resumes: test_scancel_ends_the_driver_with_the_reason_...)
 
 
 def test_the_driver_needs_no_gpu_the_preparation_job_checks_the_device_where_it_runs(slurm_cluster, tmp_path, capsys):
