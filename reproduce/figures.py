@@ -89,12 +89,27 @@ def learning_curve_figure(records, datasets, out):
 HEATMAPS_PER_ROW = 2
 
 
+def _heatmap(fig, ax, matrix, **options):
+    """``seaborn.heatmap`` on ``ax`` of ``fig``, the figure's other panels hidden meanwhile: seaborn draws the whole figure
+    at each call (to see whether tick labels overlap), and a label's extent is its own, so hiding them changes nothing
+    drawn and spares redrawing every earlier panel at each call (a figure of n panels: n draws of one, not n^2 / 2)."""
+    import seaborn as sns
+
+    others = [a for a in fig.axes if a is not ax and a.get_visible()]
+    for other in others:
+        other.set_visible(False)
+    try:
+        sns.heatmap(matrix, ax=ax, **options)
+    finally:
+        for other in others:
+            other.set_visible(True)
+
+
 def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     ncols = min(HEATMAPS_PER_ROW, len(matrices))
     nrows = -(-len(matrices) // ncols)
@@ -105,8 +120,8 @@ def _heatmaps(matrices, titles, row_labels, col_labels, suptitle, out, stem):
             ax.set_visible(False)
             continue
         first_column = i % ncols == 0
-        sns.heatmap(np.asarray(matrices[i]), ax=ax, xticklabels=col_labels, yticklabels=row_labels if first_column else False,
-                    cmap="viridis", annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
+        _heatmap(fig, ax, np.asarray(matrices[i]), xticklabels=col_labels, yticklabels=row_labels if first_column else False,
+                 cmap="viridis", annot=len(row_labels) * len(col_labels) <= 60, fmt=".2f")
         ax.set_title(titles[i])
         ax.set_xlabel("target class")
         ax.set_ylabel("source class" if first_column else "")
@@ -175,7 +190,6 @@ def cost_figure(records, datasets, out):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     paths = []
     for d in datasets:
@@ -188,8 +202,8 @@ def cost_figure(records, datasets, out):
         fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 2.5, 0.35 * len(rows) + 2.2), squeeze=False)
         for i, (ax, key) in enumerate(zip(axes[0], keys)):
             mean = np.mean([np.asarray(C, float) for C, _ in found[key].values()], axis=0)
-            sns.heatmap(mean, ax=ax, xticklabels=cols, yticklabels=rows if i == 0 else False, cmap="viridis", cbar=False,
-                        annot=True, fmt=".2f", annot_kws={"size": 7})
+            _heatmap(fig, ax, mean, xticklabels=cols, yticklabels=rows if i == 0 else False, cmap="viridis", cbar=False,
+                     annot=True, fmt=".2f", annot_kws={"size": 7})
             for row, parent in enumerate(parents):
                 if parent is not None:
                     ax.add_patch(plt.Rectangle((parent, row), 1, 1, fill=False, edgecolor="red", linewidth=2))
