@@ -10,8 +10,14 @@ from reproduce.profile import load_profile
 from reproduce.sweep import overlaps_preparation
 
 
+def one_draw(profile):
+    """``profile`` cut to one level and one seed: one draw to prepare per dataset."""
+    return replace(profile, data=replace(profile.data, levels=profile.data.levels[:1], table2_level=profile.data.levels[0]),
+                   run=replace(profile.run, seeds=profile.run.seeds[:1]))
+
+
 def test_a_dataset_prepared_in_a_background_process_is_the_one_prepared_here(tmp_path):
-    profile = load_profile("smoke")
+    profile = one_draw(load_profile("smoke"))
     here = Workspace().prepared(profile, "Tops", tmp_path / "here")
     background = Workspace()
     background.prefetch(profile, ["Tops"], tmp_path / "background")
@@ -37,7 +43,7 @@ def test_only_a_gpu_sweep_with_one_worker_and_several_datasets_overlaps_its_prep
 
 
 def test_two_profiles_at_one_path_are_two_preparations(tmp_path):
-    smoke = load_profile("smoke")
+    smoke = one_draw(load_profile("smoke"))
     other = replace(smoke, data=replace(smoke.data, source_per_class=4))
     assert other.path == smoke.path
     workspace = Workspace()

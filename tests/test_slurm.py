@@ -1,6 +1,7 @@
 """The sweep through a real single-node SLURM cluster (tests/slurm_cluster.py): records, cancellation, failures, requeue."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,22 +66,42 @@ def wait_for(condition, timeout, what):
     raise AssertionError(f"no {what} within {timeout} s")
 
 
-def test_a_sweep_through_the_cluster_gives_the_local_records(slurm_cluster, small, tmp_path, capsys):
+def test_a_sweep_through_the_cluster_reports_a_failing_run_goes_on_and_resumes_to_the_local_records(slurm_cluster, small,
+                                                                                                      tmp_path, capsys):
+    """One sweep of the small profile through the cluster for several checks: a run that raises is reported with its log
+    while every other run finishes (exit 1); the same command then resumes it (exit 0), and the records are those of the
+    local sweep. One array per phase: the preparation (a task per dataset), the search, the seeds."""
+    from reproduce.plan import plan_trials
+
+    runs = tmp_path / "runs"
+    victim = plan_trials(load_profile(small.profile), runs)[0].folder
+    victim.parent.mkdir(parents=True)
+    victim.write_text("a file where the run's folder goes: its lock cannot be made, so the run raises")
+    command = ["sweep", "--profile", str(small.profile), "--runs", str(runs), "--executor", "slurm", *FAST, "--runs-per-task", "16"]
     start = time.perf_counter()
     # 2 tasks a phase: each task pays ~10 s to start (torch, the data, the cached features) before its runs
-    assert main(["sweep", "--profile", str(small.profile), "--runs", str(tmp_path / "runs"), "--executor", "slurm", *FAST,
-                 "--runs-per-task", "16"]) == 0
+    assert main(command) == 1
+    first = capsys.readouterr()
+    assert "raised" in first.err and re.search(r"1 of \d+ runs failed", first.err) and "log: " in first.err, first.err[-2000:]
+    assert victim.name in first.err
+    log = Path(first.err.split("log: ")[1].split()[0])
+    assert log.is_file() and "FileExistsError" in log.read_text() and victim.name in log.read_text()
+    trials = len(plan_trials(load_profile(small.profile), runs))
+    assert len(finished(runs)) == trials - 1  # every other search run finished
+    victim.unlink()
+    assert main(command) == 0
     seconds = time.perf_counter() - start
-    cluster, local = records(small.profile, tmp_path / "runs")[1], records(small.profile, small.runs)[1]
+    out = first.out + capsys.readouterr().out
+    cluster, local = records(small.profile, runs)[1], records(small.profile, small.runs)[1]
     profile = load_profile(small.profile)  # datasets x methods x levels x seeds
     assert len(cluster) == len(local) == (len(profile.data.groups) * len(profile.run.methods) * len(profile.data.levels) *
                                           len(profile.run.seeds))
     same_records(cluster, local)
-    out = capsys.readouterr().out
     arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]
-    assert len(arrays) == 3, out  # one array per phase: the preparation (a task per dataset), the search, then the seeds
-    assert "(preparation): 2 tasks" in arrays[0] and "(search trials)" in arrays[1] and "(seed runs)" in arrays[2], arrays
-    print(f"\nthe small profile through the cluster: {seconds:.0f} s, {len(arrays)} arrays: " + "; ".join(arrays))
+    assert "(preparation): 2 tasks" in arrays[0] and "(search trials)" in arrays[1], arrays
+    assert any("(seed runs)" in a for a in arrays[2:]), arrays
+    print(f"\nthe small profile through the cluster, with a failing run and its resumption: {seconds:.0f} s, "
+          + "; ".join(arrays))
 
 
 def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(slurm_cluster, tmp_path):
@@ -97,24 +118,6 @@ def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(sl
         assert (folder / "done").stat().st_mtime_ns == mtime
     collected, resumed = records(profile, runs)
     assert collected.missing == [] and len(resumed) == 4 and len(finished(runs)) == len(collected.trials) + 4
-
-
-def test_a_run_that_raises_is_reported_with_its_log_and_the_others_go_on(slurm_cluster, tmp_path, capsys):
-    profile, runs = mini(tmp_path), tmp_path / "runs"
-    from reproduce.plan import plan_trials
-
-    victim = plan_trials(load_profile(profile), runs)[0].folder
-    victim.parent.mkdir(parents=True)
-    victim.write_text("a file where the run's folder goes: its lock cannot be made, so the run raises")
-    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST, "--runs-per-task", "2"]) == 1
-    err = capsys.readouterr().err
-    assert "raised" in err and "1 of 2 runs failed" in err and "log: " in err and victim.name in err, err[-2000:]
-    log = Path(err.split("log: ")[1].split()[0])
-    assert log.is_file() and "FileExistsError" in log.read_text() and victim.name in log.read_text()
-    assert len(finished(runs)) == 8 - 1  # every other search run finished (2 methods x 2 seeds x 2 trials)
-    victim.unlink()
-    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0
-    assert collect(load_profile(profile), runs).missing == []
 
 
 def test_a_requeued_task_ends_with_one_complete_record_per_run(slurm_cluster, tmp_path):
