@@ -1,21 +1,26 @@
 """Sphinx math rendered to MathML at build time, so the pages typeset their equations with no script and no network.
 
 Browsers lay out MathML themselves (Chromium since 109, Firefox, Safari); the TeX is converted by docutils' own
-``tex2mathml`` (docutils is Sphinx's dependency, so nothing is added). TeX it cannot convert fails the build with the
-formula and the place it came from, instead of showing raw TeX to a reader.
+``tex2mathml`` (docutils is Sphinx's dependency, so nothing is added). TeX it cannot convert is a warning naming the
+formula and the place it came from, which the docs build (``-W``) turns into an error.
 """
 
 from docutils import nodes
+from docutils.utils.math import MathError
 from docutils.utils.math.latex2mathml import tex2mathml
+from sphinx.util import logging
 from sphinx.util.math import get_node_equation_number
+
+logger = logging.getLogger(__name__)
 
 
 def _mathml(self, node, as_block):
     tex = node.astext()
     try:
         return tex2mathml(tex, as_block=as_block)
-    except SyntaxError as error:  # docutils' message names the construct it does not know
-        raise self.document.reporter.severe(f"math {tex!r} cannot be converted to MathML: {error}", base_node=node) from error
+    except (MathError, SyntaxError) as error:  # docutils' message names the construct it does not know; -W makes this an error
+        logger.warning("math %r cannot be converted to MathML: %s", tex, error, location=node)
+        return self.encode(tex)
 
 
 def visit_math(self, node):
