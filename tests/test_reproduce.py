@@ -22,6 +22,7 @@ from reproduce.profile import load_profile
 from reproduce.records import load_record, save_record
 from reproduce.stats import mcnemar, paired
 from reproduce.tables import table2_latex
+from tests.conftest import MINI_PROFILE
 
 ROOT = Path(__file__).parents[1]
 
@@ -324,26 +325,6 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(small, tmp_path):
     assert len(resumed.seeds) == 18 and resumed.missing == [] and len(finished(runs)) == total
 
 
-MINI_PROFILE = """name = "mini"
-[data]
-dataset = "synthetic"
-groups = ["Footwear"]
-levels = [6]
-source_per_class = 4
-[model]
-backbone = "efficientnet_lite0"
-image_size = 32
-[search]
-n_trials = 2
-[run]
-methods = ["joint", "jtln_ot"]
-seeds = [0, 1]
-[hparams]
-epochs = 1
-source_epochs = 1
-batch_size_target = 8
-batch_size_source = 8
-"""
 
 
 def sweep_records(profile, runs, *options):

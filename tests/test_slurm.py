@@ -13,7 +13,8 @@ import pytest
 from reproduce.__main__ import main
 from reproduce.collect import collect
 from reproduce.profile import load_profile
-from tests.test_reproduce import MINI_PROFILE, ROOT, deterministic, finished
+from tests.conftest import MINI_PROFILE
+from tests.test_reproduce import ROOT, deterministic, finished
 
 FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]
 
