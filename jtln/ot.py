@@ -400,15 +400,15 @@ class OTLoss(nn.Module):
                              "(jtln.costs.mmd_cost_matrix returns float ones), convert with C.double() or C.float()")
         if C_values.dim() != 2:
             raise ValueError(f"C must have shape [L_s, L_t], got {tuple(C_values.shape)}")
-        GibbsKernel.of(C_values, check_lam(lam))  # NaN, inf and negative costs refused here, by name
         if isinstance(C, nn.Parameter):
             self.C = C
         else:
-            self.register_buffer("C", torch.as_tensor(C).detach().clone())
+            self.register_buffer("C", C_values.clone())
         self.lam = check_lam(lam)
         self.logits = bool(logits)
         self.options = options
         self._kernel, self._kernel_key = None, None
+        self.kernel(compute_dtype(C_values.dtype))  # NaN, inf and negative costs refused here, by name; kept for the first forward pass
 
     def kernel(self, dtype):
         """The :class:`GibbsKernel` of ``C`` in ``dtype``, rebuilt when ``C`` is replaced, moved or changed in place."""

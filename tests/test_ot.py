@@ -340,6 +340,26 @@ def test_cost_matrices_that_are_no_costs_are_refused_at_construction():
         ot_loss_with_logits(torch.randn(1, 3), torch.tensor([[1, 2]]), torch.rand(3, 2), 10.0)
 
 
+def test_the_module_builds_its_kernel_once_and_again_only_when_C_changes():
+    """The Gibbs kernel that validated C at construction serves the first forward pass; an in-place edit of C, a new C or
+    another compute dtype rebuilds it (a stale kernel would give the loss of the old C)."""
+    C = torch.rand(L_S, L_T, dtype=torch.float64)
+    logits_s, logits_t = torch.randn(4, L_S, dtype=torch.float64), torch.randn(4, L_T, dtype=torch.float64)
+    module = OTLoss(C, 10.0, logits=True)
+    built = module._kernel
+    assert built is not None
+    first = module(logits_s, logits_t)
+    assert module._kernel is built
+    with torch.no_grad():
+        module.C.mul_(2.0)
+    torch.testing.assert_close(module(logits_s, logits_t), OTLoss(2 * C, 10.0, logits=True)(logits_s, logits_t), rtol=0, atol=0)
+    assert module._kernel is not built and not torch.equal(module(logits_s, logits_t), first)
+    module.C = C.clone()
+    torch.testing.assert_close(module(logits_s, logits_t), first, rtol=0, atol=0)
+    module(logits_s.float(), logits_t.float())
+    assert module._kernel_key[-1] == torch.float32
+
+
 def test_probabilities_passed_as_logits_warn():
     h_s, h_t = torch.softmax(torch.randn(4, 3), 1), torch.softmax(torch.randn(4, 2), 1)
     C = torch.rand(3, 2)
