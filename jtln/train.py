@@ -33,6 +33,7 @@ rule: continuous, it seldom ties, and it charges confident mistakes.
 """
 
 import contextlib
+import functools
 import math
 import platform
 import time
@@ -56,6 +57,12 @@ PROTOCOL = 4
 
 
 def library_versions():
+    """The versions of Python and of the libraries a run's result depends on (None for one not installed), for its record."""
+    return dict(_library_versions())
+
+
+@functools.cache  # read once per process: importlib.metadata scans every folder of sys.path for each name
+def _library_versions():
     names = ["torch", "torchvision", "timm", "numpy", "numba", "scipy", "pot", "scikit-learn", "optuna", "jtln"]
     found = {"python": platform.python_version()}
     for name in names:
