@@ -299,13 +299,26 @@ def finished(runs):
     return {p.parent: p.stat().st_mtime_ns for p in Path(runs).glob("*/*/*/done")}
 
 
-def test_killed_sweep_resumes_without_repeating_or_losing_runs(small, tmp_path):
-    runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(small.profile), "--runs", str(runs)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while len(finished(runs)) < 12 and time.time() < deadline and process.poll() is None:
+def start_sweep(profile, runs, *options, **popen):
+    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(profile), "--runs", str(runs), *options]
+    return subprocess.Popen(command, cwd=ROOT, **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
+
+
+def wait_until_finished(runs, count, process, timeout=180):
+    """Wait until ``count`` runs of ``runs`` finished, while ``process`` runs; what finished, by folder."""
+    deadline = time.time() + timeout
+    while len(finished(runs)) < count and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
+    return finished(runs)
+
+
+def test_a_killed_sweep_resumed_by_two_sweeps_at_once_repeats_and_loses_no_run_and_writes_each_record_once(small, tmp_path):
+    """SIGKILL mid-sweep, a record corrupted on disk, then two sweeps of the same command at once: they share the work
+    (each run under its lock), redo the corrupt record, rerun nothing that finished, and give the uninterrupted sweep's
+    records (predictions, accuracies and loss curves: one process each, the same thread count)."""
+    runs = tmp_path / "runs"
+    process = start_sweep(small.profile, runs)
+    wait_until_finished(runs, 12, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = finished(runs)
@@ -315,16 +328,19 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(small, tmp_path):
     victim = sorted(before)[0]
     (victim / "record.json").write_text('{"accuracy": 0.5')
     assert load_record(victim) is None
-    assert main(["sweep", "--profile", str(small.profile), "--runs", str(runs)]) == 0
+    resumers = [start_sweep(small.profile, runs) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in resumers] == [0, 0]
     for folder, mtime in before.items():
         if folder != victim:
             assert (folder / "done").stat().st_mtime_ns == mtime, f"{folder} was run again"
-    resumed, reference = records_of(runs, small.profile), records_of(small.runs, small.profile)
-    key = lambda r: r["id"]  # noqa: E731
-    assert sorted(map(deterministic, resumed.seeds), key=key) == sorted(map(deterministic, reference.seeds), key=key)
-    assert len(resumed.seeds) == 18 and resumed.missing == [] and len(finished(runs)) == total
-
-
+    assert (victim / "done").stat().st_mtime_ns != before[victim]
+    for folder in finished(runs):  # one record per run, complete
+        assert len(list(folder.glob("record*.json"))) == 1 and not list(folder.glob("*.tmp*")), folder
+    resumed = records_of(runs, small.profile)
+    assert resumed.missing == [] and len(finished(runs)) == total
+    new = [r for r in resumed.seeds + resumed.trials if r["id"] not in {f.name for f in before} or r["id"] == victim.name]
+    assert {r["run_by"].split(":")[1] for r in new} <= {str(p.pid) for p in resumers}  # written by the two sweeps, once each
+    assert sweep_records(small.profile, runs, None) == sweep_records(small.profile, small.runs, None)
 
 
 def sweep_records(profile, runs, *options):
@@ -335,20 +351,48 @@ def sweep_records(profile, runs, *options):
     return sorted(map(deterministic, collected.seeds + collected.trials), key=lambda r: r["id"])
 
 
-def test_parallel_local_processes_give_the_same_records(small, tmp_path):
-    """The same predictions and accuracies as the sequential sweep; the cross-entropies to float32 rounding.
+def session_alive(pgid, within=15):
+    """Whether a process of the group is still there after ``within`` seconds (init reaps a zombie soon after its parent exits)."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.2)
+    return True
 
-    A worker runs torch with one intra-op thread, the sequential sweep with
-    the machine's cores; another thread count sums in another order, which
-    moves a float32 mean by a few units in its last place.
-    """
+
+def test_a_parallel_sweep_stops_promptly_on_sigterm_and_ctrl_c_leaves_no_process_and_resumes_to_the_sequential_records(small,
+                                                                                                                       tmp_path):
+    """Workers stopped by SIGTERM to the driver (as a scheduler sends it), then by SIGINT to the whole group (as Ctrl-C
+    does): exit 143 and 130 within seconds, no process left, nothing finished rerun; the parallel resumption then gives the
+    sequential sweep's predictions and accuracies, and its cross-entropies to float32 rounding (a worker runs torch with
+    one intra-op thread, the sequential sweep with the machine's cores: another order of summation)."""
+    runs, kept = tmp_path / "runs", {}
+    for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+        # SIGINT as a terminal delivers it: not ignored, even where the tests run in the background (a shell's `&` ignores it)
+        process = start_sweep(small.profile, runs, "--workers", "2", stderr=subprocess.PIPE, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        wait_until_finished(runs, len(kept) + 4, process)
+        assert process.poll() is None, process.stderr.read().decode()
+        os.killpg(process.pid, sig) if sig == signal.SIGINT else process.send_signal(sig)
+        stopped = time.time()
+        assert process.wait(timeout=60) == code, sig
+        assert time.time() - stopped < 30, sig
+        assert not session_alive(process.pid), f"a worker process outlived the sweep stopped by {sig!r}"
+        assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items()), sig
+        kept = finished(runs)
+    assert 8 <= len(kept) < len(finished(small.runs))
+
     def split(records):
         return ([{k: v for k, v in r.items() if k != "val_loss_curve"} for r in records],
                 np.array([x for r in records for x in r["val_loss_curve"]]))
 
+    parallel, parallel_losses = split(sweep_records(small.profile, runs, "--workers", "2"))
+    assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
     sequential, sequential_losses = split(sweep_records(small.profile, small.runs, None))
     assert len(sequential) == 18 + 2 * 2 * 3 * 2 and len(sequential_losses) == 2 * 2 * 3 * 2  # the trials' curves, one epoch
-    parallel, parallel_losses = split(sweep_records(small.profile, tmp_path / "parallel", "--workers", "2"))
     assert parallel == sequential
     np.testing.assert_allclose(parallel_losses, sequential_losses, rtol=1e-5, atol=1e-6)  # float32 sums of losses near 0.02
 
@@ -435,57 +479,6 @@ def test_a_run_locked_by_another_process_is_skipped_then_waited_for(tmp_path):
         assert execute(job, workspace) is None and not (job.folder / "done").exists()
     record = execute(job, workspace)
     assert record is not None and load_record(job.folder, job.inputs) == record
-
-
-def session_alive(pgid, within=15):
-    """Whether a process of the group is still there after ``within`` seconds (init reaps a zombie soon after its parent exits)."""
-    deadline = time.time() + within
-    while time.time() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_parallel_sweep_stops_promptly_on_a_signal_leaves_no_process_and_resumes(small, tmp_path, sig, code):
-    runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(small.profile), "--runs", str(runs), "--workers", "2"]
-    # SIGINT as a terminal delivers it: not ignored, even where the tests run in the background (a shell's `&` ignores it)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 180
-    while len(finished(runs)) < 4 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    assert process.poll() is None, process.stderr.read().decode()
-    # SIGTERM to the driver (as a scheduler sends it); SIGINT to the whole group (as Ctrl-C does)
-    os.killpg(process.pid, sig) if sig == signal.SIGINT else process.send_signal(sig)
-    stopped = time.time()
-    assert process.wait(timeout=60) == code
-    assert time.time() - stopped < 30
-    assert not session_alive(process.pid), "a worker process outlived the sweep"
-    kept = finished(runs)
-    assert 4 <= len(kept) < len(finished(small.runs))
-    assert main(["sweep", "--profile", str(small.profile), "--runs", str(runs)]) == 0
-    assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
-    resumed, reference = records_of(runs, small.profile), records_of(small.runs, small.profile)
-    assert sorted(r["id"] for r in resumed.seeds) == sorted(r["id"] for r in reference.seeds) and not resumed.missing
-
-
-def test_two_sweeps_at_once_share_the_work_and_write_each_record_once(tmp_path):
-    profile = tmp_path / "mini.toml"
-    profile.write_text(MINI_PROFILE)
-    runs = tmp_path / "shared"
-    command = [sys.executable, "-m", "reproduce", "sweep", "--profile", str(profile), "--runs", str(runs)]
-    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    assert [p.wait(timeout=600) for p in processes] == [0, 0]
-    collected = collect(load_profile(profile), runs)
-    assert not collected.missing and len(collected.seeds) == 4 and len(collected.trials) == 2 * 2 * 2
-    assert sweep_records(profile, runs, None) == sweep_records(profile, tmp_path / "sequential")
-    writers = {r["run_by"] for r in collected.seeds + collected.trials}
-    assert len(writers) <= 2  # every run was written by one of the two sweeps, once (its lock held while it trained)
 
 
 def test_only_the_cost_matrices_the_methods_can_ask_for_are_prepared(tmp_path):
