@@ -105,35 +105,37 @@ def test_a_sweep_through_the_cluster_reports_a_failing_run_goes_on_and_resumes_t
           + "; ".join(arrays))
 
 
-def test_scancel_ends_the_driver_with_the_reason_and_the_same_command_resumes(slurm_cluster, tmp_path):
+def test_scancel_ends_the_driver_with_the_reason_the_same_command_resumes_and_a_requeued_task_repeats_no_run(slurm_cluster,
+                                                                                                        tmp_path):
+    """One sweep of the mini profile for two checks: ``scancel`` of the array ends the driver (exit 1) with the reason, a
+    log and how to resume; the same command then resumes, and its task, requeued (as preemption does) while it is running
+    with some of its runs finished, ends with one complete record per run and none of them run twice."""
     profile, runs = mini(tmp_path), tmp_path / "runs"
-    process = driver(profile, runs, *FAST, "--runs-per-task", "1", cluster=slurm_cluster)
+    options = (*FAST, "--runs-per-task", "100")  # one task holds every run of a phase
+    process = driver(profile, runs, *options, cluster=slurm_cluster)
     running = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")
     slurm_cluster.run("scancel", running[0].split("_")[0])  # the whole array
     output, _ = process.communicate(timeout=90)  # bounded: the grace, a poll, the report
     assert process.returncode == 1, output
     assert "ended without a result: CANCELLED" in output and "log: " in output and "the same command resumes" in output
     before = finished(runs)
-    assert main(["sweep", "--profile", str(profile), "--runs", str(runs), "--executor", "slurm", *FAST]) == 0
-    for folder, mtime in before.items():  # what finished before the cancellation is not run again
-        assert (folder / "done").stat().st_mtime_ns == mtime
-    collected, resumed = records(profile, runs)
-    assert collected.missing == [] and len(resumed) == 4 and len(finished(runs)) == len(collected.trials) + 4
+    process = driver(profile, runs, *options, cluster=slurm_cluster)
 
+    def running_with_runs_finished():
+        return len(finished(runs)) > len(before) and array_tasks(slurm_cluster, "RUNNING")
 
-def test_a_requeued_task_ends_with_one_complete_record_per_run(slurm_cluster, tmp_path):
-    profile, runs = mini(tmp_path), tmp_path / "runs"
-    process = driver(profile, runs, *FAST, "--runs-per-task", "100", cluster=slurm_cluster)  # one task holds every run of a phase
-    task = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")[0]
-    wait_for(lambda: finished(runs), 120, "finished run")  # requeue in the middle of the task's runs
+    task = wait_for(running_with_runs_finished, 120, "running task with finished runs")[0]
+    requeued = finished(runs)  # finished before the requeue: not run again after it
     slurm_cluster.run("scontrol", "requeue", task)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
+    assert "Restarts=1" in slurm_cluster.run("scontrol", "-o", "show", "job", task).stdout  # it ran again
+    for folder, mtime in {**before, **requeued}.items():
+        assert (folder / "done").stat().st_mtime_ns == mtime, f"{folder} was run again"
     collected = collect(load_profile(profile), runs)
     assert collected.missing == [] and len(collected.seeds) == 4
-    for folder in runs.glob("Footwear/*/*"):  # one record per run, complete
-        assert (folder / "done").is_file() and len(list(folder.glob("record*.json"))) == 1
-        assert not list(folder.glob("*.tmp*"))
+    for folder in finished(runs):  # one record per run, complete
+        assert len(list(folder.glob("record*.json"))) == 1 and not list(folder.glob("*.tmp*")), folder
     assert len(finished(runs)) == len(collected.trials) + 4
 
 
