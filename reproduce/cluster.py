@@ -28,6 +28,7 @@ is not run twice.  Whatever ends the wait, finished records are kept and
 the same command resumes.  Logs: ``<runs>/slurm/<job id>_<task>/``.
 """
 
+import os
 import re
 import shutil
 import subprocess
@@ -82,6 +83,23 @@ class SlurmOptions:
                 raise ValueError(f"slurm option {name} must be an integer >= {low}, got {value!r}")
         if self.mem_gb is not None and not self.mem_gb > 0:
             raise ValueError(f"slurm option mem_gb must be > 0, got {self.mem_gb!r}")
+
+
+def use_allocated_cpus():
+    """In a SLURM task, torch's intra-op threads set to the task's CPUs (``SLURM_CPUS_PER_TASK``); returns that count, or
+    None outside a task.
+
+    A cluster that does not bind each task to its CPUs (``TaskPlugin=task/none``, some sites) leaves torch one thread per
+    core of the node, so two 1-CPU tasks on a 2-core node ran four spinning threads: the test cluster's preparation tasks
+    took 45 s instead of 15.  A local worker gets its share of the cores the same way (:mod:`reproduce.execute`).
+    """
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not os.environ.get("SLURM_JOB_ID") or not cpus.isdigit() or int(cpus) < 1:
+        return None
+    import torch
+
+    torch.set_num_threads(int(cpus))
+    return int(cpus)
 
 
 def _command(*args, timeout=60):

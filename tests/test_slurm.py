@@ -166,6 +166,27 @@ def test_the_driver_needs_no_gpu_the_preparation_job_checks_the_device_where_it_
     assert not list(runs.glob("cache/features-*.pt")) and finished(runs) == {}
 
 
+def test_a_task_runs_torch_on_the_cpus_slurm_gave_it(monkeypatch):
+    """SLURM_CPUS_PER_TASK sets torch's threads in a task (a cluster that binds no CPUs would leave one per core of the
+    node); outside a task nothing changes."""
+    import torch
+
+    from reproduce.cluster import use_allocated_cpus
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    assert use_allocated_cpus() is None and torch.get_num_threads() == before
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    try:
+        assert use_allocated_cpus() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "")  # -c not given: torch's own default is kept
+        torch.set_num_threads(before)
+        assert use_allocated_cpus() is None and torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_without_sbatch_the_slurm_executor_says_what_it_needs(tmp_path, monkeypatch):
     import shutil
 
