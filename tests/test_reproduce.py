@@ -304,6 +304,15 @@ def start_sweep(profile, runs, *options, **popen):
     return subprocess.Popen(command, cwd=ROOT, **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
 
 
+def prepared_as(small, runs):
+    """``runs`` holding the small profile's preparation (a copy of the uninterrupted sweep's), for a test that interrupts
+    its runs: the preparation is tested where it is made (tests/test_prepare.py), not again at every start."""
+    import shutil
+
+    shutil.copytree(small.runs / "cache", Path(runs) / "cache")
+    return runs
+
+
 def wait_until_finished(runs, count, process, timeout=180):
     """Wait until ``count`` runs of ``runs`` finished, while ``process`` runs; what finished, by folder."""
     deadline = time.time() + timeout
@@ -316,7 +325,7 @@ def test_a_killed_sweep_resumed_by_two_sweeps_at_once_repeats_and_loses_no_run_a
     """SIGKILL mid-sweep, a record corrupted on disk, then two sweeps of the same command at once: they share the work
     (each run under its lock), redo the corrupt record, rerun nothing that finished, and give the uninterrupted sweep's
     records (predictions, accuracies and loss curves: one process each, the same thread count)."""
-    runs = tmp_path / "runs"
+    runs = prepared_as(small, tmp_path / "runs")
     process = start_sweep(small.profile, runs)
     wait_until_finished(runs, 12, process)
     process.send_signal(signal.SIGKILL)
@@ -369,7 +378,7 @@ def test_a_parallel_sweep_stops_promptly_on_sigterm_and_ctrl_c_leaves_no_process
     does): exit 143 and 130 within seconds, no process left, nothing finished rerun; the parallel resumption then gives the
     sequential sweep's predictions and accuracies, and its cross-entropies to float32 rounding (a worker runs torch with
     one intra-op thread, the sequential sweep with the machine's cores: another order of summation)."""
-    runs, kept = tmp_path / "runs", {}
+    runs, kept = prepared_as(small, tmp_path / "runs"), {}
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         # SIGINT as a terminal delivers it: not ignored, even where the tests run in the background (a shell's `&` ignores it)
         process = start_sweep(small.profile, runs, "--workers", "2", stderr=subprocess.PIPE, start_new_session=True,
