@@ -4,7 +4,8 @@ The driver submits the preparation of every dataset (features, cost
 matrices, probes on disk under ``<runs>/cache``) as an array of its own,
 one task per dataset on the profile's device, before the runs, so a run's
 task only loads them; every task checks the device where it runs, so the
-driver needs no GPU.  The runs still to do are split into chunks, one array task each (``slurm``
+driver needs no GPU, and runs torch on the CPUs it was given
+(:func:`use_allocated_cpus`).  The runs still to do are split into chunks, one array task each (``slurm``
 options below); a task runs its chunk with the function the driver passes
 (:func:`reproduce.execute.run_jobs`: one run after the other, each under its
 lock), so every run's record is written once, atomically, exactly as the
