@@ -178,9 +178,10 @@ def draws_of(profile, full):
     return itl, dict(zip(keys, draws))
 
 
-def prepare(profile, dataset, runs, data_root=None, download=False):
-    """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
-    from jtln.cache import cached_features, on_device
+def _inputs(profile, dataset, runs, data_root, download):
+    """What a preparation of ``dataset`` starts from, and the two files it is stored in: ``(itl, draws, backbone,
+    features path, prepared path)`` (the feature cache, :mod:`jtln.cache`; the costs and probes)."""
+    from jtln.cache import cache_key
     from jtln.data import load_itl
     from jtln.probe import DEFAULT_SCALINGS, FOLDS, PROBE_CS
 
@@ -189,17 +190,34 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     full = load_itl(data.dataset, dataset, root=profile.data_root(data_root), download=download or data.download)
     itl, draws = draws_of(profile, full)
     backbone = make_backbone(profile)
-    cache_dir = profile.cache_folder(runs)
-    cached = cached_features(backbone, itl, data.dataset, cache_dir=cache_dir, device=profile.run.device, progress=True)
-    wanted = cost_keys(profile)
+    key = cache_key(backbone, itl, data.dataset)
     # everything the stored costs and probes depend on; PROTOCOL: the probes' selection and the refit (jtln.train)
-    settings = (cached.key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
-                PROTOCOL, *wanted, PROBE_CS, DEFAULT_SCALINGS, FOLDS)
-    path = cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
+    settings = (key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
+                PROTOCOL, *cost_keys(profile), PROBE_CS, DEFAULT_SCALINGS, FOLDS)
+    cache_dir = profile.cache_folder(runs)
+    return itl, draws, backbone, cache_dir / f"features-{key}.pt", cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
+
+
+def stored(profile, dataset, runs, data_root=None, download=False):
+    """Whether ``dataset``'s preparation is on disk already (its feature cache and its costs and probes), found without
+    computing either: a resumed sweep loads it instead of starting processes to prepare it.  A damaged file is found,
+    and remade, by :func:`prepare`."""
+    *_, features, prepared = _inputs(profile, dataset, runs, data_root, download)
+    return features.is_file() and prepared.is_file()
+
+
+def prepare(profile, dataset, runs, data_root=None, download=False):
+    """Draws, cached features, cost matrices and linear probes of one ITL dataset (cached on disk under ``<runs>/cache``)."""
+    from jtln.cache import cached_features, on_device
+
+    itl, draws, backbone, features, path = _inputs(profile, dataset, runs, data_root, download)
+    cached = cached_features(backbone, itl, profile.data.dataset, cache_dir=features.parent, device=profile.run.device,
+                             progress=True)
+    assert features.name == f"features-{cached.key}.pt", (features, cached.key)  # the file _inputs (and stored) foresaw
     stored = _load_prepared(path)
     device = profile.run.device
     if stored is None:
-        stored = _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset)
+        stored = _costs_and_probes(itl, draws, cached, resolve(profile.hparams), cost_keys(profile), device, dataset)
         with atomic_path(path) as tmp:
             torch.save(stored, tmp)
     cached, where = on_device(cached, device)

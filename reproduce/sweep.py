@@ -18,7 +18,7 @@ from jtln.atomic import write_atomic
 from reproduce.collect import collect
 from reproduce.execute import DIVERGED_HINT, Diverged, run_jobs, run_locally, sigterm_raises
 from reproduce.plan import diverged_cells, plan_seeds, plan_trials, select
-from reproduce.prepare import Preparation, Workspace, prepare_all
+from reproduce.prepare import Preparation, Workspace, prepare_all, stored
 from reproduce.profile import check_device
 from reproduce.records import load_record
 
@@ -81,17 +81,20 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
 
 def _prepare_locally(profile, workspace, workers, runs, data_root, download):
     """Every dataset prepared (or loaded) here: on a GPU with one worker the first here and the next in the background, with
-    several workers side by side, one process each; otherwise one after the other."""
+    several workers side by side, one process each (those not on disk yet: :func:`reproduce.prepare.stored`); otherwise
+    one after the other."""
     first, *rest = profile.data.groups
     if overlaps_preparation(profile, workers):  # the next datasets are prepared while the first one's runs train
         workspace.prefetch(profile, rest, runs, data_root, download)
         rest = []
-    elif workers > 1 and rest:  # several workers: the datasets prepared side by side, one process each
-        workspace.prefetch(profile, profile.data.groups, runs, data_root, download, processes=min(workers, len(rest) + 1))
-        for dataset in profile.data.groups:
-            workspace.prepared(profile, dataset, runs, data_root, download)
-        workspace.close()  # all prepared: the processes end before the runs' workers start
-        return
+    elif workers > 1 and rest:  # several workers: the datasets not prepared yet side by side, one process each
+        missing = [d for d in profile.data.groups if not stored(profile, d, runs, data_root, download)]
+        if len(missing) > 1:  # (a resumed sweep finds them on disk and loads them here, starting no process)
+            workspace.prefetch(profile, missing, runs, data_root, download, processes=min(workers, len(missing)))
+            for dataset in profile.data.groups:
+                workspace.prepared(profile, dataset, runs, data_root, download)
+            workspace.close()  # all prepared: the processes end before the runs' workers start
+            return
     for dataset in (first, *rest):
         workspace.prepared(profile, dataset, runs, data_root, download)
 

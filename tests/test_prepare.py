@@ -34,6 +34,34 @@ def test_a_dataset_prepared_in_a_background_process_is_the_one_prepared_here(tmp
         p.name for p in (tmp_path / "here" / "cache").iterdir())
 
 
+def test_a_parallel_sweep_starts_preparing_processes_only_for_datasets_not_on_disk(tmp_path, monkeypatch):
+    """``stored`` foresees the preparation's two files without computing them; a sweep with several workers prepares
+    side by side only what is missing, and a resumed one loads everything here, starting no process."""
+    import pytest
+
+    from reproduce.prepare import stored
+    from reproduce.sweep import _prepare_locally
+
+    class Started(Exception):
+        pass
+
+    def prefetch(self, profile, datasets, *args, **options):
+        raise Started(sorted(datasets))
+
+    profile = one_draw(load_profile("smoke"))
+    monkeypatch.setattr(Workspace, "prefetch", prefetch)
+    with pytest.raises(Started, match=r"\['Footwear', 'Tops'\]"):  # nothing on disk: both in processes
+        _prepare_locally(profile, Workspace(), 2, tmp_path, None, False)
+    assert not stored(profile, "Tops", tmp_path)
+    Workspace().prepared(profile, "Tops", tmp_path)
+    assert stored(profile, "Tops", tmp_path) and not stored(profile, "Footwear", tmp_path)
+    _prepare_locally(profile, Workspace(), 2, tmp_path, None, False)  # one left: prepared here, no process
+    assert stored(profile, "Footwear", tmp_path)
+    _prepare_locally(profile, Workspace(), 2, tmp_path, None, False)  # resumed: both loaded here
+    other = replace(profile, hparams={**profile.hparams, "cost_samples_per_class": 4})  # other costs: not stored
+    assert not stored(other, "Tops", tmp_path)
+
+
 def test_only_a_gpu_sweep_with_one_worker_and_several_datasets_overlaps_its_preparation():
     smoke = load_profile("smoke")
     on_gpu = replace(smoke, run=replace(smoke.run, device="cuda"))
