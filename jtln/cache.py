@@ -120,10 +120,15 @@ def _load(path, key):
         return None
 
 
+def cache_path(cache_dir, key):
+    """The file in ``cache_dir`` that holds the features of :func:`cache_key` ``key``."""
+    return Path(cache_dir) / f"features-{key}.pt"
+
+
 def cached_features(backbone, itl, dataset_id, cache_dir=None, batch_size=256, device="cpu", progress=False):
     """Prefix outputs and penultimate features of every image of ``itl``'s pools, from the disk cache when possible."""
     key = cache_key(backbone, itl, dataset_id)
-    path = Path(cache_dir) / f"features-{key}.pt" if cache_dir else None
+    path = cache_path(cache_dir, key) if cache_dir else None
     if path is not None and path.is_file():
         result = _load(path, key)
         if result is not None:

@@ -181,7 +181,7 @@ def draws_of(profile, full):
 def _inputs(profile, dataset, runs, data_root, download):
     """What a preparation of ``dataset`` starts from, and the two files it is stored in: ``(itl, draws, backbone,
     features path, prepared path)`` (the feature cache, :mod:`jtln.cache`; the costs and probes)."""
-    from jtln.cache import cache_key
+    from jtln.cache import cache_key, cache_path
     from jtln.data import load_itl
     from jtln.probe import DEFAULT_SCALINGS, FOLDS, PROBE_CS
 
@@ -195,7 +195,7 @@ def _inputs(profile, dataset, runs, data_root, download):
     settings = (key, sorted(map(repr, draws.items())), hp.mmd_estimator, hp.cost_normalize, hp.cost_samples_per_class,
                 PROTOCOL, *cost_keys(profile), PROBE_CS, DEFAULT_SCALINGS, FOLDS)
     cache_dir = profile.cache_folder(runs)
-    return itl, draws, backbone, cache_dir / f"features-{key}.pt", cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
+    return itl, draws, backbone, cache_path(cache_dir, key), cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
 
 
 def stored(profile, dataset, runs, data_root=None, download=False):
@@ -213,19 +213,18 @@ def prepare(profile, dataset, runs, data_root=None, download=False):
     itl, draws, backbone, features, path = _inputs(profile, dataset, runs, data_root, download)
     cached = cached_features(backbone, itl, profile.data.dataset, cache_dir=features.parent, device=profile.run.device,
                              progress=True)
-    assert features.name == f"features-{cached.key}.pt", (features, cached.key)  # the file _inputs (and stored) foresaw
-    stored = _load_prepared(path)
+    saved = _load_prepared(path)
     device = profile.run.device
-    if stored is None:
-        stored = _costs_and_probes(itl, draws, cached, resolve(profile.hparams), cost_keys(profile), device, dataset)
+    if saved is None:
+        saved = _costs_and_probes(itl, draws, cached, resolve(profile.hparams), cost_keys(profile), device, dataset)
         with atomic_path(path) as tmp:
-            torch.save(stored, tmp)
+            torch.save(saved, tmp)
     cached, where = on_device(cached, device)
     if where != "on the CPU":
         print(f"{dataset}: feature caches {where}", flush=True)
     for module, _ in backbone.trunk_groups:  # the pretrained trunk where the runs train: each run copies it there, not from the host
         module.to(device)
-    return Prepared(itl, draws, cached, stored["costs"], stored["probes"], backbone)
+    return Prepared(itl, draws, cached, saved["costs"], saved["probes"], backbone)
 
 
 def _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset):
@@ -237,7 +236,7 @@ def _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset):
     from jtln.costs import class_cost_matrix
     from jtln.probe import fit_probe, fit_with
 
-    stored = {"costs": {}, "probes": {}}
+    saved = {"costs": {}, "probes": {}}
     P, y = cached.P["target_train"], cached.y["target_train"]
     for (level, seed), d in tqdm(draws.items(), desc=f"{dataset}: cost matrices and probes", unit="draw"):
         P_s, y_s = cached.P["source"][list(d.source)], cached.y["source"][list(d.source)]
@@ -248,12 +247,12 @@ def _costs_and_probes(itl, draws, cached, hp, wanted, device, dataset):
                 options = {**cost_options(hp), **({"kernel_weights": weights} if weights else {})}
                 C = class_cost_matrix(kind, P_s.to(device), y_s.to(device), P[train].to(device), y[train].to(device),
                                       itl.L_s, itl.L_t, **options)
-                stored["costs"][(level, seed, refit, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
+                saved["costs"][(level, seed, refit, key)] = C.cpu()  # computed on the profile's device, kept on the CPU
             # the probe's L2 strength and scaling cross-validated on the run's own labelled images (a trial's validation
             # images stay held out); the source head's probe fitted with the same
             probe_t = fit_probe(P[train], y[train], itl.L_t)
-            stored["probes"][(level, seed, refit)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C, probe_t.scaling))
-    return stored
+            saved["probes"][(level, seed, refit)] = (probe_t, fit_with(P_s, y_s, itl.L_s, probe_t.C, probe_t.scaling))
+    return saved
 
 
 def _load_prepared(path):
