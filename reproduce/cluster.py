@@ -29,6 +29,7 @@ is not run twice.  Whatever ends the wait, finished records are kept and
 the same command resumes.  Logs: ``<runs>/slurm/<job id>_<task>/``.
 """
 
+import functools
 import os
 import re
 import shutil
@@ -103,6 +104,12 @@ def use_allocated_cpus():
     return int(cpus)
 
 
+def _in_task(work, chunk):
+    """What every array task runs: torch on the task's CPUs (:func:`use_allocated_cpus`), then ``work(chunk)``."""
+    use_allocated_cpus()
+    return work(chunk)
+
+
 def _command(*args, timeout=60):
     return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=True).stdout
 
@@ -173,7 +180,7 @@ def run_array(todo, runs, options, run_jobs, progress=None, what="runs"):
         parameters["gpus_per_task"] = options.gpus_per_task
     executor.update_parameters(**parameters)
     try:
-        jobs = executor.map_array(run_jobs, parts)
+        jobs = executor.map_array(functools.partial(_in_task, run_jobs), parts)
     except Exception as error:  # sbatch refused the array
         raise SlurmError(f"sbatch refused the array ({cpus} CPUs per task, partition {options.partition or 'default'}): "
                          f"{error}") from error

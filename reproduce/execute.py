@@ -154,15 +154,12 @@ def counting_warnings():
 def run_jobs(jobs):
     """Every run of ``jobs`` in this process, one after the other, each waiting for its lock (a SLURM array task's work).
 
-    The profile's device is checked first, here where the runs train, and
-    torch given the task's CPUs (:func:`reproduce.cluster.use_allocated_cpus`).  A run
+    The profile's device is checked first, here where the runs train.  A run
     that raises does not stop the others; the failures are raised together at
     the end.
     """
-    from reproduce.cluster import use_allocated_cpus
     from reproduce.profile import check_device
 
-    use_allocated_cpus()
     for profile in {id(job.profile): job.profile for job in jobs}.values():
         check_device(profile, 1)
     workspace, errors = Workspace(), []

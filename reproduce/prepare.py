@@ -92,13 +92,10 @@ class Preparation:
 
 
 def prepare_all(preparations):
-    """An array task's preparation on a cluster: the profile's device checked where the task runs (and torch given the
-    task's CPUs, :func:`reproduce.cluster.use_allocated_cpus`), then each dataset
+    """An array task's preparation on a cluster: the profile's device checked where the task runs, then each dataset
     prepared to disk (``<runs>/cache``), where the runs' tasks load it.  Returns how many were prepared."""
-    from reproduce.cluster import use_allocated_cpus
     from reproduce.profile import check_device
 
-    use_allocated_cpus()
     for p in preparations:
         check_device(p.profile, 1)
         prepare(p.profile, p.dataset, p.runs, p.data_root, p.download)
