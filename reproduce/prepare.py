@@ -195,12 +195,17 @@ def _inputs(profile, dataset, runs, data_root, download):
     return itl, draws, backbone, cache_path(cache_dir, key), cache_dir / f"prepared-{stable_seed(*settings):08x}.pt"
 
 
-def stored(profile, dataset, runs, data_root=None, download=False):
-    """Whether ``dataset``'s preparation is on disk already (its feature cache and its costs and probes), found without
-    computing either: a resumed sweep loads it instead of starting processes to prepare it.  A damaged file is found,
-    and remade, by :func:`prepare`."""
+def stored_files(profile, dataset, runs, data_root=None, download=False):
+    """The two files ``dataset``'s preparation is stored in, ``(feature cache, costs and probes)``, named without
+    computing either."""
     *_, features, prepared = _inputs(profile, dataset, runs, data_root, download)
-    return features.is_file() and prepared.is_file()
+    return features, prepared
+
+
+def stored(profile, dataset, runs, data_root=None, download=False):
+    """Whether ``dataset``'s preparation is on disk already (:func:`stored_files`): a resumed sweep loads it instead of
+    starting processes, or SLURM tasks, to prepare it.  A damaged file is found, and remade, by :func:`prepare`."""
+    return all(path.is_file() for path in stored_files(profile, dataset, runs, data_root, download))
 
 
 def prepare(profile, dataset, runs, data_root=None, download=False):

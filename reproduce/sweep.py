@@ -44,7 +44,9 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     if executor == "slurm":
         from reproduce.cluster import SlurmOptions, run_array
 
-        preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups]
+        # only the datasets not on disk: a resumed sweep submits no task to load what is there
+        preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups
+                        if not stored(profile, dataset, runs, data_root, download)]
         run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
     workers = workers or profile.run.workers
     trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset

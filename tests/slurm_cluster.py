@@ -101,14 +101,23 @@ class Cluster:
             time.sleep(0.5)
         raise RuntimeError(f"the test cluster did not come up in {timeout} s; logs in {f}")
 
-    def stop(self):
-        for pid_file in ("slurmd.pid", "slurmctld.pid", "munge/munged.pid"):
-            path = self.folder / pid_file
-            try:
-                pid = int(path.read_text().strip())
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(100):
-                    os.kill(pid, 0)
-                    time.sleep(0.1)
-            except (OSError, ValueError):
-                pass
+    def stop(self, timeout=10):
+        """SIGTERM to slurmd and slurmctld at once, then to munged (which they authenticate through while they stop),
+        waiting up to ``timeout`` s for each stage to exit."""
+        for stage in (("slurmd.pid", "slurmctld.pid"), ("munge/munged.pid",)):
+            stopping = []
+            for pid_file in stage:
+                try:
+                    pid = int((self.folder / pid_file).read_text().strip())
+                    os.kill(pid, signal.SIGTERM)
+                    stopping.append(pid)
+                except (OSError, ValueError):
+                    pass
+            deadline = time.time() + timeout
+            for pid in stopping:
+                try:
+                    while time.time() < deadline:
+                        os.kill(pid, 0)
+                        time.sleep(0.1)
+                except OSError:
+                    pass

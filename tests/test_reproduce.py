@@ -304,12 +304,20 @@ def start_sweep(profile, runs, *options, **popen):
     return subprocess.Popen(command, cwd=ROOT, **{"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen})
 
 
-def prepared_as(small, runs):
-    """``runs`` holding the small profile's preparation (a copy of the uninterrupted sweep's), for a test that interrupts
-    its runs: the preparation is tested where it is made (tests/test_prepare.py), not again at every start."""
+def prepared_as(small, runs, datasets=None):
+    """``runs`` holding the small profile's preparation of ``datasets`` (default: all; a copy of the uninterrupted
+    sweep's), for a test that interrupts its runs: the preparation is tested where it is made (tests/test_prepare.py),
+    not again at every start."""
     import shutil
 
-    shutil.copytree(small.runs / "cache", Path(runs) / "cache")
+    from reproduce.prepare import stored_files
+
+    profile = load_profile(small.profile)
+    for dataset in profile.data.groups if datasets is None else datasets:
+        for path in stored_files(profile, dataset, small.runs):
+            copy = Path(runs) / path.relative_to(small.runs)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, copy)
     return runs
 
 

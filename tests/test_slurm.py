@@ -14,7 +14,7 @@ from reproduce.__main__ import main
 from reproduce.collect import collect
 from reproduce.profile import load_profile
 from tests.conftest import MINI_PROFILE
-from tests.test_reproduce import ROOT, deterministic, finished
+from tests.test_reproduce import ROOT, deterministic, finished, prepared_as
 
 FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]
 
@@ -71,16 +71,18 @@ def test_a_sweep_through_the_cluster_reports_a_failing_run_goes_on_and_resumes_t
                                                                                                       tmp_path, capsys):
     """One sweep of the small profile through the cluster for several checks: a run that raises is reported with its log
     while every other run finishes (exit 1); the same command then resumes it (exit 0), and the records are those of the
-    local sweep. One array per phase: the preparation (a task per dataset), the search, the seeds."""
+    local sweep. One array per phase: the preparation (a task per dataset not on disk: one of the two is there), the
+    search, the seeds; the resumption prepares nothing."""
     from reproduce.plan import plan_trials
 
-    runs = tmp_path / "runs"
+    groups = load_profile(small.profile).data.groups
+    runs = prepared_as(small, tmp_path / "runs", datasets=groups[:1])
     victim = plan_trials(load_profile(small.profile), runs)[0].folder
     victim.parent.mkdir(parents=True)
     victim.write_text("a file where the run's folder goes: its lock cannot be made, so the run raises")
     command = ["sweep", "--profile", str(small.profile), "--runs", str(runs), "--executor", "slurm", *FAST, "--runs-per-task", "16"]
     start = time.perf_counter()
-    # 2 tasks a phase: each task pays ~10 s to start (torch, the data, the cached features) before its runs
+    # each task pays 5-7 s to start (torch, the data, the cached features) before its runs
     assert main(command) == 1
     first = capsys.readouterr()
     assert "raised" in first.err and re.search(r"1 of \d+ runs failed", first.err) and "log: " in first.err, first.err[-2000:]
@@ -92,25 +94,27 @@ def test_a_sweep_through_the_cluster_reports_a_failing_run_goes_on_and_resumes_t
     victim.unlink()
     assert main(command) == 0
     seconds = time.perf_counter() - start
-    out = first.out + capsys.readouterr().out
+    again = capsys.readouterr().out
     cluster, local = records(small.profile, runs)[1], records(small.profile, small.runs)[1]
     profile = load_profile(small.profile)  # datasets x methods x levels x seeds
     assert len(cluster) == len(local) == (len(profile.data.groups) * len(profile.run.methods) * len(profile.data.levels) *
                                           len(profile.run.seeds))
     same_records(cluster, local)
-    arrays = [line for line in out.splitlines() if line.startswith("submitted job array")]
-    assert "(preparation): 2 tasks" in arrays[0] and "(search trials)" in arrays[1], arrays
-    assert any("(seed runs)" in a for a in arrays[2:]), arrays
+    arrays, resumed = ([line for line in out.splitlines() if line.startswith("submitted job array")] for out in (first.out, again))
+    assert len(arrays) == 2 and "(preparation): 1 tasks" in arrays[0] and "(search trials)" in arrays[1], arrays
+    assert [a.split("(")[1].split(")")[0] for a in resumed] == ["search trials", "seed runs"], resumed
+    arrays += resumed
     print(f"\nthe small profile through the cluster, with a failing run and its resumption: {seconds:.0f} s, "
           + "; ".join(arrays))
 
 
 def test_scancel_ends_the_driver_with_the_reason_the_same_command_resumes_and_a_requeued_task_repeats_no_run(slurm_cluster,
-                                                                                                        tmp_path):
-    """One sweep of the mini profile for two checks: ``scancel`` of the array ends the driver (exit 1) with the reason, a
+                                                                                                        small, tmp_path):
+    """One sweep of the small profile for two checks: ``scancel`` of the array ends the driver (exit 1) with the reason, a
     log and how to resume; the same command then resumes, and its task, requeued (as preemption does) while it is running
-    with some of its runs finished, ends with one complete record per run and none of them run twice."""
-    profile, runs = mini(tmp_path), tmp_path / "runs"
+    with some of its runs finished, ends with one complete record per run and none of them run twice.  The runs'
+    arrays, from a copy of the preparation (its array is tested above)."""
+    profile, runs = small.profile, prepared_as(small, tmp_path / "runs")
     options = (*FAST, "--runs-per-task", "100")  # one task holds every run of a phase
     process = driver(profile, runs, *options, cluster=slurm_cluster)
     running = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running task")
@@ -133,10 +137,10 @@ def test_scancel_ends_the_driver_with_the_reason_the_same_command_resumes_and_a_
     for folder, mtime in {**before, **requeued}.items():
         assert (folder / "done").stat().st_mtime_ns == mtime, f"{folder} was run again"
     collected = collect(load_profile(profile), runs)
-    assert collected.missing == [] and len(collected.seeds) == 4
+    assert collected.missing == [] and len(collected.seeds) == len(collect(load_profile(profile), small.runs).seeds)
     for folder in finished(runs):  # one record per run, complete
         assert len(list(folder.glob("record*.json"))) == 1 and not list(folder.glob("*.tmp*")), folder
-    assert len(finished(runs)) == len(collected.trials) + 4
+    assert len(finished(runs)) == len(collected.trials) + len(collected.seeds)
 
 
 def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_cluster, tmp_path, capsys):
