@@ -11,33 +11,30 @@ from tests.tiny import HP
 
 def test_bf16_trains_the_network_in_bfloat16_and_the_ot_loss_in_float32(tiny, monkeypatch):
     itl, factory, costs, data, probes = tiny.itl, tiny.factory, tiny.costs, tiny.data, tiny.probes
-    seen = []
-    original = jtln.ot._OTLossFunction.forward
+    seen, steps = [], []
+    original_forward, original_loss = jtln.ot._OTLossFunction.forward, jtln.methods.Joint.loss
 
     def forward(ctx, x_s, x_t, *args):
         seen.append((x_s.dtype, x_t.dtype))
-        return original(ctx, x_s, x_t, *args)
-
-    monkeypatch.setattr(jtln.ot._OTLossFunction, "forward", staticmethod(forward))
-    _, log = train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes, precision="bf16")
-    assert seen and set(seen) == {(torch.float32, torch.float32)}
-    assert all(np.isfinite(v) for s in log["steps"] for v in s.values())
-    with arithmetic("cpu", "bf16"):
-        logits = torch.nn.Linear(4, 3)(torch.ones(2, 4))
-    assert logits.dtype == torch.bfloat16
-    # the default arithmetic is float32 with no autocast: the network's logits are float32 at every step
-    steps, original_loss = [], jtln.methods.Joint.loss
+        return original_forward(ctx, x_s, x_t, *args)
 
     def loss(self, batch_t, batch_s):
         steps.append((torch.is_autocast_enabled("cpu"), self.network(batch_t[0])[1].dtype))
         return original_loss(self, batch_t, batch_s)
 
+    monkeypatch.setattr(jtln.ot._OTLossFunction, "forward", staticmethod(forward))
     monkeypatch.setattr(jtln.methods.Joint, "loss", loss)
+    _, log = train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes, precision="bf16")
+    assert seen and set(seen) == {(torch.float32, torch.float32)}
+    assert steps and set(steps) == {(True, torch.bfloat16)}  # the spy sees autocast where there is one: it can fail
+    assert all(np.isfinite(v) for s in log["steps"] for v in s.values())
+    with arithmetic("cpu", "bf16"):
+        logits = torch.nn.Linear(4, 3)(torch.ones(2, 4))
+    assert logits.dtype == torch.bfloat16
+    # the default arithmetic is float32 with no autocast: the network's logits are float32 at every step
+    steps.clear()
     train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes)
     assert steps and set(steps) == {(False, torch.float32)}
-    steps.clear()
-    train("jtln_mmd", factory, data, HP, 0, itl.L_s, itl.L_t, C=costs["mmd"], probes=probes, precision="bf16")
-    assert steps and set(steps) == {(True, torch.bfloat16)}  # the spy sees autocast where there is one: it can fail
 
 
 def test_tf32_is_set_for_the_block_only():

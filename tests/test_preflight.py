@@ -78,7 +78,7 @@ def test_the_cache_estimate_is_the_size_of_the_caches_it_foresees(paper_mini):
     from reproduce.profile import load_profile
 
     root, run, tmp_path = paper_mini
-    assert run() == 0
+    assert run(command="sweep") == 0
     written = sum(p.stat().st_size for p in (tmp_path / "runs" / "cache").glob("features-*.pt"))
     estimate = cache_bytes(load_profile(tmp_path / "paper_mini.toml"), root)
     assert 0.95 * written <= estimate <= written
