@@ -195,21 +195,27 @@ def sigterm_raises():
 
 
 def run_locally(todo, workers, progress, workspace):
-    """Run ``todo`` here: in this process (with ``workspace``), or in ``workers`` processes that each keep their own workspace.
+    """Run ``todo`` here: in this process (with ``workspace``), or in worker processes that each keep their own workspace.
 
+    ``workers``: how many processes, or :class:`Workers` that the caller
+    keeps from one call to the next (a sweep's search and seed phases).
     Then every run another sweep held is waited for, and run here if that
     sweep died without finishing it.  ``progress()`` is called once per run.
     """
+    pool = workers if isinstance(workers, Workers) else None
     diverged = []  # refits whose loss left the finite numbers: the others go on, and they are reported together
-    if workers <= 1 or len(todo) <= 1:
+    if (pool.count if pool else workers) <= 1 or len(todo) <= 1:
         for job in todo:
             try:
                 execute(job, workspace)
             except Diverged as error:
                 diverged.append(str(error))
             progress()
+    elif pool is not None:
+        diverged += pool.run(todo, progress)
     else:
-        diverged += _run_in_processes(todo, workers, progress)
+        with contextlib.closing(Workers(workers)) as pool:
+            diverged += pool.run(todo, progress)
     failed = {str(error).split(":")[0] for error in diverged}
     for job in todo:
         if load_record(job.folder, job.inputs) is None and f"{job.dataset}/{job.method} level {job.level} seed {job.index}" not in failed:
@@ -219,10 +225,22 @@ def run_locally(todo, workers, progress, workspace):
 
 
 def _worker(tasks, results, threads):
-    """A worker process: runs the jobs it is sent until it gets None, with one workspace for all of them."""
+    """A worker process: runs the jobs it is sent until it gets None, with one workspace for all of them; an idle worker
+    whose driver died (SIGKILL leaves it no time to send None) ends within a second."""
+    import multiprocessing
+
     torch.set_num_threads(threads)
-    workspace = Workspace()
-    for index, job in iter(tasks.get, None):
+    workspace, driver = Workspace(), multiprocessing.parent_process()
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if driver is not None and not driver.is_alive():
+                return
+            continue
+        if task is None:
+            return
+        index, job = task
         try:
             execute(job, workspace)
             results.put((index, None, None))
@@ -230,44 +248,68 @@ def _worker(tasks, results, threads):
             results.put((index, error, traceback.format_exc()))
 
 
-def _run_in_processes(todo, workers, progress):
-    import multiprocessing
+class Workers:
+    """``count`` worker processes (spawned, each with its share of the cores), started by the first :meth:`run` and kept
+    for the next until :meth:`close`: a sweep's seed phase runs in its search's workers, which have imported torch and
+    loaded the preparations already (starting two again cost ~6 s on two cores)."""
 
-    context = multiprocessing.get_context("spawn")
-    tasks, results = context.Queue(), context.Queue()
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    processes = [context.Process(target=_worker, args=(tasks, results, threads), daemon=True) for _ in range(workers)]
-    for index, job in enumerate(todo):
-        tasks.put((index, job))
-    for _ in processes:
-        tasks.put(None)
-    for process in processes:
-        process.start()
-    diverged = []
-    try:
-        for _ in todo:
-            while True:
-                try:
-                    index, error, trace = results.get(timeout=1.0)
-                    break
-                except queue.Empty:
-                    dead = [p for p in processes if p.exitcode not in (None, 0)]
-                    if dead:
-                        raise RuntimeError(f"a worker process died (exit code {dead[0].exitcode}); finished runs are kept, "
-                                           "and the same command resumes") from None
-            if isinstance(error, Diverged):
-                diverged.append(str(error))
-            elif error is not None:
-                error.add_note(f"in the worker that ran {todo[index].folder}:\n{trace}")
-                raise error
-            progress()
-        for process in processes:
-            process.join()
-        return diverged
-    finally:  # Ctrl-C, SIGTERM or a failed run: end the workers now, not after the queue
-        tasks.cancel_join_thread()  # what is left queued is dropped, not flushed at exit
-        for process in processes:
+    def __init__(self, count):
+        self.count, self._processes, self._tasks, self._results = count, [], None, None
+
+    def _start(self):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._tasks, self._results = context.Queue(), context.Queue()
+        threads = max(1, (os.cpu_count() or 1) // self.count)
+        self._processes = [context.Process(target=_worker, args=(self._tasks, self._results, threads), daemon=True)
+                           for _ in range(self.count)]
+        for process in self._processes:
+            process.start()
+
+    def run(self, todo, progress):
+        """Run ``todo`` in the workers, calling ``progress()`` once per run; the messages of the refits that diverged.
+        Another failure raises, and Ctrl-C or SIGTERM stops: either ends the workers at once."""
+        if not self._processes:
+            self._start()
+        for index, job in enumerate(todo):
+            self._tasks.put((index, job))
+        diverged = []
+        try:
+            for _ in todo:
+                while True:
+                    try:
+                        index, error, trace = self._results.get(timeout=1.0)
+                        break
+                    except queue.Empty:
+                        dead = [p for p in self._processes if p.exitcode is not None]
+                        if dead:
+                            raise RuntimeError(f"a worker process died (exit code {dead[0].exitcode}); finished runs are kept, "
+                                               "and the same command resumes") from None
+                if isinstance(error, Diverged):
+                    diverged.append(str(error))
+                elif error is not None:
+                    error.add_note(f"in the worker that ran {todo[index].folder}:\n{trace}")
+                    raise error
+                progress()
+            return diverged
+        except BaseException:  # Ctrl-C, SIGTERM or a failed run: end the workers now, not after the queue
+            self.close(wait=False)
+            raise
+
+    def close(self, wait=True):
+        """End the workers: once they are idle (``wait``), or at once, dropping what is left queued."""
+        if not self._processes:
+            return
+        if wait:
+            for _ in self._processes:
+                self._tasks.put(None)
+            for process in self._processes:
+                process.join(timeout=30)
+        self._tasks.cancel_join_thread()  # what is left queued is dropped, not flushed at exit
+        for process in self._processes:
             if process.is_alive():
                 process.terminate()
-        for process in processes:
+        for process in self._processes:
             process.join(timeout=30)
+        self._processes = []

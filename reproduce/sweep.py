@@ -10,13 +10,14 @@ matrices, probes), :mod:`reproduce.plan` (which runs, and the selection),
 (as SLURM job arrays), :mod:`reproduce.collect` (the records).
 """
 
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from jtln.atomic import write_atomic
 from reproduce.collect import collect
-from reproduce.execute import DIVERGED_HINT, Diverged, run_jobs, run_locally, sigterm_raises
+from reproduce.execute import DIVERGED_HINT, Diverged, Workers, run_jobs, run_locally, sigterm_raises
 from reproduce.plan import diverged_cells, plan_seeds, plan_trials, select
 from reproduce.prepare import Preparation, Workspace, prepare_all, stored
 from reproduce.profile import check_device
@@ -50,25 +51,27 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
         run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
     workers = workers or profile.run.workers
     trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
-    try:  # SIGTERM or Ctrl-C while preparing or searching: the preparing processes are ended with the sweep
-        with sigterm_raises():
-            if executor == "local":
-                _prepare_locally(profile, workspace, workers, runs, data_root, download)
-        _run(trials, "search trials", profile, executor, workers, slurm, runs, workspace)
-    except BaseException:
-        workspace.close(wait=False)
-        raise
-    workspace.close()
-    trial_records = [load_record(job.folder, job.inputs) for job in trials]  # all finished
-    selection = select(trial_records)
-    failed = diverged_cells(trial_records, selection)
-    try:
-        _run(plan_seeds(profile, runs, selection, data_root, download), "seed runs", profile, executor, workers, slurm, runs,
-             workspace)
-    except Diverged as error:
-        failed_refits = str(error)
-    else:
-        failed_refits = None
+    # the search's worker processes run the seeds too; SIGTERM between the phases also ends them (not only within one)
+    with contextlib.closing(Workers(workers)) as local, sigterm_raises():
+        try:  # SIGTERM or Ctrl-C while preparing or searching: the preparing processes are ended with the sweep
+            with sigterm_raises():
+                if executor == "local":
+                    _prepare_locally(profile, workspace, workers, runs, data_root, download)
+            _run(trials, "search trials", profile, executor, local, slurm, runs, workspace)
+        except BaseException:
+            workspace.close(wait=False)
+            raise
+        workspace.close()
+        trial_records = [load_record(job.folder, job.inputs) for job in trials]  # all finished
+        selection = select(trial_records)
+        failed = diverged_cells(trial_records, selection)
+        try:
+            _run(plan_seeds(profile, runs, selection, data_root, download), "seed runs", profile, executor, local, slurm, runs,
+                 workspace)
+        except Diverged as error:
+            failed_refits = str(error)
+        else:
+            failed_refits = None
     if failed or failed_refits:
         raise Diverged("\n".join(
             [f"{d}/{m} level {level} seed {s}: every search trial diverged, so it has no result:\n" + "\n".join(

@@ -408,6 +408,9 @@ def test_a_parallel_sweep_stops_promptly_on_sigterm_and_ctrl_c_leaves_no_process
 
     parallel, parallel_losses = split(sweep_records(small.profile, runs, "--workers", "2"))
     assert all((folder / "done").stat().st_mtime_ns == mtime for folder, mtime in kept.items())
+    resumed = collect(load_profile(small.profile), runs)  # the seed runs ran in the search's two workers, not in two new ones
+    run_by = {r["run_by"] for r in resumed.trials + resumed.seeds if r["id"] not in {folder.name for folder in kept}}
+    assert len(run_by) <= 2, run_by
     sequential, sequential_losses = split(sweep_records(small.profile, small.runs, None))
     assert len(sequential) == 18 + 2 * 2 * 3 * 2 and len(sequential_losses) == 2 * 2 * 3 * 2  # the trials' curves, one epoch
     assert parallel == sequential
