@@ -17,6 +17,8 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from jtln.atomic import write_atomic
 
 #: the fields a record of each role must carry
@@ -25,6 +27,13 @@ REQUIRED = {
     "seed": ("id", "inputs", "dataset", "method", "level", "seed", "hparams", "best_epoch", "accuracy", "predictions", "labels",
              "versions"),
 }
+
+
+def correct_count(predictions, labels):
+    """How many ``predictions`` equal their ``labels`` (class indices, two sequences of one length): the count a seed
+    record's accuracy is (:func:`reproduce.stats.seed_accuracy`), counted by NumPy (a Python loop over a record's test
+    images took most of the statistics' time)."""
+    return int(np.count_nonzero(np.asarray(predictions) == np.asarray(labels)))
 
 
 def canonical(inputs):
@@ -67,7 +76,7 @@ def problem(record, folder=None):
         predictions, labels = record["predictions"], record["labels"]
         if not (isinstance(predictions, list) and isinstance(labels, list)) or len(predictions) != len(labels) or not labels:
             return "predictions and labels are not two lists of the same, non-zero length"
-        correct = sum(p == t for p, t in zip(predictions, labels)) / len(labels)
+        correct = correct_count(predictions, labels) / len(labels)
         if abs(correct - record["accuracy"]) > 1e-6:  # accuracies are computed in float32
             return f"accuracy {record['accuracy']} disagrees with its predictions ({correct})"
     if record["id"] != run_id(record["inputs"]):

@@ -34,6 +34,7 @@ from scipy import stats
 
 from jtln.methods import METHODS, method_order
 from reproduce.paper import CLAIMS, DEFAULT_PLAYS, PAPER_TABLE2, roles  # noqa: F401 -- the paper's facts, read here
+from reproduce.records import correct_count
 
 #: the tests' level and the power the seeds are planned for
 ALPHA = 0.05
@@ -44,8 +45,7 @@ MIN_SEEDS = 3
 
 def seed_accuracy(record):
     """A seed record's test accuracy from its count of correct test images: equal counts give equal floats (ties are exact)."""
-    predictions, labels = record["predictions"], record["labels"]
-    return sum(p == t for p, t in zip(predictions, labels)) / len(labels)
+    return correct_count(record["predictions"], record["labels"]) / len(record["labels"])
 
 
 def comparisons(methods):
@@ -254,7 +254,7 @@ def log_odds_margin(paper_better, paper_worse, worse):
 def above_chance(records, alpha=ALPHA):
     """Whether a method's test predictions over its seeds are right more often than chance (one over its target classes):
     a one-sided exact binomial test of the pooled correct counts (scipy's ``binomtest``)."""
-    correct = sum(sum(p == t for p, t in zip(r["predictions"], r["labels"])) for r in records)
+    correct = sum(correct_count(r["predictions"], r["labels"]) for r in records)
     total = sum(len(r["labels"]) for r in records)
     chance = 1 / len(records[0]["target_classes"]) if records and records[0].get("target_classes") else None
     if chance is None or total == 0:
