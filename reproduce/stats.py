@@ -54,14 +54,23 @@ def comparisons(methods):
 
 
 def holm(p_values):
-    """Holm-Bonferroni adjusted p-values (statsmodels ``multipletests``); None stays None."""
-    from statsmodels.stats.multitest import multipletests
+    """Holm-Bonferroni adjusted p-values; None stays None.
 
+    Holm's step-down: the i-th smallest of m p-values times m - i (from 0),
+    made non-decreasing, at most 1.  The arithmetic of statsmodels'
+    ``multipletests(method="holm")``, which tests/test_stats.py holds it to
+    bit for bit; not that function, which runs ``gc.collect()`` at every
+    call (statsmodels 0.15: 0.3 s in a process holding a network, seconds
+    per table).
+    """
     present = [i for i, p in enumerate(p_values) if p is not None]
     adjusted = [None] * len(p_values)
     if present:
-        for i, p in zip(present, multipletests([p_values[i] for i in present], alpha=ALPHA, method="holm")[1]):
-            adjusted[i] = float(p)
+        p = np.array([p_values[i] for i in present], dtype=float)
+        order = np.argsort(p)
+        stepped = np.minimum(np.maximum.accumulate(p[order] * np.arange(len(p), 0, -1)), 1.0)
+        for i, value in zip(np.asarray(present)[order], stepped):
+            adjusted[i] = float(value)
     return adjusted
 
 
