@@ -16,7 +16,7 @@ from reproduce.profile import load_profile
 from tests.conftest import MINI_PROFILE
 from tests.test_reproduce import ROOT, deterministic, finished, prepared_as
 
-FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "3"]
+FAST = ["--cpus", "1", "--array-parallelism", "2", "--grace-s", "1"]  # a result is written before its task leaves the queue here
 
 
 def records(profile, runs):
