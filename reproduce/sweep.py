@@ -54,9 +54,8 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     # the search's worker processes run the seeds too; SIGTERM between the phases also ends them (not only within one)
     with contextlib.closing(Workers(workers)) as local, sigterm_raises():
         try:  # SIGTERM or Ctrl-C while preparing or searching: the preparing processes are ended with the sweep
-            with sigterm_raises():
-                if executor == "local":
-                    _prepare_locally(profile, workspace, workers, runs, data_root, download)
+            if executor == "local":
+                _prepare_locally(profile, workspace, workers, runs, data_root, download)
             _run(trials, "search trials", profile, executor, local, slurm, runs, workspace)
         except BaseException:
             workspace.close(wait=False)
@@ -130,14 +129,13 @@ def _run(jobs, what, profile, executor, workers, slurm, runs, workspace):
     todo = [j for j in jobs if load_record(j.folder, j.inputs) is None]
     print(f"sweep {profile.name}: {len(jobs)} {what}, {len(jobs) - len(todo)} done, {len(todo)} to run -> {runs}", flush=True)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=what, unit="run")
-    try:
-        with sigterm_raises():
-            if executor == "slurm":
-                from reproduce.cluster import SlurmOptions, run_array
+    try:  # (SIGTERM raises here: the sweep's sigterm_raises holds from the preparation to the last run)
+        if executor == "slurm":
+            from reproduce.cluster import SlurmOptions, run_array
 
-                run_array(todo, runs, slurm or SlurmOptions(), run_jobs, progress=bar.update, what=what)
-                run_locally([j for j in todo if load_record(j.folder, j.inputs) is None], 1, bar.update, workspace)
-            else:
-                run_locally(todo, workers, bar.update, workspace)
+            run_array(todo, runs, slurm or SlurmOptions(), run_jobs, progress=bar.update, what=what)
+            run_locally([j for j in todo if load_record(j.folder, j.inputs) is None], 1, bar.update, workspace)
+        else:
+            run_locally(todo, workers, bar.update, workspace)
     finally:
         bar.close()
