@@ -1,9 +1,15 @@
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
-import torch
+
+# torch's OpenMP threads wait for work passively: by default they spin between operations, holding both cores through
+# tests that are mostly one thread of Python, which starved the background sweeps (:class:`Sweeps`) and cost the suite
+# ~3 CPU-minutes here. Read when torch loads OpenMP, so set before importing it; the child processes inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 
 if not torch.cuda.is_available():  # the Triton kernels run in Triton's interpreter on CPU tensors (jtln.scaling_triton)
     os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -74,15 +80,9 @@ def slurm_cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory):
-    """One uninterrupted sweep of the smoke profile, and its outputs (shared by the tests that compare against it)."""
-    from reproduce.__main__ import main
-
-    base = tmp_path_factory.mktemp("smoke")
-    env_cache = os.environ.get("JTLN_CACHE")
-    assert main(["all", "--profile", "smoke", "--runs", str(base / "runs"), "--out", str(base / "out")]) == 0
-    assert os.environ.get("JTLN_CACHE") == env_cache
-    return base
+def smoke(request):
+    """One uninterrupted ``all`` of the smoke profile (its ``runs/`` and ``out/``), shared by the tests that compare against it."""
+    return request.config.sweeps.result("smoke")
 
 
 #: a profile of 12 runs (one dataset, two searched methods, two seeds, two trials each) that sweeps in seconds
@@ -115,22 +115,100 @@ SMALL_PROFILE = (MINI_PROFILE.replace('name = "mini"', 'name = "small"')
                  .replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
 
 
+class Small(NamedTuple):
+    profile: Path
+    runs: Path
+
+
 @pytest.fixture(scope="session")
-def small(tmp_path_factory):
+def small(request):
     """The small profile (:data:`SMALL_PROFILE`) and the runs folder of one uninterrupted local sweep of it."""
-    from typing import NamedTuple
+    base = request.config.sweeps.result("small")
+    return Small(base / "small.toml", base / "runs")
 
-    from reproduce.__main__ import main
 
-    class Small(NamedTuple):
-        profile: Path
-        runs: Path
+class Sweeps:
+    """The session's two long sweeps, run as a user runs them (``python -m reproduce``), one after the other in a
+    background process from the end of collection, at the lowest priority: they take the core that the tests, one thread
+    of Python most of the time, leave idle.  The tests that need one run last and wait for it.  Only the sweeps a
+    collected test asks for are run."""
 
-    base = tmp_path_factory.mktemp("small")
-    profile = base / "small.toml"
-    profile.write_text(SMALL_PROFILE)
-    assert main(["sweep", "--profile", str(profile), "--runs", str(base / "runs")]) == 0
-    return Small(profile, base / "runs")
+    COMMANDS = {"smoke": ["all", "--profile", "smoke", "--runs", "{base}/runs", "--out", "{base}/out"],
+                "small": ["sweep", "--profile", "{base}/small.toml", "--runs", "{base}/runs"]}
+
+    def __init__(self, names):
+        import tempfile
+        import threading
+
+        self.base = Path(tempfile.mkdtemp(prefix="jtln-sweeps-"))
+        self.outcomes, self.done = {}, {name: threading.Event() for name in names}
+        (self.base / "small").mkdir()
+        (self.base / "small" / "small.toml").write_text(SMALL_PROFILE)
+        self._process, self._stopped, self._lock = None, False, threading.Lock()
+        threading.Thread(target=self._run, args=(names,), daemon=True).start()
+
+    def _run(self, names):
+        import subprocess
+        import sys
+
+        for name in names:
+            base = self.base / name
+            try:
+                base.mkdir(exist_ok=True)
+                command = ["nice", "-n", "19", sys.executable, "-m", "reproduce",
+                           *(part.format(base=base) for part in self.COMMANDS[name])]
+                with open(base / "log.txt", "w") as log, self._lock:
+                    if self._stopped:
+                        return
+                    self._process = subprocess.Popen(command, cwd=Path(__file__).parents[1], stdout=log,
+                                                     stderr=subprocess.STDOUT, start_new_session=True)  # see close()
+                code = self._process.wait()
+                self.outcomes[name] = "" if code == 0 else f"exit {code}:\n" + (base / "log.txt").read_text()[-5000:]
+            except Exception as error:  # noqa: BLE001 -- reported by the test that needs the sweep
+                self.outcomes[name] = repr(error)
+            finally:
+                self.done[name].set()
+
+    def result(self, name):
+        """The folder of sweep ``name`` once it has finished; a failed sweep fails the test with its output."""
+        if name not in self.done:
+            pytest.fail(f"the {name} sweep was not started: no collected test asked for it")
+        self.done[name].wait()
+        assert self.outcomes[name] == "", f"the {name} sweep failed: {self.outcomes[name]}"
+        return self.base / name
+
+    def close(self):
+        """End a sweep still running (the session was cut short), with the processes it started, and remove the folder."""
+        import shutil
+        import signal
+
+        with self._lock:
+            self._stopped = True
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _needs_a_sweep(item):
+    return any(name in getattr(item, "fixturenames", ()) for name in Sweeps.COMMANDS)
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that need a background sweep run last (otherwise in their order): the sweeps have the whole run to finish."""
+    items.sort(key=_needs_a_sweep)
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    session.config.sweeps = Sweeps([name for name in Sweeps.COMMANDS
+                                    if any(name in getattr(item, "fixturenames", ()) for item in session.items)])
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "sweeps"):
+        config.sweeps.close()
 
 
 @pytest.fixture(scope="module")
