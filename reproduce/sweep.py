@@ -41,19 +41,15 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     runs.mkdir(parents=True, exist_ok=True)
     write_atomic(runs / "profile.toml", Path(profile.path).read_text())
     workspace = Workspace()
-    # prepared once, so that every worker or array task only loads it: here, or on a cluster in a job of its own
-    if executor == "slurm":
-        from reproduce.cluster import SlurmOptions, run_array
-
-        # only the datasets not on disk: a resumed sweep submits no task to load what is there
-        preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups
-                        if not stored(profile, dataset, runs, data_root, download)]
-        run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
     workers = workers or profile.run.workers
-    trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
-    # the search's worker processes run the seeds too; SIGTERM between the phases also ends them (not only within one)
+    # the search's worker processes run the seeds too; SIGTERM from the preparation to the last run ends them, and the
+    # array then running (its tasks cancelled)
     with contextlib.closing(Workers(workers)) as local, sigterm_raises():
         try:  # SIGTERM or Ctrl-C while preparing or searching: the preparing processes are ended with the sweep
+            # prepared once, so that every worker or array task only loads it: here, or on a cluster in a job of its own
+            if executor == "slurm":
+                _prepare_on_the_cluster(profile, runs, data_root, download, slurm)
+            trials = plan_trials(profile, runs, data_root, download)  # dataset by dataset
             if executor == "local":
                 _prepare_locally(profile, workspace, workers, runs, data_root, download)
             _run(trials, "search trials", profile, executor, local, slurm, runs, workspace)
@@ -81,6 +77,15 @@ def sweep(profile, runs=None, data_root=None, download=False, executor="local", 
     if summary:
         print(summary, flush=True)
     return collected
+
+
+def _prepare_on_the_cluster(profile, runs, data_root, download, slurm):
+    """Every dataset not on disk prepared in an array task of its own (a resumed sweep submits none for what is there)."""
+    from reproduce.cluster import SlurmOptions, run_array
+
+    preparations = [Preparation(profile, dataset, str(runs), data_root, download) for dataset in profile.data.groups
+                    if not stored(profile, dataset, runs, data_root, download)]
+    run_array(preparations, runs, replace(slurm or SlurmOptions(), runs_per_task=1), prepare_all, what="preparation")
 
 
 def _prepare_locally(profile, workspace, workers, runs, data_root, download):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -141,6 +142,18 @@ def test_scancel_ends_the_driver_with_the_reason_the_same_command_resumes_and_a_
     for folder in finished(runs):  # one record per run, complete
         assert len(list(folder.glob("record*.json"))) == 1 and not list(folder.glob("*.tmp*")), folder
     assert len(finished(runs)) == len(collected.trials) + len(collected.seeds)
+
+
+def test_sigterm_to_the_driver_while_its_preparation_runs_cancels_the_array(slurm_cluster, tmp_path):
+    """SIGTERM to the driver (as ``kill`` or the driver's own scheduler sends it) while its first array, the preparation,
+    runs: it exits 143 and its array is cancelled, not left running for a driver that is gone."""
+    process = driver(mini(tmp_path), tmp_path / "runs", *FAST, cluster=slurm_cluster)
+    task = wait_for(lambda: array_tasks(slurm_cluster, "RUNNING"), 120, "running preparation task")[0]
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output
+    assert f"submitted job array {task.split('_')[0]} (preparation)" in output, output
+    assert "JobState=CANCELLED" in slurm_cluster.run("scontrol", "-o", "show", "job", task).stdout
 
 
 def test_a_task_that_cannot_be_scheduled_ends_the_driver_with_its_reason(slurm_cluster, tmp_path, capsys):
