@@ -190,20 +190,21 @@ class Sweeps:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _needs_a_sweep(item):
-    return any(name in getattr(item, "fixturenames", ()) for name in Sweeps.COMMANDS)
+def _sweeps_needed(item):
+    """The background sweeps (:class:`Sweeps`) test ``item`` asks for."""
+    return [name for name in Sweeps.COMMANDS if name in getattr(item, "fixturenames", ())]
 
 
 def pytest_collection_modifyitems(items):
     """The tests that need a background sweep run last (otherwise in their order): the sweeps have the whole run to finish."""
-    items.sort(key=_needs_a_sweep)
+    items.sort(key=lambda item: bool(_sweeps_needed(item)))
 
 
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
-    session.config.sweeps = Sweeps([name for name in Sweeps.COMMANDS
-                                    if any(name in getattr(item, "fixturenames", ()) for item in session.items)])
+    needed = {name for item in session.items for name in _sweeps_needed(item)}
+    session.config.sweeps = Sweeps([name for name in Sweeps.COMMANDS if name in needed])
 
 
 def pytest_unconfigure(config):
